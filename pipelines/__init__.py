@@ -1,0 +1,1 @@
+"""Pure ML pipelines: params in, images out. Nothing here imports `studio` or `gradio`."""

@@ -1,0 +1,196 @@
+"""The contract every generator follows: typed params with validation, `load`, and one `__call__`.
+
+A pipeline is pure ML. It never imports `studio` or `gradio`; the studio calls it from a worker process
+with a progress callback and a stop poll (see ARCHITECTURE.md, "The pipeline contract").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, get_args, get_origin
+
+if typing.TYPE_CHECKING:
+    from PIL import Image
+
+OnStep = Callable[[int, int, "Image.Image | None"], None]
+ShouldStop = Callable[[], bool]
+
+
+class PipelineError(RuntimeError):
+    """A pipeline failed for a reason the user can act on; the message is shown as is."""
+
+
+class Interrupted(PipelineError):
+    """The user stopped the job between two steps."""
+
+
+def param(default: Any, *, label: str = "", help: str = "", minimum: float | None = None,
+          maximum: float | None = None, step: float | None = None, multiline: bool = False) -> Any:
+    """A Params field with the hints a UI needs (label, range, step); validation still happens in `check`."""
+    hints = {"label": label, "help": help, "minimum": minimum, "maximum": maximum, "step": step,
+             "multiline": multiline}
+    return field(default=default, metadata={k: v for k, v in hints.items() if v not in (None, "", False)})
+
+
+@dataclass(frozen=True)
+class BaseParams:
+    """Frozen params of one job. Subclasses add fields (use `param(...)`) and extend `check`.
+
+    `from_dict` is the edge where JSON from a browser or an API client becomes typed values: unknown keys,
+    wrong types and out-of-range numbers raise ValueError naming the field. Nothing is clamped silently.
+    """
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> typing.Self:
+        if not isinstance(values, Mapping):
+            raise ValueError(f"params must be an object of name → value, got {type(values).__name__}")
+        hints = typing.get_type_hints(cls)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown parameter `{unknown[0]}`; expected some of: {', '.join(sorted(known))}")
+        coerced = {name: _coerce(name, hints[name], value) for name, value in values.items()}
+        params = cls(**coerced)
+        params.check()
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        """Raise ValueError naming the first bad field. The base checks declared ranges."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
+            if low is not None and value < low:
+                raise ValueError(f"`{f.name}` must be at least {low}, got {value}")
+            if high is not None and value > high:
+                raise ValueError(f"`{f.name}` must be at most {high}, got {value}")
+
+    def a1111_fields(self) -> dict[str, Any]:
+        """Key/value pairs for the A1111 `parameters` text beyond prompt and seed; subclasses may extend.
+
+        Shared knob names map to A1111's labels; every other field follows under its own name.
+        """
+        labels = {"num_steps": "Steps", "sampler": "Sampler", "cfg_scale": "CFG scale", "clip_skip": "Clip skip",
+                  "strength": "Denoising strength"}
+        values = self.to_dict()
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in ("prompt", "negative_prompt", "width", "height"):
+                continue
+            out[labels.get(name, name)] = value
+        if "width" in values and "height" in values:
+            out["Size"] = f"{values['width']}x{values['height']}"
+        return out
+
+    @classmethod
+    def describe(cls) -> list[dict[str, Any]]:
+        """Each field's name, type, default and UI hints, for building forms and API docs."""
+        hints = typing.get_type_hints(cls)
+        out = []
+        for f in dataclasses.fields(cls):
+            kind, choices = _kind_of(hints[f.name])
+            out.append({"name": f.name, "type": kind, "choices": choices, "default": f.default, **f.metadata})
+        return out
+
+
+def _kind_of(tp: Any) -> tuple[str, list[Any] | None]:
+    if get_origin(tp) is Literal:
+        return "choice", list(get_args(tp))
+    return {bool: "bool", int: "int", float: "float", str: "str"}.get(tp, "json"), None
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    """Accept what JSON and HTML forms send (e.g. 7.0 for an int, "3" for a number) but nothing lossy."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(name, args[0], value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"`{name}` must be true or false, got {value!r}")
+    if tp in (int, float):
+        return _coerce_number(name, tp, value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"`{name}` must be text, got {type(value).__name__}")
+        return value
+    return value
+
+
+def _coerce_number(name: str, tp: type, value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise ValueError(f"`{name}` must be a number, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"`{name}` must be a number, got {value!r}") from None
+    if not isinstance(value, (int, float)):
+        raise ValueError(f"`{name}` must be a number, got {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"`{name}` must be a finite number, got {value}")
+    if tp is int:
+        if float(value) != int(value):
+            raise ValueError(f"`{name}` must be a whole number, got {value}")
+        return int(value)
+    return float(value)
+
+
+@dataclass
+class ImageResult:
+    """What a pipeline hands back: images plus what is needed to reproduce each one.
+
+    `seeds[i]` is the seed that reproduces `images[i]` on its own; `info` holds extra recipe facts
+    (e.g. a warning the user should see, or the scheduler actually used).
+    """
+
+    images: list[Image.Image]
+    seeds: list[int]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.seeds):
+            raise ValueError(f"ImageResult has {len(self.images)} images but {len(self.seeds)} seeds")
+
+
+class Pipeline(ABC):
+    """One generator. `load` builds it once per model (the worker caches it); `__call__` runs one job."""
+
+    kind: ClassVar[str]
+    Params: ClassVar[type[BaseParams]]
+
+    @classmethod
+    @abstractmethod
+    def load(cls, source: str | Path, *, device: str, dtype: str | None = None) -> typing.Self: ...
+
+    @abstractmethod
+    def __call__(self, params: BaseParams, *, seed: int, on_step: OnStep | None = None,
+                 should_stop: ShouldStop | None = None) -> ImageResult: ...
+
+    def nbytes(self) -> int:
+        """Memory the loaded model holds, for the worker's cache budget: the sum over its torch modules."""
+        import torch
+
+        total = 0
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                total += sum(t.numel() * t.element_size() for t in (*value.parameters(), *value.buffers()))
+            elif isinstance(value, torch.Tensor):
+                total += value.numel() * value.element_size()
+        return total

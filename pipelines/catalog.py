@@ -1,0 +1,117 @@
+"""The model catalogue: which pipelines exist and which models each can load, with source, size and licence.
+
+Pipelines register by kind. Models come from the bundled assets, installed packages, a models folder and
+plugin modules; each entry says where its weights are and under which licence they may be used. The
+studio resolves a job's model here before enqueueing, so an unknown model never reaches a worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pipelines.base import Pipeline
+
+logger = logging.getLogger(__name__)
+
+# The four generators of the studio, in tab order, and where each pipeline class lives once it exists.
+CORE_PIPELINES = {
+    "text_to_image": "pipelines.text_to_image:TextToImagePipeline",
+    "gan": "pipelines.gan:GanPipeline",
+    "vae": "pipelines.vae:VaePipeline",
+    "style_transfer": "pipelines.style_transfer:StyleTransferPipeline",
+}
+
+
+class UnknownPipeline(ValueError):
+    def __init__(self, kind: str, known: Iterable[str]) -> None:
+        super().__init__(f"unknown pipeline {kind!r}; available: {', '.join(sorted(known)) or 'none'}")
+
+
+class UnknownModel(ValueError):
+    def __init__(self, model: str, kind: str | None, known: Iterable[str]) -> None:
+        where = f" for {kind}" if kind else ""
+        names = ", ".join(sorted(known)) or "none installed"
+        super().__init__(f"unknown model {model!r}{where}; available: {names}")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    kind: str  # the pipeline kind that loads it
+    source: str  # what Pipeline.load receives: a folder, a file, or a hub id
+    origin: str  # "bundled" | "package" | "hub" | "local" | "plugin"
+    licence: str = "unknown"
+    restriction: str = ""  # shown in the UI beside the model when its licence limits use (e.g. non-commercial)
+    size_bytes: int | None = None  # on disk; None when not downloaded yet
+    description: str = ""
+    hash: str | None = None  # short content hash, recorded with each image
+
+
+def pipeline_path(cls: type[Pipeline]) -> str:
+    """"module:QualName" of a pipeline class, so a worker in another process can import it."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def import_pipeline(path: str) -> type[Pipeline]:
+    module_name, _, qualname = path.partition(":")
+    obj: object = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Pipeline)):
+        raise TypeError(f"{path} is not a Pipeline class")
+    return obj
+
+
+class Catalog:
+    """Pipelines by kind and models by id. Built once per process; `refresh()` rescans model sources."""
+
+    def __init__(self, *, plugins: Iterable[str] = ()) -> None:
+        self._plugins = tuple(plugins)
+        self._pipelines: dict[str, type[Pipeline]] = {}
+        self._models: dict[str, ModelEntry] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        pipelines: dict[str, type[Pipeline]] = {}
+        models: list[ModelEntry] = []
+        for kind, path in CORE_PIPELINES.items():
+            try:
+                pipelines[kind] = import_pipeline(path)
+            except ModuleNotFoundError as e:
+                if e.name != path.partition(":")[0]:
+                    raise  # the pipeline exists but one of its own imports is missing: that is a real error
+        for module_name in self._plugins:
+            module = importlib.import_module(module_name)
+            for cls in getattr(module, "PIPELINES", ()):
+                pipelines[cls.kind] = cls
+            models += list(getattr(module, "MODELS", ()))
+        self._pipelines = pipelines
+        self._models = {m.id: m for m in models}
+        logger.info("catalogue: %d pipelines (%s), %d models", len(pipelines), ", ".join(pipelines), len(models))
+
+    @property
+    def kinds(self) -> list[str]:
+        """Every kind with a tab: the four core generators (installed or not) and plugin pipelines."""
+        return list(CORE_PIPELINES) + [k for k in self._pipelines if k not in CORE_PIPELINES]
+
+    def has_pipeline(self, kind: str) -> bool:
+        return kind in self._pipelines
+
+    def pipeline(self, kind: str) -> type[Pipeline]:
+        try:
+            return self._pipelines[kind]
+        except KeyError:
+            raise UnknownPipeline(kind, self._pipelines) from None
+
+    def models(self, kind: str | None = None) -> list[ModelEntry]:
+        return [m for m in self._models.values() if kind is None or m.kind == kind]
+
+    def model(self, model_id: str, kind: str | None = None) -> ModelEntry:
+        entry = self._models.get(model_id)
+        if entry is None or (kind is not None and entry.kind != kind):
+            raise UnknownModel(model_id, kind, [m.id for m in self.models(kind)])
+        return entry
+

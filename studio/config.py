@@ -1,0 +1,155 @@
+"""StudioConfig: every setting of the studio, typed, with its default, its CLI flag and its ATELIER_* variable.
+
+Precedence: command-line flag > environment variable > default. `parse_config(argv, environ)` is the only
+place that reads either; the rest of the studio receives a StudioConfig.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+ENV_PREFIX = "ATELIER_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def default_data_dir() -> Path:
+    """Per-user data dir: ~/.local/share/atelier on Linux, ~/Library/Application Support/atelier on macOS…"""
+    return Path(platformdirs.user_data_dir("atelier", appauthor=False))
+
+
+@dataclass(frozen=True)
+class StudioConfig:
+    host: str = "127.0.0.1"  # loopback: only this machine can reach the studio unless the user opens it up
+    port: int = 7860  # A1111's port, so clients that assume it find us; the next free one is taken if busy
+    share: bool = False  # Gradio's public share link
+    auth: str | None = None  # "USER:PASS"
+    auth_file: Path | None = None  # one "USER:PASS" per line
+    open_browser: bool = True  # the desktop launch opens the browser once the server is ready
+    data_dir: Path = field(default_factory=default_data_dir)  # gallery, queue, settings
+    models_dir: Path | None = None  # extra local models (diffusers folders, .safetensors files)
+    devices: str = "auto"  # "auto" (each CUDA GPU, else the CPU), "cpu", or "cuda:0,cuda:1"
+    offline: bool = False  # never reach a model hub; a missing model is an error, not a download
+    log_level: str = "info"
+    plugins: tuple[str, ...] = ()  # extra pipeline modules to import ("package.module"), each defining Pipelines
+    max_queue: int = 1000  # pending jobs beyond this are refused ("queue full"), so a flood cannot hang the UI
+    model_memory_gb: float = 6.0  # byte budget of each worker's model cache; least recently used models go first
+    in_process_workers: bool = False  # run workers as threads in the server (tests, debugging); default: processes
+
+    @property
+    def auth_pairs(self) -> list[tuple[str, str]]:
+        """Credentials from --auth and --auth-file, validated (empty list: no login)."""
+        lines: list[str] = []
+        if self.auth:
+            lines.append(self.auth)
+        if self.auth_file:
+            try:
+                text = self.auth_file.read_text(encoding="utf-8")
+            except OSError as e:
+                raise ValueError(f"--auth-file {self.auth_file}: {e.strerror}") from e
+            lines += [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        pairs = []
+        for line in lines:
+            user, sep, password = line.partition(":")
+            if not sep or not user or not password:
+                raise ValueError("credentials must look like USER:PASS (neither part empty)")
+            pairs.append((user, password))
+        return pairs
+
+    def check(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"--port must be between 1 and 65535, got {self.port}")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if self.max_queue < 1:
+            raise ValueError(f"--max-queue must be at least 1, got {self.max_queue}")
+        if self.model_memory_gb <= 0:
+            raise ValueError(f"--model-memory-gb must be positive, got {self.model_memory_gb}")
+        self.auth_pairs  # noqa: B018 -- validates the credentials early, with the flag's name in the message
+
+    @property
+    def logging_level(self) -> int:
+        return getattr(logging, self.log_level.upper())
+
+
+def _env_flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected a yes/no value, got {value!r}")
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    env = os.environ if environ is None else environ
+    d = StudioConfig()
+
+    def default(name: str, fallback: object) -> object:
+        return env.get(ENV_PREFIX + name.upper(), fallback)
+
+    def flag(name: str) -> bool:
+        try:
+            return _env_flag(env.get(ENV_PREFIX + name.upper(), "0"))
+        except ValueError as e:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()}: {e}") from None
+
+    p = argparse.ArgumentParser(
+        prog="launch.py",
+        description="Atelier: an AI art studio in your browser. Every flag can also be set with the "
+        "ATELIER_<FLAG> environment variable (e.g. ATELIER_PORT=7861, ATELIER_NO_BROWSER=1).",
+    )
+    p.add_argument("--host", default=default("host", d.host), help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=default("port", d.port),
+                   help="port; if busy, the next free one is taken (default %(default)s)")
+    p.add_argument("--share", action="store_true", default=flag("share"),
+                   help="also serve through a public Gradio share link")
+    p.add_argument("--auth", metavar="USER:PASS", default=default("auth", None), help="require this login")
+    p.add_argument("--auth-file", metavar="PATH", type=Path, default=default("auth_file", None),
+                   help="require a login from this file (one USER:PASS per line)")
+    p.add_argument("--no-browser", action="store_true", default=flag("no_browser"),
+                   help="do not open the browser when the server is ready")
+    p.add_argument("--data-dir", type=Path, default=default("data_dir", d.data_dir),
+                   help="where the gallery, queue and settings live (default %(default)s)")
+    p.add_argument("--models-dir", type=Path, default=default("models_dir", None),
+                   help="folder with extra local models (diffusers folders, .safetensors files)")
+    p.add_argument("--devices", default=default("devices", d.devices),
+                   help="'auto' (one worker per CUDA GPU, else the CPU), 'cpu', or 'cuda:0,cuda:1'")
+    p.add_argument("--offline", action="store_true", default=flag("offline"),
+                   help="never contact a model hub; missing models are errors")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default=default("log_level", d.log_level))
+    p.add_argument("--plugins", default=default("plugins", ""),
+                   help="comma-separated Python modules defining extra pipelines (e.g. mypkg.pipelines)")
+    p.add_argument("--max-queue", type=int, default=default("max_queue", d.max_queue),
+                   help="most pending jobs accepted at once (default %(default)s)")
+    p.add_argument("--model-memory-gb", type=float, default=default("model_memory_gb", d.model_memory_gb),
+                   help="memory each worker may spend on loaded models (default %(default)s GB)")
+    return p
+
+
+def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> StudioConfig:
+    """CLI flags and ATELIER_* variables → a checked StudioConfig (argparse exits with a message on bad input)."""
+    try:
+        parser = build_parser(environ)
+    except ValueError as e:
+        raise SystemExit(f"launch.py: error: {e}") from None
+    try:
+        ns = parser.parse_args(argv)
+        config = StudioConfig(
+            host=ns.host, port=int(ns.port), share=ns.share, auth=ns.auth,
+            auth_file=Path(ns.auth_file) if ns.auth_file else None, open_browser=not ns.no_browser,
+            data_dir=Path(ns.data_dir).expanduser(), models_dir=Path(ns.models_dir) if ns.models_dir else None,
+            devices=ns.devices, offline=ns.offline, log_level=ns.log_level,
+            plugins=tuple(m.strip() for m in ns.plugins.split(",") if m.strip()),
+            max_queue=int(ns.max_queue), model_memory_gb=float(ns.model_memory_gb),
+        )
+        config.check()
+    except ValueError as e:
+        parser.error(str(e))
+    return config

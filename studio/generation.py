@@ -1,0 +1,106 @@
+"""GenerationService: the one way a request becomes a job and a finished job becomes artworks.
+
+The UI and the REST API both call `submit`: it checks the pipeline, the model and the params at the edge
+(nothing invalid is enqueued), resolves a random seed, and enqueues. The dispatchers call `prepare` (job →
+work order for a worker) and `deliver` (images → gallery, with the full recipe in each PNG).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pipelines.catalog import Catalog, pipeline_path
+from studio import __version__
+from studio.gallery import GalleryStore, Recipe
+from studio.jobs import Job, JobEvent, JobEvents, JobQueue, JobSpec
+from studio.workers.protocol import Finished, WorkOrder
+
+logger = logging.getLogger(__name__)
+
+MAX_SEED = 2**32 - 1  # what torch.Generator.manual_seed and A1111 clients accept
+MAX_PARAMS_CHARS = 100_000  # a recipe is a few hundred bytes; anything near this is an abuse, not a prompt
+
+
+class GenerationService:
+    def __init__(self, queue: JobQueue, catalog: Catalog, gallery: GalleryStore, events: JobEvents) -> None:
+        self.queue = queue
+        self.catalog = catalog
+        self.gallery = gallery
+        self.events = events
+
+    # -- the edge ---------------------------------------------------------------------------------------
+    def build_spec(self, pipeline: str, model: str, params: Mapping[str, Any], seed: int | None = -1, *,
+                   owner: str = "local", priority: int = 0) -> JobSpec:
+        """Validate a request; raise ValueError (naming the field) or UnknownPipeline/UnknownModel."""
+        cls = self.catalog.pipeline(pipeline)
+        self.catalog.model(model, pipeline)
+        if len(repr(params)) > MAX_PARAMS_CHARS:
+            raise ValueError(f"params are too large ({len(repr(params)):,} characters; at most {MAX_PARAMS_CHARS:,})")
+        checked = cls.Params.from_dict(params).to_dict()
+        return JobSpec(pipeline=pipeline, model=model, params=checked, seed=resolve_seed(seed), owner=owner,
+                       priority=priority)
+
+    def submit(self, pipeline: str, model: str, params: Mapping[str, Any], seed: int | None = -1, *,
+               owner: str = "local", priority: int = 0) -> Job:
+        return self.queue.enqueue(self.build_spec(pipeline, model, params, seed, owner=owner, priority=priority))
+
+    def follow(self, job_id: str) -> Iterator[JobEvent | Job]:
+        """Events of one job as they happen; when the hub is silent, the job's stored state (so a final state
+        the hub never saw — a job canceled while pending, or finished before we subscribed — still ends it)."""
+        for event in self.events.follow(job_id):
+            if event is not None:
+                yield event
+                continue
+            job = self.queue.get(job_id)
+            yield job
+            if job.status.finished:
+                return
+
+    # -- the dispatcher's side -------------------------------------------------------------------------
+    def prepare(self, job: Job) -> WorkOrder:
+        cls = self.catalog.pipeline(job.spec.pipeline)
+        entry = self.catalog.model(job.spec.model, job.spec.pipeline)
+        return WorkOrder(job_id=job.id, pipeline=pipeline_path(cls), model=entry.id, source=entry.source,
+                         params=job.spec.params, seed=job.spec.seed)
+
+    def deliver(self, job: Job, result: Finished) -> list[str]:
+        """Write every image with its recipe; ids are deterministic, so a re-run after a crash overwrites."""
+        cls = self.catalog.pipeline(job.spec.pipeline)
+        entry = self.catalog.model(job.spec.model, job.spec.pipeline)
+        a1111 = cls.Params.from_dict(job.spec.params).a1111_fields()
+        created = time.time()
+        ids = []
+        for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
+            recipe = Recipe(
+                pipeline=job.spec.pipeline, model=entry.id, model_hash=entry.hash, params=job.spec.params,
+                seed=seed, owner=job.owner, job_id=job.id, index=index, count=len(result.images),
+                app_version=__version__, a1111=a1111, info={**result.info, "job_seed": job.spec.seed},
+                created_at=created,
+            )
+            ids.append(self.gallery.add(image, recipe).id)
+        return ids
+
+    def settle_recovered(self, jobs: list[Job]) -> None:
+        """After a restart: a re-queued job whose images all reached the gallery is complete, not re-run."""
+        for job in jobs:
+            saved = self.gallery.by_job(job.id)
+            if saved and len(saved) == saved[0].recipe.count and not job.status.finished:
+                self.queue.complete(job.id, [a.id for a in saved])
+                logger.info("job %s had already saved its %d images before the restart", job.id, len(saved))
+
+
+def resolve_seed(seed: int | None) -> int:
+    """-1 (or None) → a fresh random seed, recorded with the job so the image can be reproduced."""
+    if isinstance(seed, float) and seed.is_integer():
+        seed = int(seed)  # HTML number inputs send 42.0
+    if seed is None or seed == -1:
+        return secrets.randbelow(MAX_SEED + 1)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"`seed` must be a whole number, got {seed!r}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"`seed` must be -1 (random) or between 0 and {MAX_SEED}, got {seed}")
+    return seed

@@ -1,0 +1,82 @@
+"""The command line: flags → StudioConfig → services → Gradio app → serve until Ctrl-C, then stop in order."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+
+from studio.config import StudioConfig, parse_config
+
+logger = logging.getLogger("atelier")
+
+PORT_SEARCH = 100  # how many ports after a busy one are tried
+
+
+def find_port(host: str, port: int) -> int:
+    """`port` if free, else the next free one (said in the log); an error naming the range if none is."""
+    for candidate in range(port, min(port + PORT_SEARCH, 65536)):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            try:
+                s.bind((host, candidate))
+            except OSError:
+                continue
+        if candidate != port:
+            logger.warning("port %d is busy; using %d instead", port, candidate)
+        return candidate
+    raise SystemExit(f"launch.py: error: no free port between {port} and {port + PORT_SEARCH - 1} on {host}")
+
+
+def serve(config: StudioConfig, ready: threading.Event | None = None, stop: threading.Event | None = None) -> None:
+    """Run the studio until `stop` is set (or Ctrl-C / SIGTERM); always stops workers before returning."""
+    from studio.services import DataDirBusy, build_services
+    from studio.ui import build_app
+
+    if config.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # inherited by worker processes: the hub client never dials out
+    try:
+        services = build_services(config)
+    except (DataDirBusy, ValueError) as e:
+        raise SystemExit(f"launch.py: error: {e}") from None
+    stop = stop or threading.Event()
+    try:
+        services.start()
+        app = build_app(services)
+        port = find_port(config.host, config.port)
+        app.queue(default_concurrency_limit=8)
+        _, local_url, share_url = app.launch(
+            server_name=config.host, server_port=port, share=config.share, auth=config.auth_pairs or None,
+            inbrowser=config.open_browser, prevent_thread_lock=True, quiet=True,
+            allowed_paths=[str(services.gallery.root)], footer_links=["api", "settings"],
+        )
+        print(f"Atelier is running at {local_url}", flush=True)  # noqa: T201 -- the CLI's one line for the user
+        if share_url:
+            print(f"Public link: {share_url}", flush=True)  # noqa: T201
+        if ready is not None:
+            ready.set()
+        _wait(stop)
+        app.close()
+    finally:
+        logger.info("shutting down: stopping workers")
+        services.stop()
+
+
+def _wait(stop: threading.Event) -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        logger.info("Ctrl-C received")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_config(argv)
+    logging.basicConfig(level=config.logging_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    serve(config)

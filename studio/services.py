@@ -1,0 +1,79 @@
+"""build_services: the composition root. Every service gets what it needs through its constructor here."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from filelock import FileLock, Timeout
+
+from pipelines.catalog import Catalog
+from studio.config import StudioConfig
+from studio.gallery import GalleryStore
+from studio.generation import GenerationService
+from studio.jobs import JobEvents, SqliteJobQueue
+from studio.workers.devices import resolve_devices
+from studio.workers.pool import WorkerPool, make_handles
+
+logger = logging.getLogger(__name__)
+
+
+class DataDirBusy(RuntimeError):
+    pass
+
+
+@dataclass
+class Services:
+    config: StudioConfig
+    catalog: Catalog
+    queue: SqliteJobQueue
+    gallery: GalleryStore
+    events: JobEvents
+    generation: GenerationService
+    pool: WorkerPool
+    _lock: FileLock | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        """Reconcile what a previous run left (files, running jobs), then start the workers."""
+        report = self.gallery.reconcile()
+        recovered = self.queue.recover()
+        if recovered:
+            logger.warning("%d job(s) were running when the studio last stopped", len(recovered))
+        self.generation.settle_recovered(recovered)
+        logger.info("gallery: %d re-indexed, %d missing removed; %d jobs pending", report.indexed, report.removed,
+                    self.queue.pending_count())
+        self.pool.start()
+
+    def stop(self) -> None:
+        self.pool.stop()
+        self.queue.close()
+        self.gallery.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def build_services(config: StudioConfig) -> Services:
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_data_dir(data_dir)
+    devices = resolve_devices(config.devices)
+    catalog = Catalog(plugins=config.plugins)
+    queue = SqliteJobQueue(data_dir / "jobs.db", max_pending=config.max_queue)
+    gallery = GalleryStore(data_dir / "gallery")
+    events = JobEvents()
+    generation = GenerationService(queue, catalog, gallery, events)
+    handles = make_handles(devices, cache_bytes=int(config.model_memory_gb * 1e9), log_level=config.logging_level,
+                           in_process=config.in_process_workers)
+    pool = WorkerPool(handles, queue, events, generation.prepare, generation.deliver)
+    return Services(config, catalog, queue, gallery, events, generation, pool, lock)
+
+
+def _lock_data_dir(data_dir: Path) -> FileLock:
+    """One studio per data dir: two would both 'recover' each other's running jobs."""
+    lock = FileLock(data_dir / "atelier.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise DataDirBusy(f"{data_dir} is in use by another running Atelier; stop it or pass another --data-dir") from None
+    return lock

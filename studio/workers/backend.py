@@ -1,0 +1,182 @@
+"""Worker handles: how the studio reaches one model worker. The dispatcher only uses this interface, so a
+worker may be a local process (the default), a thread in the studio (tests, debugging) or, later, a Ray actor.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+from abc import ABC, abstractmethod
+
+from studio.workers.protocol import WorkerMessage, WorkOrder
+from studio.workers.runner import WorkerRuntime, worker_main
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerHandle(ABC):
+    def __init__(self, name: str, device: str) -> None:
+        self.name = name
+        self.device = device
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def send(self, order: WorkOrder) -> None: ...
+
+    @abstractmethod
+    def recv(self, timeout: float) -> WorkerMessage | None:
+        """The next message, or None after `timeout` (or when the worker died: check `alive`)."""
+
+    @abstractmethod
+    def alive(self) -> bool: ...
+
+    @abstractmethod
+    def exit_reason(self) -> str:
+        """Why a dead worker died, in words for the job's error."""
+
+    @abstractmethod
+    def stop_job(self) -> None:
+        """Ask the running job to stop at its next step."""
+
+    @abstractmethod
+    def clear_stop(self) -> None: ...
+
+    @abstractmethod
+    def kill(self) -> None:
+        """End the worker now (a job ignoring its stop request, or shutdown)."""
+
+    @abstractmethod
+    def shutdown(self, timeout: float) -> None:
+        """Let the worker finish its loop and exit; kill it after `timeout`."""
+
+
+class ProcessWorker(WorkerHandle):
+    """A spawned process (spawn, not fork: CUDA cannot be initialised in a forked child)."""
+
+    def __init__(self, name: str, device: str, cache_bytes: int, log_level: int) -> None:
+        super().__init__(name, device)
+        self._ctx = multiprocessing.get_context("spawn")
+        self._cache_bytes = cache_bytes
+        self._log_level = log_level
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn = None
+        self._cancel = self._ctx.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        self._cancel = self._ctx.Event()
+        self._process = self._ctx.Process(
+            target=worker_main, name=f"atelier-{self.name}", daemon=True,
+            args=(self.name, self.device, child, self._cancel, self._cache_bytes, self._log_level),
+        )
+        self._process.start()
+        child.close()  # so recv() sees EOF when the child dies
+        self._conn = parent
+        logger.info("started worker %s on %s (pid %s)", self.name, self.device, self._process.pid)
+
+    def send(self, order: WorkOrder) -> None:
+        self._conn.send(order)
+
+    def recv(self, timeout: float) -> WorkerMessage | None:
+        try:
+            if self._conn.poll(timeout):
+                return self._conn.recv()
+        except (EOFError, OSError):
+            self._process.join(timeout=5)
+        return None
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def exit_reason(self) -> str:
+        code = self._process.exitcode if self._process else None
+        if code is None:
+            return f"worker {self.name} stopped answering"
+        if code < 0:
+            name = signal.Signals(-code).name
+            hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
+            return f"worker {self.name} on {self.device} died from {name}{hint}"
+        return f"worker {self.name} on {self.device} exited with code {code}"
+
+    def stop_job(self) -> None:
+        self._cancel.set()
+
+    def clear_stop(self) -> None:
+        self._cancel.clear()
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout=5)
+
+    def shutdown(self, timeout: float) -> None:
+        if self._process is None:
+            return
+        if self._process.is_alive():
+            try:
+                self._conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(timeout)
+        self.kill()
+        self._conn.close()
+
+
+class ThreadWorker(WorkerHandle):
+    """The same worker loop on a thread of the studio: no process start-up cost, but no crash isolation."""
+
+    def __init__(self, name: str, device: str, cache_bytes: int) -> None:
+        super().__init__(name, device)
+        self._cache_bytes = cache_bytes
+        self._orders: queue.SimpleQueue[WorkOrder | None] = queue.SimpleQueue()
+        self._messages: queue.SimpleQueue[WorkerMessage] = queue.SimpleQueue()
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        runtime = WorkerRuntime(self.device, self._cache_bytes)
+
+        def loop() -> None:
+            while (order := self._orders.get()) is not None:
+                runtime.run_job(order, self._messages.put, self._cancel.is_set)
+
+        self._thread = threading.Thread(target=loop, name=f"atelier-{self.name}", daemon=True)
+        self._thread.start()
+
+    def send(self, order: WorkOrder) -> None:
+        self._orders.put(order)
+
+    def recv(self, timeout: float) -> WorkerMessage | None:
+        try:
+            return self._messages.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def exit_reason(self) -> str:
+        return f"worker thread {self.name} ended"
+
+    def stop_job(self) -> None:
+        self._cancel.set()
+
+    def clear_stop(self) -> None:
+        self._cancel.clear()
+
+    def kill(self) -> None:
+        self._cancel.set()  # a thread cannot be killed; the job stops at its next step
+
+    def shutdown(self, timeout: float) -> None:
+        self._orders.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)

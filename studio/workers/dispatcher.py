@@ -1,0 +1,139 @@
+"""Dispatcher: one thread per worker that claims jobs from the queue, feeds them to its worker and turns the
+worker's messages into queue updates, events and gallery images. It also supervises: a dead worker is
+detected on the next poll, its job re-queued (once) and the worker restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from studio.jobs import Job, JobEvent, JobEvents, JobQueue
+from studio.workers.backend import WorkerHandle
+from studio.workers.protocol import Failed, Finished, Progress, WorkOrder
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.2  # how often a silent worker is checked for death and its job for a cancel request
+STOP_GRACE_S = 20.0  # a job asked to stop gets this long to reach its next step before its worker is killed
+PROGRESS_WRITE_S = 0.5  # progress is persisted at most this often (events go out at every step)
+
+
+class Dispatcher(threading.Thread):
+    def __init__(self, handle: WorkerHandle, queue: JobQueue, events: JobEvents,
+                 prepare: Callable[[Job], WorkOrder], deliver: Callable[[Job, Finished], list[str]]) -> None:
+        super().__init__(name=f"dispatch-{handle.name}", daemon=True)
+        self.handle = handle
+        self._queue = queue
+        self._events = events
+        self._prepare = prepare
+        self._deliver = deliver
+        self._stopping = threading.Event()
+        self.current_job: str | None = None
+        self.restarts = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        crashes_in_a_row = 0
+        self.handle.start()
+        while not self._stopping.is_set():
+            if not self.handle.alive():
+                crashes_in_a_row += 1
+                self._restart(backoff_s=min(2.0 ** (crashes_in_a_row - 1), 30.0) - 1.0)
+                continue
+            job = self._queue.claim(self.handle.name)
+            if job is None:
+                self._queue.wait_for_work(timeout=0.5)
+                continue
+            if self._run(job):
+                crashes_in_a_row = 0
+
+    def _restart(self, backoff_s: float) -> None:
+        logger.warning("%s; restarting it", self.handle.exit_reason())
+        if backoff_s > 0 and self._stopping.wait(backoff_s):
+            return
+        self.handle.kill()
+        self.handle.start()
+        self.restarts += 1
+
+    def _run(self, job: Job) -> bool:
+        """Run one claimed job to an end. False when the worker died under it."""
+        self.current_job = job.id
+        try:
+            try:
+                order = self._prepare(job)
+            except (ValueError, LookupError) as e:
+                self._end(job.id, "failed", str(e), self._queue.fail)
+                return True
+            self.handle.clear_stop()
+            self.handle.send(order)
+            self._events.publish(JobEvent(job.id, "started", total=0))
+            return self._follow(job)
+        finally:
+            self.current_job = None
+
+    def _follow(self, job: Job) -> bool:
+        stop_deadline: float | None = None
+        last_write = next_check = 0.0
+        while True:
+            message = self.handle.recv(timeout=POLL_S)
+            now = time.monotonic()
+            if isinstance(message, Progress):
+                if now - last_write >= PROGRESS_WRITE_S or message.step == message.total:
+                    self._queue.set_progress(job.id, message.step, message.total)
+                    last_write = now
+                self._events.publish(JobEvent(job.id, "progress", message.step, message.total, message.preview))
+            elif isinstance(message, Finished):
+                self._finish(job, message)
+                return True
+            elif isinstance(message, Failed):
+                self._failed(job, message)
+                return True
+            elif not self.handle.alive():
+                self._lost(job)
+                return False
+            # checked on a clock, not only in silence: a job streaming progress must still be stoppable
+            if stop_deadline is None and now >= next_check:
+                next_check = now + POLL_S
+                if self._stopping.is_set() or self._queue.get(job.id).cancel_requested:
+                    self.handle.stop_job()
+                    stop_deadline = now + STOP_GRACE_S
+            elif stop_deadline is not None and now > stop_deadline:
+                logger.warning("job %s ignored its stop request for %.0f s; killing worker %s",
+                               job.id, STOP_GRACE_S, self.handle.name)
+                self.handle.kill()
+                stop_deadline = float("inf")
+
+    def _finish(self, job: Job, message: Finished) -> None:
+        try:
+            image_ids = self._deliver(job, message)
+        except Exception as e:  # noqa: BLE001 -- a gallery failure fails this job; the studio keeps serving
+            logger.exception("saving the images of job %s failed", job.id)
+            self._end(job.id, "failed", f"could not save the images: {e}", self._queue.fail)
+            return
+        self._queue.complete(job.id, image_ids)
+        self._events.publish(JobEvent(job.id, "completed", message="done", image_ids=image_ids))
+
+    def _failed(self, job: Job, message: Failed) -> None:
+        if message.interrupted and self._stopping.is_set() and not self._queue.get(job.id).cancel_requested:
+            self._queue.return_to_queue(job.id)  # the studio is shutting down: run it again next time
+            self._events.publish(JobEvent(job.id, "requeued", message="the studio stopped; the job will resume"))
+        elif message.interrupted:
+            self._queue.mark_canceled(job.id)
+            self._events.publish(JobEvent(job.id, "canceled", message="stopped"))
+        else:
+            self._end(job.id, "failed", message.error, self._queue.fail)
+
+    def _lost(self, job: Job) -> None:
+        reason = self.handle.exit_reason()
+        released = self._queue.release(job.id, reason)
+        kind = {"pending": "requeued", "canceled": "canceled"}.get(released.status, "failed")
+        self._events.publish(JobEvent(job.id, kind, message=released.error or reason))
+
+    def _end(self, job_id: str, kind: str, error: str, mark: Callable[[str, str], Job]) -> None:
+        mark(job_id, error)
+        self._events.publish(JobEvent(job_id, kind, message=error))  # type: ignore[arg-type]

@@ -1,0 +1,62 @@
+"""WorkerPool: one worker per device, each fed by its own dispatcher thread."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from studio.jobs import Job, JobEvents, JobQueue
+from studio.workers.backend import ProcessWorker, ThreadWorker, WorkerHandle
+from studio.workers.dispatcher import Dispatcher
+from studio.workers.protocol import Finished, WorkOrder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    name: str
+    device: str
+    alive: bool
+    current_job: str | None
+    restarts: int
+
+
+def make_handles(devices: list[str], *, cache_bytes: int, log_level: int, in_process: bool) -> list[WorkerHandle]:
+    handles: list[WorkerHandle] = []
+    for device in devices:
+        name = device.replace(":", "")
+        if in_process:
+            handles.append(ThreadWorker(name, device, cache_bytes))
+        else:
+            handles.append(ProcessWorker(name, device, cache_bytes, log_level))
+    return handles
+
+
+class WorkerPool:
+    def __init__(self, handles: list[WorkerHandle], queue: JobQueue, events: JobEvents,
+                 prepare: Callable[[Job], WorkOrder], deliver: Callable[[Job, Finished], list[str]]) -> None:
+        self._dispatchers = [Dispatcher(h, queue, events, prepare, deliver) for h in handles]
+
+    def start(self) -> None:
+        for d in self._dispatchers:
+            d.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking jobs; a running job is asked to stop and goes back to the queue; workers exit."""
+        for d in self._dispatchers:
+            d.stop()
+        for d in self._dispatchers:
+            if d.ident is not None:  # started
+                d.join(timeout)
+            d.handle.shutdown(timeout=10.0)
+        logger.info("workers stopped")
+
+    def status(self) -> list[WorkerStatus]:
+        return [WorkerStatus(d.handle.name, d.handle.device, d.handle.alive(), d.current_job, d.restarts)
+                for d in self._dispatchers]
+
+    @property
+    def handles(self) -> list[WorkerHandle]:
+        return [d.handle for d in self._dispatchers]

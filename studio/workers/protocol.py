@@ -1,0 +1,48 @@
+"""Messages between the studio and a model worker. Plain picklable dataclasses: they cross a process pipe
+today and could cross a Ray object store tomorrow without change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+PREVIEW_SIZE = 256  # previews are downscaled in the worker: they are for eyes, and cross a pipe many times
+
+
+@dataclass(frozen=True)
+class WorkOrder:
+    job_id: str
+    pipeline: str  # "module:Class", imported by the worker
+    model: str  # catalogue id, the cache key
+    source: str  # what Pipeline.load receives
+    params: dict[str, Any]
+    seed: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: str
+    step: int
+    total: int
+    preview: Image.Image | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    job_id: str
+    images: list[Image.Image]
+    seeds: list[int]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: str
+    error: str
+    interrupted: bool = False  # stopped on request, not broken
+
+
+WorkerMessage = Progress | Finished | Failed

@@ -1,0 +1,92 @@
+"""The worker side: load (or reuse) the model, run one job, stream progress, hand back images.
+
+`run_job` is the same for every backend; `worker_main` is the loop of a local worker process, which talks to
+the studio over a pipe and watches a shared flag for "stop this job".
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pipelines.base import Interrupted, Pipeline, PipelineError
+from pipelines.catalog import import_pipeline
+from studio.workers.cache import ModelCache
+from studio.workers.protocol import PREVIEW_SIZE, Failed, Finished, Progress, WorkerMessage, WorkOrder
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.synchronize import Event
+
+    from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    """What a worker keeps between jobs: its device and its model cache."""
+
+    def __init__(self, device: str, cache_bytes: int) -> None:
+        self.device = device
+        self.cache: ModelCache[Pipeline] = ModelCache(cache_bytes, size_of=lambda p: p.nbytes())
+
+    def run_job(self, order: WorkOrder, send: Callable[[WorkerMessage], None],
+                should_stop: Callable[[], bool]) -> None:
+        """Run one order; always ends by sending exactly one Finished or Failed."""
+        try:
+            cls = import_pipeline(order.pipeline)
+            pipe = self.cache.get(f"{order.pipeline}|{order.model}",
+                                  lambda: cls.load(order.source, device=self.device))
+            params = cls.Params.from_dict(order.params)
+
+            def on_step(step: int, total: int, preview: Image.Image | None) -> None:
+                send(Progress(order.job_id, step, total, _small(preview)))
+
+            result = pipe(params, seed=order.seed, on_step=on_step, should_stop=should_stop)
+            if should_stop():
+                # diffusers' interrupt still returns (a partial image): a stopped job keeps nothing
+                raise Interrupted("stopped after the last step")
+        except Interrupted as e:
+            send(Failed(order.job_id, str(e) or "stopped", interrupted=True))
+        except (PipelineError, ValueError) as e:
+            send(Failed(order.job_id, str(e)))
+        except Exception as e:  # noqa: BLE001 -- any bug in a pipeline fails its job, not the worker
+            logger.exception("job %s failed", order.job_id)
+            if _is_out_of_memory(e):
+                self.cache.clear()
+                send(Failed(order.job_id, f"out of memory on {self.device}: try a smaller size or batch"))
+            else:
+                send(Failed(order.job_id, f"{type(e).__name__}: {e}"))
+        else:
+            send(Finished(order.job_id, result.images, result.seeds, result.info))
+
+
+def worker_main(name: str, device: str, conn: Connection, cancel: Event, cache_bytes: int, log_level: int) -> None:
+    """Entry point of a spawned worker process: take orders until told to stop (None) or the pipe closes."""
+    logging.basicConfig(level=log_level, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the studio stops us in order
+    runtime = WorkerRuntime(device, cache_bytes)
+    logger.info("worker %s ready on %s", name, device)
+    while True:
+        try:
+            order: Any = conn.recv()
+        except (EOFError, OSError):
+            break
+        if order is None:
+            break
+        runtime.run_job(order, conn.send, cancel.is_set)
+    logger.info("worker %s stopped", name)
+
+
+def _small(preview: Image.Image | None) -> Image.Image | None:
+    if preview is None:
+        return None
+    preview = preview.copy()
+    preview.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+    return preview
+
+
+def _is_out_of_memory(error: Exception) -> bool:
+    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()

@@ -1,0 +1,45 @@
+"""Shared fixtures: a studio on a temporary data dir with the test pattern pipeline as a plugin."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from studio.config import StudioConfig
+from studio.jobs import Job
+from studio.services import Services, build_services
+
+PLUGIN = "tests.support.pattern"
+
+
+def make_config(data_dir: Path, **changes: object) -> StudioConfig:
+    values: dict[str, object] = {"data_dir": data_dir, "devices": "cpu", "plugins": (PLUGIN,), "open_browser": False,
+                                 "in_process_workers": True, "log_level": "warning"}
+    values.update(changes)
+    return StudioConfig(**values)
+
+
+@pytest.fixture
+def studio(tmp_path: Path) -> Iterator[Services]:
+    """Services with an in-process worker, started."""
+    services = build_services(make_config(tmp_path / "data"))
+    services.start()
+    yield services
+    services.stop()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def wait_finished(services: Services, job_id: str, timeout: float = 60.0) -> Job:
+    return wait_for(lambda: (j := services.queue.get(job_id)).status.finished and j, timeout, f"job {job_id}")

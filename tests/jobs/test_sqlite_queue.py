@@ -1,0 +1,139 @@
+"""The durable queue: ordering, atomic claims (threads and processes), bounds, cancel and restart recovery."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from studio.jobs import JobError, JobNotFound, JobSpec, JobStatus, QueueFull, SqliteJobQueue
+
+
+def spec(n: int = 0, *, owner: str = "local", priority: int = 0) -> JobSpec:
+    return JobSpec(pipeline="pattern", model="pattern-v1", params={"n": n}, seed=n, owner=owner, priority=priority)
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> SqliteJobQueue:
+    q = SqliteJobQueue(tmp_path / "jobs.db", max_pending=5)
+    yield q
+    q.close()
+
+
+def test_claims_by_priority_then_submission_order(queue: SqliteJobQueue) -> None:
+    first, second = queue.enqueue(spec(1)), queue.enqueue(spec(2))
+    urgent = queue.enqueue(spec(3, priority=5))
+    assert [queue.position(j.id) for j in (first, second, urgent)] == [1, 2, 0]
+    claimed = [queue.claim("w").id for _ in range(3)]
+    assert claimed == [urgent.id, first.id, second.id]
+    assert queue.claim("w") is None
+
+
+def test_claim_marks_running_and_keeps_the_spec(queue: SqliteJobQueue) -> None:
+    job = queue.enqueue(spec(7, owner="ana"))
+    claimed = queue.claim("cpu")
+    assert claimed.id == job.id and claimed.status is JobStatus.RUNNING
+    assert claimed.worker == "cpu" and claimed.attempts == 1 and claimed.started_at is not None
+    assert claimed.spec == job.spec and claimed.owner == "ana"
+    assert queue.position(job.id) == -1
+
+
+def test_claim_filters_by_pipeline(queue: SqliteJobQueue) -> None:
+    queue.enqueue(spec(1))
+    assert queue.claim("w", pipelines=["gan"]) is None
+    assert queue.claim("w", pipelines=["pattern"]) is not None
+
+
+def test_full_queue_answers_with_the_number_ahead(queue: SqliteJobQueue) -> None:
+    for i in range(5):
+        queue.enqueue(spec(i))
+    with pytest.raises(QueueFull, match="queue full, 5 jobs ahead"):
+        queue.enqueue(spec(99))
+    assert queue.pending_count() == 5
+    queue.claim("w")  # a running job no longer counts against the bound
+    queue.enqueue(spec(100))
+
+
+def test_progress_complete_and_finished_jobs_stay_finished(queue: SqliteJobQueue) -> None:
+    job = queue.enqueue(spec())
+    queue.claim("w")
+    queue.set_progress(job.id, 3, 4)
+    running = queue.get(job.id)
+    assert (running.step, running.total_steps, running.progress) == (3, 4, 0.75)
+    done = queue.complete(job.id, ["a-0", "a-1"])
+    assert done.status is JobStatus.COMPLETED and done.image_ids == ["a-0", "a-1"] and done.progress == 1
+    with pytest.raises(JobError, match="already completed"):
+        queue.fail(job.id, "late")
+
+
+def test_cancel_pending_at_once_and_running_on_request(queue: SqliteJobQueue) -> None:
+    pending, running = queue.enqueue(spec(1)), queue.enqueue(spec(2))
+    queue.claim("w")  # takes `pending` (older)
+    queue.cancel(running.id)
+    assert queue.get(running.id).status is JobStatus.CANCELED
+    requested = queue.cancel(pending.id)
+    assert requested.status is JobStatus.RUNNING and requested.cancel_requested
+    assert queue.mark_canceled(pending.id).status is JobStatus.CANCELED
+
+
+def test_unknown_job_is_a_clear_error(queue: SqliteJobQueue) -> None:
+    with pytest.raises(JobNotFound, match="no job nope"):
+        queue.get("nope")
+
+
+def test_restart_requeues_running_once_then_fails_and_keeps_pending(tmp_path: Path) -> None:
+    q = SqliteJobQueue(tmp_path / "jobs.db")
+    crashed, waiting = q.enqueue(spec(1)), q.enqueue(spec(2))
+    q.claim("w")
+    q.close()  # the server dies with `crashed` running
+
+    q = SqliteJobQueue(tmp_path / "jobs.db")
+    [recovered] = q.recover()
+    assert recovered.id == crashed.id and recovered.status is JobStatus.PENDING
+    assert "server stopped" in recovered.error
+    assert q.get(waiting.id).status is JobStatus.PENDING
+    assert q.claim("w").id == crashed.id  # it keeps its place at the front
+    q.close()
+
+    q = SqliteJobQueue(tmp_path / "jobs.db")  # and the server dies again under the same job
+    [failed] = q.recover()
+    assert failed.status is JobStatus.FAILED and "second time" in failed.error
+    q.close()
+
+
+def test_orderly_shutdown_returns_a_job_without_counting_the_attempt(queue: SqliteJobQueue) -> None:
+    job = queue.enqueue(spec())
+    queue.claim("w")
+    back = queue.return_to_queue(job.id)
+    assert back.status is JobStatus.PENDING and back.attempts == 0
+
+
+def _claim_all(path: str, worker: str, out: multiprocessing.Queue) -> None:
+    q = SqliteJobQueue(Path(path))
+    claimed = []
+    while (job := q.claim(worker)) is not None:
+        claimed.append(job.id)
+        q.complete(job.id, [])
+    out.put(claimed)
+
+
+@pytest.mark.slow
+def test_concurrent_processes_never_claim_the_same_job(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    q = SqliteJobQueue(path, max_pending=10_000)
+    ids = {q.enqueue(spec(i)).id for i in range(600)}
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_claim_all, args=(str(path), f"p{i}", out)) for i in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    claimed = [job_id for r in results for job_id in r]
+    assert len(claimed) == len(set(claimed)) == 600, "a job was claimed twice or not at all"
+    assert set(claimed) == ids
+    assert sum(1 for r in results if r) >= 2, "the test needs at least two processes actually competing"
+    assert all(j.status is JobStatus.COMPLETED and j.attempts == 1 for j in q.list(limit=1000))
+    q.close()
