@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from filelock import FileLock, Timeout
 
 from pipelines.catalog import Catalog
@@ -75,5 +76,7 @@ def _lock_data_dir(data_dir: Path) -> FileLock:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise DataDirBusy(f"{data_dir} is in use by another running Atelier; stop it or pass another --data-dir") from None
+        raise DataDirBusy(
+            f"{data_dir} is in use by another running Atelier; stop it or pass another --data-dir"
+        ) from None
     return lock

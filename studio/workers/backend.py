@@ -4,6 +4,7 @@ worker may be a local process (the default), a thread in the studio (tests, debu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import queue
@@ -122,10 +123,8 @@ class ProcessWorker(WorkerHandle):
         if self._process is None:
             return
         if self._process.is_alive():
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
             self._process.join(timeout)
         self.kill()
         self._conn.close()

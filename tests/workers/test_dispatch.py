@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
 from pipelines.catalog import UnknownModel, UnknownPipeline
 from studio.gallery import metadata
@@ -32,10 +33,8 @@ def test_same_params_and_seed_give_the_same_pixels(studio: Services) -> None:
     for _ in range(2):
         job = studio.generation.submit("pattern", "pattern-v1", {"palette": "cool"}, seed=7)
         ids.append(wait_finished(studio, job.id).image_ids[0])
-    a, b = (studio.gallery.get(i).path.read_bytes() for i in ids)
-    from PIL import Image
-
-    assert Image.open(studio.gallery.get(ids[0]).path).tobytes() == Image.open(studio.gallery.get(ids[1]).path).tobytes()
+    a, b = (Image.open(studio.gallery.get(i).path) for i in ids)
+    assert a.tobytes() == b.tobytes()
 
 
 def test_unknown_pipeline_or_model_is_refused_before_the_queue(studio: Services) -> None:

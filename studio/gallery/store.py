@@ -1,0 +1,293 @@
+"""GalleryStore: the one gallery API the studio uses, keeping PNG, thumbnail and record consistent.
+
+Order of writes in `add`: PNG (self-describing, via its `atelier` chunk), then thumbnail, then record. A crash
+after the PNG leaves a file that `reconcile` re-indexes from its own chunk; a failure in a later step removes
+what the call wrote. Ids are `<job_id>-<index>`, so re-running a job after a crash overwrites, not duplicates.
+(The write-file-then-record-and-clean-up pattern follows InvokeAI's image service.)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from studio.db import Database
+from studio.gallery.files import (
+    image_relpath,
+    iter_pngs,
+    iter_temp_files,
+    thumb_relpath,
+    unlink_quietly,
+    validate_id,
+    write_png_atomic,
+    write_thumbnail,
+)
+from studio.gallery.metadata import Recipe, png_info, read_recipe
+from studio.gallery.records import (
+    MIGRATIONS,
+    ArtworkFilter,
+    ArtworkNotFound,
+    ArtworkRecord,
+    ArtworkSaveError,
+    GalleryError,
+    GalleryRecords,
+)
+
+logger = logging.getLogger(__name__)
+
+DB_NAME = "gallery.db"
+# Modes PNG stores losslessly. Anything else is the caller's to convert, not ours to guess: Pillow would save CMYK
+# or F not at all and 32-bit "I" silently truncated to 16 bits.
+PNG_MODES = frozenset({"1", "L", "LA", "I;16", "P", "RGB", "RGBA"})
+
+
+@dataclass(frozen=True)
+class Artwork:
+    """One stored image as the studio sees it; paths are absolute."""
+
+    id: str
+    recipe: Recipe
+    path: Path
+    thumb_path: Path
+    width: int
+    height: int
+    favourite: bool
+    created_at: float
+
+    @property
+    def owner(self) -> str:
+        return self.recipe.owner
+
+    @property
+    def pipeline(self) -> str:
+        return self.recipe.pipeline
+
+    @property
+    def model(self) -> str:
+        return self.recipe.model
+
+    @property
+    def prompt(self) -> str:
+        return self.recipe.prompt
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What `reconcile` repaired: PNGs re-indexed, records removed, thumbnails rebuilt, temp files deleted."""
+
+    indexed: int
+    removed: int
+    thumbnails: int = 0
+    temp_files: int = 0
+
+
+def artwork_id_for(recipe: Recipe) -> str:
+    """The id of the image `recipe.index` of job `recipe.job_id`; ValueError if the job id makes it unsafe."""
+    return validate_id(f"{recipe.job_id}-{recipe.index}")
+
+
+class GalleryStore:
+    """Artworks under `root`: images/, thumbs/ and gallery.db. Safe to share between the threads of a process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._db = Database(self.root / DB_NAME, MIGRATIONS)
+        self._records = GalleryRecords(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> GalleryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, image: Image.Image, recipe: Recipe) -> Artwork:
+        """Store `image` with its recipe (PNG with metadata, thumbnail, record) and return it.
+
+        Raises ValueError for an unstorable image mode or unsafe job id (nothing written) and ArtworkSaveError
+        when a write fails (whatever this call wrote is removed again).
+        """
+        new_id = artwork_id_for(recipe)
+        if image.mode not in PNG_MODES:
+            raise ValueError(f"cannot store an image of mode {image.mode!r}: convert it to RGB or RGBA first")
+        rel = image_relpath(new_id, recipe.created_at)
+        png, thumb = self.root / rel, self.root / thumb_relpath(new_id)
+        info = png_info(recipe)  # before any write: a recipe that cannot be serialized fails here
+        previous = self._find(new_id)
+        png_existed, thumb_existed = png.exists(), thumb.exists()
+        try:
+            write_png_atomic(png, image, info)
+        except OSError as e:
+            raise ArtworkSaveError(f"cannot write the image of artwork {new_id}: {e}") from e
+        try:
+            write_thumbnail(thumb, image)
+            record = self._records.upsert(
+                ArtworkRecord(new_id, recipe, rel, thumb_relpath(new_id), image.width, image.height)
+            )
+        except Exception as e:
+            # Files that were there before belong to the existing record (same id): leave them to it.
+            if not png_existed:
+                unlink_quietly(png)
+            if not thumb_existed:
+                unlink_quietly(thumb)
+            if isinstance(e, ArtworkSaveError):
+                raise  # the records layer already named the artwork and the cause
+            raise ArtworkSaveError(f"cannot save artwork {new_id}: {e}") from e
+        if previous is not None and previous.path != rel:
+            # A re-run in another month wrote a new path; the record now points there, so the old file goes.
+            unlink_quietly(self.root / previous.path)
+        return self._artwork(record)
+
+    def get(self, artwork_id: str) -> Artwork:
+        """The artwork with this id; ArtworkNotFound if none, ValueError if the id is malformed."""
+        return self._artwork(self._records.get(validate_id(artwork_id)))
+
+    def page(
+        self, *, owner: str | None = None, pipeline: str | None = None, model: str | None = None,
+        favourite: bool | None = None, query: str | None = None, limit: int = 48, offset: int = 0,
+    ) -> list[Artwork]:
+        """Newest first. `query` is free text searched in prompt, negative prompt and model (prefix on the last
+        word); any text is safe to pass."""
+        filters = ArtworkFilter(owner, pipeline, model, favourite, query)
+        return [self._artwork(r) for r in self._records.page(filters, limit, offset)]
+
+    def count(
+        self, *, owner: str | None = None, pipeline: str | None = None, model: str | None = None,
+        favourite: bool | None = None, query: str | None = None,
+    ) -> int:
+        return self._records.count(ArtworkFilter(owner, pipeline, model, favourite, query))
+
+    def by_job(self, job_id: str) -> list[Artwork]:
+        """The artworks of one job, in job order."""
+        return [self._artwork(r) for r in self._records.by_job(job_id)]
+
+    def set_favourite(self, artwork_id: str, value: bool) -> Artwork:
+        return self._artwork(self._records.set_favourite(validate_id(artwork_id), value))
+
+    def delete(self, artwork_id: str) -> None:
+        """Remove record, PNG and thumbnail together; if a file cannot be removed the record stays.
+
+        The thumbnail goes first: if the PNG then fails, the record is rolled back and still has its PNG
+        (reconcile rebuilds the thumbnail).
+        """
+        validate_id(artwork_id)
+        try:
+            with self._db.transaction():
+                record = self._records.delete(artwork_id)
+                (self.root / record.thumb).unlink(missing_ok=True)
+                (self.root / record.path).unlink(missing_ok=True)
+        except OSError as e:
+            raise GalleryError(f"cannot delete artwork {artwork_id}: {e}") from e
+
+    def reconcile(self, *, temp_min_age_s: float = 60.0) -> ReconcileReport:
+        """Bring records and files back in line after a crash or manual file changes.
+
+        - temp files of interrupted writes older than `temp_min_age_s` are deleted (younger ones may belong to
+          a write in progress in another process);
+        - a record whose PNG is missing is removed, with its thumbnail;
+        - a PNG without a record is re-indexed from its `atelier` chunk (files without one are left alone);
+        - a missing thumbnail is rebuilt from its PNG.
+        """
+        temp_files = self._remove_temp_files(temp_min_age_s)
+        on_disk = {png.relative_to(self.root).as_posix(): png for png in iter_pngs(self.root)}
+        removed = self._remove_missing(set(on_disk))
+        indexed = self._index_orphans(on_disk)
+        thumbnails = self._restore_thumbnails()
+        report = ReconcileReport(indexed=indexed, removed=removed, thumbnails=thumbnails, temp_files=temp_files)
+        logger.info(
+            "gallery reconciled: %d PNGs on disk, %d re-indexed, %d records removed, %d thumbnails rebuilt, "
+            "%d temp files deleted", len(on_disk), indexed, removed, thumbnails, temp_files,
+        )
+        return report
+
+    def _remove_temp_files(self, min_age_s: float) -> int:
+        cutoff, removed = time.time() - min_age_s, 0
+        for temp in iter_temp_files(self.root):
+            try:
+                if temp.stat().st_mtime <= cutoff:
+                    temp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # its write finished (or failed and cleaned up) meanwhile
+            except OSError as e:
+                logger.warning("cannot remove stray temp file %s: %s", temp, e)
+        return removed
+
+    def _remove_missing(self, on_disk: set[str]) -> int:
+        removed = 0
+        for missing_id, rel in self._records.all_paths().items():
+            if rel in on_disk:
+                continue
+            try:
+                record = self._records.delete(missing_id)
+            except ArtworkNotFound:
+                continue  # deleted meanwhile
+            unlink_quietly(self.root / record.thumb)
+            logger.warning("artwork %s: its image %s is missing; removed the record", missing_id, rel)
+            removed += 1
+        return removed
+
+    def _index_orphans(self, on_disk: dict[str, Path]) -> int:
+        recorded = self._records.all_paths()
+        known_paths, indexed = set(recorded.values()), 0
+        for rel, png in sorted(on_disk.items()):
+            if rel in known_paths:
+                continue
+            if png.stem in recorded:
+                logger.warning("%s duplicates artwork %s stored at %s; left alone", rel, png.stem, recorded[png.stem])
+                continue
+            try:
+                indexed += self._index_file(rel, png)
+            except (OSError, ValueError, GalleryError) as e:
+                logger.warning("cannot re-index %s: %s", rel, e)
+        return indexed
+
+    def _index_file(self, rel: str, png: Path) -> int:
+        """Re-create the record of one PNG from its own chunk; 0 when the file is not an Atelier artwork."""
+        validate_id(png.stem)
+        recipe = read_recipe(png)
+        if recipe is None:
+            logger.warning("%s has no Atelier recipe; left alone", rel)
+            return 0
+        if (recorded_id := artwork_id_for(recipe)) != png.stem:
+            logger.warning("%s holds the recipe of artwork %s, not %s; left alone", rel, recorded_id, png.stem)
+            return 0
+        with Image.open(png) as image:
+            width, height = image.size
+        self._records.upsert(ArtworkRecord(png.stem, recipe, rel, thumb_relpath(png.stem), width, height))
+        logger.info("re-indexed %s from its recipe", rel)
+        return 1
+
+    def _restore_thumbnails(self) -> int:
+        rebuilt = 0
+        for thumb_id, (rel, thumb_rel) in self._records.all_files().items():
+            thumb = self.root / thumb_rel
+            if thumb.exists():
+                continue
+            try:
+                with Image.open(self.root / rel) as image:
+                    write_thumbnail(thumb, image)
+                rebuilt += 1
+            except (OSError, ValueError) as e:
+                logger.warning("cannot rebuild the thumbnail of artwork %s: %s", thumb_id, e)
+        return rebuilt
+
+    def _find(self, artwork_id: str) -> ArtworkRecord | None:
+        try:
+            return self._records.get(artwork_id)
+        except ArtworkNotFound:
+            return None
+
+    def _artwork(self, record: ArtworkRecord) -> Artwork:
+        return Artwork(
+            id=record.id, recipe=record.recipe, path=self.root / record.path, thumb_path=self.root / record.thumb,
+            width=record.width, height=record.height, favourite=record.favourite,
+            created_at=record.recipe.created_at,
+        )

@@ -1,0 +1,180 @@
+"""UI event handlers: widget values → service calls → widget values. The one place gr.Error is raised.
+
+Each handler is thin: the services validate and do the work; a handler turns their answers (and their
+errors, which are written for people) into what the widgets show.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from pipelines.catalog import UnknownModel, UnknownPipeline
+from studio.gallery import Artwork, ArtworkNotFound, metadata
+from studio.jobs import Job, JobError, JobEvent, JobStatus
+from studio.services import Services
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 48
+USER_ERRORS = (ValueError, JobError, UnknownModel, UnknownPipeline, ArtworkNotFound)
+
+
+def user_of(request: gr.Request | None) -> str:
+    return (request.username if request is not None else None) or "local"
+
+
+@dataclass
+class GeneratorOutputs:
+    """What one step of a running job shows: status text, live preview, finished images, job id."""
+
+    status: str
+    preview: Any = None
+    images: Any = None
+    job_id: str = ""
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.status, self.preview, gr.skip() if self.images is None else self.images, self.job_id)
+
+
+class Handlers:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    # -- generator tabs ---------------------------------------------------------------------------------
+    def generate(self, kind: str, field_names: Sequence[str], model: str, seed: float, values: Sequence[Any],
+                 request: gr.Request | None) -> Iterator[tuple[Any, ...]]:
+        params = dict(zip(field_names, values, strict=True))
+        try:
+            job = self.services.generation.submit(kind, model, params, seed, owner=user_of(request))
+        except USER_ERRORS as e:
+            raise gr.Error(str(e)) from None
+        yield GeneratorOutputs(self._waiting_text(job), job_id=job.id).as_tuple()
+        for update in self.services.generation.follow(job.id):
+            outputs = self._on_event(job, update) if isinstance(update, JobEvent) else self._on_state(update)
+            if outputs is not None:
+                yield outputs.as_tuple()
+
+    def _on_event(self, job: Job, event: JobEvent) -> GeneratorOutputs | None:
+        if event.kind == "progress":
+            return GeneratorOutputs(f"Step {event.step} of {event.total}", event.preview, job_id=job.id)
+        if event.kind == "started":
+            return GeneratorOutputs("Loading the model and starting…", job_id=job.id)
+        if event.kind == "completed":
+            items = [_gallery_item(self.services.gallery.get(i)) for i in event.image_ids]
+            return GeneratorOutputs(f"Done: {len(items)} image(s) saved to the gallery (seed {job.spec.seed})",
+                                    None, items, job.id)
+        if event.kind == "canceled":
+            return GeneratorOutputs("Stopped.", None, [], job.id)
+        if event.kind == "requeued":
+            return GeneratorOutputs(f"Waiting to run again: {event.message}", job_id=job.id)
+        raise gr.Error(event.message or "the job failed")
+
+    def _on_state(self, job: Job) -> GeneratorOutputs | None:
+        if job.status is JobStatus.PENDING:
+            return GeneratorOutputs(self._waiting_text(job), job_id=job.id)
+        if job.status is JobStatus.CANCELED:
+            return GeneratorOutputs("Stopped.", None, [], job.id)
+        if job.status is JobStatus.FAILED:
+            raise gr.Error(job.error or "the job failed")
+        if job.status is JobStatus.COMPLETED:
+            items = [_gallery_item(self.services.gallery.get(i)) for i in job.image_ids]
+            return GeneratorOutputs(f"Done: {len(items)} image(s) saved to the gallery", None, items, job.id)
+        return None
+
+    def _waiting_text(self, job: Job) -> str:
+        ahead = self.services.queue.position(job.id)
+        return "Queued: next to run" if ahead <= 0 else f"Queued: {ahead} job(s) ahead"
+
+    def stop(self, job_id: str, request: gr.Request | None) -> str:
+        if not job_id:
+            return "Nothing is running."
+        try:
+            job = self.services.queue.get(job_id)
+            if job.owner != user_of(request):
+                raise gr.Error("that job is not yours")
+            job = self.services.queue.cancel(job_id)
+        except USER_ERRORS as e:
+            raise gr.Error(str(e)) from None
+        return "Stopping…" if job.status is JobStatus.RUNNING else f"Job {job.status}."
+
+    # -- gallery ----------------------------------------------------------------------------------------
+    def gallery_page(self, query: str, pipeline: str, model: str, favourites: bool, page: float,
+                     request: gr.Request | None) -> tuple[list[tuple[str, str]], list[str], str]:
+        filters = {"owner": user_of(request), "pipeline": pipeline or None, "model": model or None,
+                   "favourite": True if favourites else None, "query": query.strip() or None}
+        total = self.services.gallery.count(**filters)
+        pages = max(1, -(-total // PAGE_SIZE))
+        page = min(max(1, int(page or 1)), pages)
+        artworks = self.services.gallery.page(**filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        items = [(str(a.thumb_path), _caption(a)) for a in artworks]  # the grid shows thumbnails
+        return items, [a.id for a in artworks], f"Page {page} of {pages} · {total} artwork(s)"
+
+    def artwork(self, image_id: str, request: gr.Request | None) -> Artwork:
+        try:
+            artwork = self.services.gallery.get(image_id)
+        except (ArtworkNotFound, ValueError):
+            raise gr.Error(f"no artwork {image_id!r}") from None
+        if artwork.owner != user_of(request):
+            raise gr.Error(f"no artwork {image_id!r}")  # not "forbidden": do not confirm it exists
+        return artwork
+
+    def detail(self, image_id: str, request: gr.Request | None) -> tuple[str, str, str, dict[str, Any], str, str]:
+        a = self.artwork(image_id, request)
+        star = "★ Unfavourite" if a.favourite else "☆ Favourite"
+        return (image_id, str(a.path), metadata.format_parameters(a.recipe), _recipe_view(a), star, str(a.path))
+
+    def toggle_favourite(self, image_id: str, request: gr.Request | None) -> str:
+        a = self.artwork(image_id, request)
+        updated = self.services.gallery.set_favourite(a.id, not a.favourite)
+        return "★ Unfavourite" if updated.favourite else "☆ Favourite"
+
+    def delete(self, image_id: str, request: gr.Request | None) -> str:
+        a = self.artwork(image_id, request)
+        self.services.gallery.delete(a.id)
+        return f"Deleted {a.id}."
+
+    def reuse(self, image_id: str, request: gr.Request | None) -> tuple[str, str, int, dict[str, Any]]:
+        """(pipeline kind, model, seed, params) of an artwork: what its tab needs to make it again."""
+        recipe = self.artwork(image_id, request).recipe
+        if not self.services.catalog.has_pipeline(recipe.pipeline):
+            raise gr.Error(f"this artwork was made with the {recipe.pipeline} pipeline, which is not installed")
+        return recipe.pipeline, recipe.model, recipe.seed, recipe.params
+
+    # -- models -----------------------------------------------------------------------------------------
+    def models_table(self) -> list[list[Any]]:
+        catalog = self.services.catalog
+        catalog.refresh()
+        return [[m.id, m.kind, m.origin, _size(m.size_bytes), m.licence, m.restriction or "—",
+                 "ready" if catalog.has_pipeline(m.kind) else "pipeline not installed", m.description]
+                for m in catalog.models()]
+
+    def workers_table(self) -> list[list[Any]]:
+        return [[w.name, w.device, "running" if w.alive else "restarting", w.current_job or "idle", w.restarts]
+                for w in self.services.pool.status()]
+
+
+def _gallery_item(a: Artwork) -> tuple[str, str]:
+    return str(a.path), _caption(a)
+
+
+def _caption(a: Artwork) -> str:
+    prompt = a.prompt.strip().splitlines()[0] if a.prompt.strip() else a.pipeline.replace("_", " ")
+    return prompt[:60] + ("…" if len(prompt) > 60 else "")
+
+
+def _recipe_view(a: Artwork) -> dict[str, Any]:
+    r = a.recipe
+    return {"id": a.id, "pipeline": r.pipeline, "model": r.model, "model_hash": r.model_hash, "seed": r.seed,
+            "params": r.params, "size": f"{a.width}x{a.height}", "job": r.job_id, "app_version": r.app_version,
+            "info": r.info}
+
+
+def _size(size_bytes: int | None) -> str:
+    if size_bytes is None:
+        return "—"
+    return f"{size_bytes / 1e9:.2f} GB" if size_bytes >= 1e9 else f"{size_bytes / 1e6:.1f} MB"

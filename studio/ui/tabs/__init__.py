@@ -1,0 +1,1 @@
+"""One module per tab; each builds its widgets and wires them to ui.handlers."""

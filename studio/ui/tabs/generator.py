@@ -1,0 +1,90 @@
+"""A generator tab: model picker, the pipeline's own controls, seed, Generate/Stop, progress and results.
+
+The controls come from the pipeline's Params (type, default, range, label), so a pipeline gets a working
+tab the day it is registered; a tab whose pipeline or models are missing says so plainly instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from studio.ui.forms import field_component
+from studio.ui.handlers import Handlers
+
+TITLES = {"text_to_image": "Text to Image", "gan": "GAN", "vae": "VAE", "style_transfer": "Style Transfer"}
+
+
+def title_of(kind: str) -> str:
+    return TITLES.get(kind, kind.replace("_", " ").title())
+
+
+def _signature(names: list[str]) -> inspect.Signature:
+    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
+    fields = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    return inspect.Signature([request, *fields])
+
+
+@dataclass
+class GeneratorTab:
+    kind: str
+    model: gr.Dropdown | None = None
+    seed: gr.Number | None = None
+    fields: dict[str, gr.components.Component] = field(default_factory=dict)
+
+    @property
+    def installed(self) -> bool:
+        return self.model is not None
+
+
+def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
+    catalog = handlers.services.catalog
+    tab = GeneratorTab(kind)
+    with gr.Tab(title_of(kind), id=kind):
+        if not catalog.has_pipeline(kind):
+            gr.Markdown(f"**{title_of(kind)}** is not part of this version of Atelier yet: no pipeline is "
+                        "installed for it, so there is nothing to generate here.")
+            return tab
+        models = catalog.models(kind)
+        if not models:
+            gr.Markdown(f"No {title_of(kind)} models are installed. Put one under `--models-dir`, or see the "
+                        "Models tab for what Atelier can use.")
+            return tab
+        with gr.Row():
+            with gr.Column(scale=1):
+                tab.model = gr.Dropdown(choices=[m.id for m in models], value=models[0].id, label="Model")
+                restricted = [f"`{m.id}`: {m.restriction}" for m in models if m.restriction]
+                if restricted:
+                    gr.Markdown("Licence limits: " + "; ".join(restricted))
+                for spec in catalog.pipeline(kind).Params.describe():
+                    tab.fields[spec["name"]] = field_component(spec)
+                with gr.Row():
+                    tab.seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", scale=3)
+                    dice = gr.Button("🎲", scale=1, min_width=40)
+                with gr.Row():
+                    generate = gr.Button("Generate", variant="primary")
+                    stop = gr.Button("Stop", variant="stop")
+            with gr.Column(scale=1):
+                status = gr.Markdown("Ready.")
+                preview = gr.Image(label="Preview", type="pil", interactive=False, height=256)
+                results = gr.Gallery(label="Results", columns=2, height=400)
+                job_id = gr.Textbox(visible=False)
+        names = list(tab.fields)
+
+        def run(request: gr.Request, model: str, seed: float, *values: object) -> Iterator[tuple[object, ...]]:
+            yield from handlers.generate(kind, names, model, seed, values, request)
+
+        # API clients see each control under its field's name (`num_steps`), not `param_5`.
+        run.__signature__ = _signature(["model", "seed", *names])  # type: ignore[attr-defined]
+
+        generate.click(
+            run, inputs=[tab.model, tab.seed, *tab.fields.values()],
+            outputs=[status, preview, results, job_id], api_name=f"generate_{kind}", concurrency_limit=None,
+        )
+        stop.click(handlers.stop, inputs=[job_id], outputs=[status], api_name=f"stop_{kind}")
+        dice.click(lambda: -1, outputs=[tab.seed], api_name=f"random_seed_{kind}")
+    return tab
+

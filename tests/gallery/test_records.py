@@ -1,0 +1,95 @@
+"""Records on their own: FTS5 query building, migrations on reopen, paging order and the favourite flag."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from studio.db import Database
+from studio.gallery.records import (
+    MIGRATIONS,
+    ArtworkFilter,
+    ArtworkNotFound,
+    ArtworkRecord,
+    GalleryRecords,
+    fts_query,
+)
+from tests.gallery.conftest import T0, make_recipe
+
+
+def record(job: str, index: int = 0, count: int = 1, **recipe) -> ArtworkRecord:
+    r = make_recipe(job_id=job, index=index, count=count, **recipe)
+    return ArtworkRecord(f"{job}-{index}", r, f"images/2024/06/{job}-{index}.png", f"thumbs/{job}-{index}.webp", 8, 8)
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Iterator[GalleryRecords]:
+    db = Database(tmp_path / "gallery.db", MIGRATIONS)
+    yield GalleryRecords(db)
+    db.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("red fox", '"red" "fox"*'),
+        ('say "hi"', '"say" """hi"""*'),
+        ("AND (", '"AND"*'),
+        ("sd-turbo", '"sd-turbo"*'),
+        ('" * - ( ) : ^', None),
+        ("", None),
+        ("a\x00b", '"a" "b"*'),
+    ],
+)
+def test_fts_query_quotes_every_token(text: str, expected: str | None) -> None:
+    assert fts_query(text) == expected
+
+
+def test_random_user_text_never_breaks_the_search(records: GalleryRecords) -> None:
+    records.upsert(record("j1"))
+    rng = random.Random(0)
+    alphabet = 'ab "*-()^:+{}[],.NEARANDORNOT\x00\t\n\\\'éß🦊'
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert records.count(ArtworkFilter(query=text)) in (0, 1)
+
+
+def test_upsert_keeps_rowid_favourite_and_search_in_sync(records: GalleryRecords) -> None:
+    records.upsert(record("j1"))
+    records.set_favourite("j1-0", True)
+    stored = records.upsert(record("j1", params={"prompt": "a blue whale"}))
+    assert stored.favourite is True
+    assert records.count(ArtworkFilter(query="whale")) == 1
+    assert records.count(ArtworkFilter(query="fox")) == 0  # the old prompt left the index
+    records.delete("j1-0")
+    assert records.count(ArtworkFilter(query="whale")) == 0
+
+
+def test_page_orders_by_time_then_id_and_pages_do_not_overlap(records: GalleryRecords) -> None:
+    for i in range(10):
+        records.upsert(record(f"j{i}", created_at=T0 + i // 3))  # ties in created_at
+    ids = [r.id for r in records.page(ArtworkFilter(), limit=100)]
+    assert ids == ["j9-0", "j8-0", "j7-0", "j6-0", "j5-0", "j4-0", "j3-0", "j2-0", "j1-0", "j0-0"]
+    pages = [r.id for offset in range(0, 10, 4) for r in records.page(ArtworkFilter(), limit=4, offset=offset)]
+    assert pages == ids
+    with pytest.raises(ValueError, match="non-negative"):
+        records.page(ArtworkFilter(), limit=-1)
+
+
+def test_missing_ids_raise_artwork_not_found(records: GalleryRecords) -> None:
+    for call in (records.get, records.delete, lambda i: records.set_favourite(i, True)):
+        with pytest.raises(ArtworkNotFound, match="no artwork nope"):
+            call("nope")
+
+
+def test_reopening_keeps_rows_and_does_not_remigrate(tmp_path: Path) -> None:
+    db = Database(tmp_path / "g.db", MIGRATIONS)
+    GalleryRecords(db).upsert(record("j1"))
+    db.close()
+    reopened = Database(tmp_path / "g.db", MIGRATIONS)
+    assert reopened.query("PRAGMA user_version")[0][0] == len(MIGRATIONS)
+    assert GalleryRecords(reopened).get("j1-0").recipe.job_id == "j1"
+    reopened.close()

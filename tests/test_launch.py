@@ -1,0 +1,133 @@
+"""`python launch.py` for real: serve the UI, drive it with gradio_client, stop it with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from PIL import Image
+
+from studio.gallery import read_recipe
+from studio.jobs import JobStatus, SqliteJobQueue
+from tests.conftest import PLUGIN
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Studio:
+    """A launched studio process and the URL it printed."""
+
+    def __init__(self, data_dir: Path, port: int, *extra: str) -> None:
+        env = {**os.environ, "ATELIER_PLUGINS": PLUGIN, "ATELIER_DEVICES": "cpu"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "launch.py", "--no-browser", "--data-dir", str(data_dir), "--port", str(port),
+             "--log-level", "warning", *extra],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        match = re.search(r"running at (http://\S+)", line)
+        if not match:
+            self.proc.kill()
+            raise AssertionError(f"no URL printed: {line!r}\n{self.proc.stderr.read()}")
+        self.url = match.group(1)
+
+    def interrupt(self, timeout: float = 60) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def launched(tmp_path: Path) -> Iterator[tuple[Studio, Path]]:
+    studio = Studio(tmp_path / "data", free_port())
+    yield studio, tmp_path / "data"
+    if studio.proc.poll() is None:
+        studio.proc.kill()
+        studio.proc.wait()
+
+
+def test_a_job_through_gradio_client_streams_lands_and_can_be_reused(launched: tuple[Studio, Path]) -> None:
+    studio, data_dir = launched
+    client = Client(studio.url, verbose=False)
+    params = {"prompt": "a lighthouse at dusk", "width": 48, "height": 32, "num_images": 1, "num_steps": 5,
+              "step_delay": 0.05, "palette": "cool", "crash": False}
+    job = client.submit(model="pattern-v1", seed=1234, **params, api_name="/generate_pattern")
+    statuses = [update[0] for update in job]
+    assert any(s.startswith("Step 1 of 5") for s in statuses) and any(s.startswith("Step 5 of 5") for s in statuses)
+    status, _, results, job_id = job.outputs()[-1]
+    assert status.startswith("Done: 1 image(s)") and len(results) == 1
+
+    [png] = (data_dir / "gallery" / "images").rglob(f"{job_id}-0.png")
+    with Image.open(png) as image:
+        assert image.size == (48, 32)
+        assert image.text["parameters"].startswith("a lighthouse at dusk\n")
+        assert "Seed: 1234" in image.text["parameters"] and "Size: 48x32" in image.text["parameters"]
+    recipe = read_recipe(png)
+    assert recipe.params == params and recipe.seed == 1234 and recipe.model == "pattern-v1"
+
+    model, seed, *values = client.predict(f"{job_id}-0", api_name="/reuse_settings")
+    assert (model, seed) == ("pattern-v1", 1234) and dict(zip(params, values, strict=True)) == params
+
+    items, page = client.predict("lighthouse", "", "", False, 1, api_name="/gallery_search")
+    assert len(items) == 1 and page.endswith("1 artwork(s)")
+
+
+def test_bad_input_is_refused_with_the_field_named(launched: tuple[Studio, Path]) -> None:
+    studio, _ = launched
+    client = Client(studio.url, verbose=False)
+    with pytest.raises(Exception, match="`width` and `height` must be divisible by 8"):
+        client.predict(model="pattern-v1", seed=1, width=50, api_name="/generate_pattern")
+    with pytest.raises(Exception, match="ghost is not in the list of choices"):
+        client.predict(model="ghost", seed=1, api_name="/generate_pattern")
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_running_job(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    studio = Studio(data_dir, free_port())
+    client = Client(studio.url, verbose=False)
+    job = client.submit(model="pattern-v1", seed=1, num_steps=200, step_delay=0.1, api_name="/generate_pattern")
+    deadline = time.monotonic() + 60
+    while not any(str(u[0]).startswith("Step") for u in job.outputs()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job_id = job.outputs()[-1][3]
+    assert studio.interrupt() == 0
+    queue = SqliteJobQueue(data_dir / "jobs.db")
+    back = queue.get(job_id)
+    assert back.status is JobStatus.PENDING and back.attempts == 0  # it runs again at the next launch
+    assert not list((data_dir / "gallery" / "images").rglob("*.png"))  # nothing half-written
+    queue.close()
+
+
+def test_a_busy_port_is_reported_and_the_next_one_taken(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        busy = blocker.getsockname()[1]
+        studio = Studio(tmp_path / "data", busy)
+        try:
+            assert not studio.url.endswith(f":{busy}/")
+            assert studio.interrupt() == 0
+            assert f"port {busy} is busy" in studio.proc.stderr.read()
+        finally:
+            studio.proc.kill()
+
+
+def test_a_second_studio_on_the_same_data_dir_is_refused(launched: tuple[Studio, Path]) -> None:
+    _, data_dir = launched
+    proc = subprocess.run([sys.executable, "launch.py", "--no-browser", "--data-dir", str(data_dir),
+                           "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "in use by another running Atelier" in proc.stderr
