@@ -1,0 +1,91 @@
+"""Flags, ATELIER_* variables and their errors; the README's commands are the ones CI runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from studio.config import StudioConfig, default_data_dir, parse_config
+from studio.workers.devices import resolve_devices
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_defaults_are_a_local_desktop_launch() -> None:
+    config = parse_config([], {})
+    assert (config.host, config.port, config.share, config.open_browser) == ("127.0.0.1", 7860, False, True)
+    assert config.data_dir == default_data_dir() and config.devices == "auto" and config.auth_pairs == []
+
+
+def test_environment_sets_every_flag_and_the_command_line_wins() -> None:
+    env = {"ATELIER_HOST": "0.0.0.0", "ATELIER_PORT": "8000", "ATELIER_SHARE": "1", "ATELIER_AUTH": "ana:pw",
+           "ATELIER_NO_BROWSER": "yes", "ATELIER_DATA_DIR": "/srv/atelier", "ATELIER_MODELS_DIR": "/srv/models",
+           "ATELIER_DEVICES": "cpu", "ATELIER_OFFLINE": "true", "ATELIER_LOG_LEVEL": "debug",
+           "ATELIER_PLUGINS": "a.b, c.d", "ATELIER_MAX_QUEUE": "5", "ATELIER_MODEL_MEMORY_GB": "1.5"}
+    config = parse_config([], env)
+    assert config == StudioConfig(
+        host="0.0.0.0", port=8000, share=True, auth="ana:pw", open_browser=False, data_dir=Path("/srv/atelier"),
+        models_dir=Path("/srv/models"), devices="cpu", offline=True, log_level="debug", plugins=("a.b", "c.d"),
+        max_queue=5, model_memory_gb=1.5)
+    assert parse_config(["--port", "9000", "--host", "127.0.0.1"], env).port == 9000
+
+
+def test_auth_file_lines_become_credentials(tmp_path: Path) -> None:
+    auth = tmp_path / "users"
+    auth.write_text("# studio users\nana:s3cret:with:colons\n\nben:pw\n")
+    assert parse_config(["--auth-file", str(auth)], {}).auth_pairs == [("ana", "s3cret:with:colons"), ("ben", "pw")]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--port", "70000"], {}, "--port must be between 1 and 65535, got 70000"),
+        (["--auth", "nopassword"], {}, "credentials must look like USER:PASS"),
+        (["--auth-file", "/nonexistent/users"], {}, "--auth-file /nonexistent/users: No such file"),
+        ([], {"ATELIER_SHARE": "maybe"}, "ATELIER_SHARE: expected a yes/no value, got 'maybe'"),
+        ([], {"ATELIER_PORT": "http"}, "argument --port: invalid int value: 'http'"),
+        (["--max-queue", "0"], {}, "--max-queue must be at least 1"),
+    ],
+)
+def test_bad_settings_exit_with_a_message_naming_them(argv, env, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_config(argv, env)
+    assert message in (str(exc.value.code) + capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("gpu", "unknown device 'gpu'"), ("cpu,cpu", "lists a device twice"), ("cuda:7", "cuda:7 not found"),
+     (" , ", "--devices is empty")],
+)
+def test_bad_devices_are_named(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_devices(spec)
+
+
+def test_auto_devices_fall_back_to_the_cpu_without_cuda() -> None:
+    import torch
+
+    expected = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else ["cpu"]
+    assert resolve_devices("auto") == expected
+
+
+def test_help_documents_every_flag() -> None:
+    out = subprocess.run([sys.executable, "launch.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    for flag in ("--host", "--port", "--share", "--auth", "--auth-file", "--no-browser", "--data-dir",
+                 "--models-dir", "--devices", "--offline", "--log-level", "ATELIER_"):
+        assert flag in out
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```bash\n(.+?)\n```", readme)[:2]
+    assert "launch.py" in commands[0] and "pytest" in commands[1]
+    assert readme.index(commands[1]) < readme.index("## ")  # both come before any section
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci[-1] == commands[1]
