@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from studio.config import StudioConfig, parse_config
@@ -21,6 +22,8 @@ def find_port(host: str, port: int) -> int:
     """`port` if free, else the next free one (said in the log); an error naming the range if none is."""
     for candidate in range(port, min(port + PORT_SEARCH, 65536)):
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            if os.name != "nt":  # as uvicorn does: a port in TIME_WAIT after a restart is free (not so on Windows)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, candidate))
             except OSError:
@@ -66,13 +69,18 @@ def serve(config: StudioConfig, ready: threading.Event | None = None, stop: thre
 
 
 def _wait(stop: threading.Event) -> None:
+    """Block until `stop` is set, Ctrl-C, or SIGTERM (turned into the same KeyboardInterrupt as Ctrl-C).
+
+    Polls with sleep rather than stop.wait(): a signal handler running inside Event.wait would deadlock on
+    the event's own lock, and raising from sleep is always safe.
+    """
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        while not stop.wait(0.5):
-            pass
+        while not stop.is_set():
+            time.sleep(0.25)
     except KeyboardInterrupt:
-        logger.info("Ctrl-C received")
+        logger.info("interrupted")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -46,8 +46,8 @@ class Studio:
             raise AssertionError(f"no URL printed: {line!r}\n{self.proc.stderr.read()}")
         self.url = match.group(1)
 
-    def interrupt(self, timeout: float = 60) -> int:
-        self.proc.send_signal(signal.SIGINT)
+    def interrupt(self, timeout: float = 60, how: signal.Signals = signal.SIGINT) -> int:
+        self.proc.send_signal(how)
         return self.proc.wait(timeout)
 
 
@@ -95,7 +95,8 @@ def test_bad_input_is_refused_with_the_field_named(launched: tuple[Studio, Path]
         client.predict(model="ghost", seed=1, api_name="/generate_pattern")
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_the_running_job(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_cleanly_and_keeps_the_running_job(tmp_path: Path, how: signal.Signals) -> None:
     data_dir = tmp_path / "data"
     studio = Studio(data_dir, free_port())
     client = Client(studio.url, verbose=False)
@@ -104,7 +105,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_running_job(tmp_path: Path) -> None:
     while not any(str(u[0]).startswith("Step") for u in job.outputs()) and time.monotonic() < deadline:
         time.sleep(0.1)
     job_id = job.outputs()[-1][3]
-    assert studio.interrupt() == 0
+    assert studio.interrupt(how=how) == 0
     queue = SqliteJobQueue(data_dir / "jobs.db")
     back = queue.get(job_id)
     assert back.status is JobStatus.PENDING and back.attempts == 0  # it runs again at the next launch

@@ -103,10 +103,10 @@ class Handlers:
         return "Stopping…" if job.status is JobStatus.RUNNING else f"Job {job.status}."
 
     # -- gallery ----------------------------------------------------------------------------------------
-    def gallery_page(self, query: str, pipeline: str, model: str, favourites: bool, page: float,
+    def gallery_page(self, query: str | None, pipeline: str | None, model: str | None, favourites: bool, page: float,
                      request: gr.Request | None) -> tuple[list[tuple[str, str]], list[str], str]:
         filters = {"owner": user_of(request), "pipeline": pipeline or None, "model": model or None,
-                   "favourite": True if favourites else None, "query": query.strip() or None}
+                   "favourite": True if favourites else None, "query": (query or "").strip() or None}
         total = self.services.gallery.count(**filters)
         pages = max(1, -(-total // PAGE_SIZE))
         page = min(max(1, int(page or 1)), pages)
@@ -146,9 +146,12 @@ class Handlers:
         return recipe.pipeline, recipe.model, recipe.seed, recipe.params
 
     # -- models -----------------------------------------------------------------------------------------
+    def rescan_models(self) -> list[list[Any]]:
+        self.services.catalog.refresh()
+        return self.models_table()
+
     def models_table(self) -> list[list[Any]]:
         catalog = self.services.catalog
-        catalog.refresh()
         return [[m.id, m.kind, m.origin, _size(m.size_bytes), m.licence, m.restriction or "—",
                  "ready" if catalog.has_pipeline(m.kind) else "pipeline not installed", m.description]
                 for m in catalog.models()]

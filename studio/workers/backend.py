@@ -74,7 +74,7 @@ class ProcessWorker(WorkerHandle):
 
     def start(self) -> None:
         parent, child = self._ctx.Pipe()
-        self._cancel = self._ctx.Event()
+        self._cancel.clear()
         self._process = self._ctx.Process(
             target=worker_main, name=f"atelier-{self.name}", daemon=True,
             args=(self.name, self.device, child, self._cancel, self._cache_bytes, self._log_level),

@@ -63,7 +63,7 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
                     tab.fields[spec["name"]] = field_component(spec)
                 with gr.Row():
                     tab.seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", scale=3)
-                    dice = gr.Button("🎲", scale=1, min_width=40)
+                    dice = gr.Button("Random", scale=1, min_width=60)
                 with gr.Row():
                     generate = gr.Button("Generate", variant="primary")
                     stop = gr.Button("Stop", variant="stop")

@@ -12,10 +12,11 @@ WORKER_COLUMNS = ["Worker", "Device", "State", "Job", "Restarts"]
 
 def build_models_tab(handlers: Handlers) -> tuple[gr.Dataframe, gr.Dataframe, gr.Button]:
     with gr.Tab("Models", id="models"):
-        models = gr.Dataframe(headers=MODEL_COLUMNS, value=handlers.models_table(), interactive=False,
+        models = gr.Dataframe(headers=MODEL_COLUMNS, value=handlers.models_table, interactive=False,
                               label="Models", wrap=True)
-        workers = gr.Dataframe(headers=WORKER_COLUMNS, interactive=False, label="Workers")
+        workers = gr.Dataframe(headers=WORKER_COLUMNS, value=handlers.workers_table, interactive=False,
+                               label="Workers")
         refresh = gr.Button("Rescan models")
-    refresh.click(handlers.models_table, outputs=[models], api_name="list_models").then(
+    refresh.click(handlers.rescan_models, outputs=[models], api_name="list_models").then(
         handlers.workers_table, outputs=[workers], api_name="list_workers")
     return models, workers, refresh
