@@ -20,6 +20,10 @@ if typing.TYPE_CHECKING:
 
 OnStep = Callable[[int, int, "Image.Image | None"], None]
 ShouldStop = Callable[[], bool]
+OnStatus = Callable[[str], None]  # a line for the user while loading (e.g. download progress)
+# Input images of a job (init image, mask, style image…) by the reference its params hold. The studio resolves
+# references before the call, so a pipeline never reads the studio's disk.
+ImageInputs = Mapping[str, "Image.Image"]
 
 
 class PipelineError(RuntimeError):
@@ -31,10 +35,15 @@ class Interrupted(PipelineError):
 
 
 def param(default: Any, *, label: str = "", help: str = "", minimum: float | None = None,
-          maximum: float | None = None, step: float | None = None, multiline: bool = False) -> Any:
-    """A Params field with the hints a UI needs (label, range, step); validation still happens in `check`."""
+          maximum: float | None = None, step: float | None = None, multiline: bool = False,
+          kind: str = "", paint_on: str = "") -> Any:
+    """A Params field with the hints a UI needs (label, range, step); validation still happens in `check`.
+
+    `kind="image"` marks a str field holding a reference to an input image (see `ImageInputs`);
+    `kind="mask"` one holding a mask painted over the image field named by `paint_on`.
+    """
     hints = {"label": label, "help": help, "minimum": minimum, "maximum": maximum, "step": step,
-             "multiline": multiline}
+             "multiline": multiline, "kind": kind, "paint_on": paint_on}
     return field(default=default, metadata={k: v for k, v in hints.items() if v not in (None, "", False)})
 
 
@@ -99,8 +108,18 @@ class BaseParams:
         out = []
         for f in dataclasses.fields(cls):
             kind, choices = _kind_of(hints[f.name])
-            out.append({"name": f.name, "type": kind, "choices": choices, "default": f.default, **f.metadata})
+            meta = dict(f.metadata)
+            kind = meta.pop("kind", kind)
+            out.append({"name": f.name, "type": kind, "choices": choices, "default": f.default, **meta})
         return out
+
+    @classmethod
+    def image_fields(cls) -> list[str]:
+        """Fields that hold input-image references (kind "image" or "mask")."""
+        return [f.name for f in dataclasses.fields(cls) if f.metadata.get("kind") in ("image", "mask")]
+
+    def image_refs(self) -> list[str]:
+        return [ref for name in self.image_fields() if (ref := getattr(self, name))]
 
 
 def _kind_of(tp: Any) -> tuple[str, list[Any] | None]:
@@ -177,11 +196,13 @@ class Pipeline(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, source: str | Path, *, device: str, dtype: str | None = None) -> typing.Self: ...
+    def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
+             **options: Any) -> typing.Self:
+        """Load a model. `options` come from the model's catalogue entry (e.g. allow_pickle)."""
 
     @abstractmethod
     def __call__(self, params: BaseParams, *, seed: int, on_step: OnStep | None = None,
-                 should_stop: ShouldStop | None = None) -> ImageResult: ...
+                 should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult: ...
 
     def nbytes(self) -> int:
         """Memory the loaded model holds, for the worker's cache budget: the sum over its torch modules."""

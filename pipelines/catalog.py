@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from pipelines.base import Pipeline
 
@@ -48,6 +49,7 @@ class ModelEntry:
     size_bytes: int | None = None  # on disk; None when not downloaded yet
     description: str = ""
     hash: str | None = None  # short content hash, recorded with each image
+    load_options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments for Pipeline.load
 
 
 def pipeline_path(cls: type[Pipeline]) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from pipelines.catalog import Catalog, pipeline_path
 from studio import __version__
 from studio.gallery import GalleryStore, Recipe
+from studio.gallery.inputs import InputStore
 from studio.jobs import Job, JobEvent, JobEvents, JobQueue, JobSpec
 from studio.workers.protocol import Finished, WorkOrder
 
@@ -26,10 +27,12 @@ MAX_PARAMS_CHARS = 100_000  # a recipe is a few hundred bytes; anything near thi
 
 
 class GenerationService:
-    def __init__(self, queue: JobQueue, catalog: Catalog, gallery: GalleryStore, events: JobEvents) -> None:
+    def __init__(self, queue: JobQueue, catalog: Catalog, gallery: GalleryStore, inputs: InputStore,
+                 events: JobEvents) -> None:
         self.queue = queue
         self.catalog = catalog
         self.gallery = gallery
+        self.inputs = inputs
         self.events = events
 
     # -- the edge ---------------------------------------------------------------------------------------
@@ -40,8 +43,12 @@ class GenerationService:
         self.catalog.model(model, pipeline)
         if len(repr(params)) > MAX_PARAMS_CHARS:
             raise ValueError(f"params are too large ({len(repr(params)):,} characters; at most {MAX_PARAMS_CHARS:,})")
-        checked = cls.Params.from_dict(params).to_dict()
-        return JobSpec(pipeline=pipeline, model=model, params=checked, seed=resolve_seed(seed), owner=owner,
+        checked = cls.Params.from_dict(params)
+        for name in cls.Params.image_fields():
+            ref = getattr(checked, name)
+            if ref and not self.inputs.exists(ref):
+                raise ValueError(f"`{name}` refers to an input image that is not stored: {ref[:80]!r}")
+        return JobSpec(pipeline=pipeline, model=model, params=checked.to_dict(), seed=resolve_seed(seed), owner=owner,
                        priority=priority)
 
     def submit(self, pipeline: str, model: str, params: Mapping[str, Any], seed: int | None = -1, *,
@@ -64,8 +71,10 @@ class GenerationService:
     def prepare(self, job: Job) -> WorkOrder:
         cls = self.catalog.pipeline(job.spec.pipeline)
         entry = self.catalog.model(job.spec.model, job.spec.pipeline)
+        refs = cls.Params.from_dict(job.spec.params).image_refs()
         return WorkOrder(job_id=job.id, pipeline=pipeline_path(cls), model=entry.id, source=entry.source,
-                         params=job.spec.params, seed=job.spec.seed)
+                         params=job.spec.params, seed=job.spec.seed, load_options=dict(entry.load_options),
+                         inputs={ref: self.inputs.read_bytes(ref) for ref in refs})
 
     def deliver(self, job: Job, result: Finished) -> list[str]:
         """Write every image with its recipe; ids are deterministic, so a re-run after a crash overwrites."""
@@ -76,7 +85,8 @@ class GenerationService:
         ids = []
         for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
             recipe = Recipe(
-                pipeline=job.spec.pipeline, model=entry.id, model_hash=entry.hash, params=job.spec.params,
+                pipeline=job.spec.pipeline, model=entry.id, model_hash=result.info.get("model_hash", entry.hash),
+                params=job.spec.params,
                 seed=seed, owner=job.owner, job_id=job.id, index=index, count=len(result.images),
                 app_version=__version__, a1111=a1111, info={**result.info, "job_seed": job.spec.seed},
                 created_at=created,

@@ -11,6 +11,7 @@ from filelock import FileLock, Timeout
 from pipelines.catalog import Catalog
 from studio.config import StudioConfig
 from studio.gallery import GalleryStore
+from studio.gallery.inputs import InputStore
 from studio.generation import GenerationService
 from studio.jobs import JobEvents, SqliteJobQueue
 from studio.workers.devices import resolve_devices
@@ -29,6 +30,7 @@ class Services:
     catalog: Catalog
     queue: SqliteJobQueue
     gallery: GalleryStore
+    inputs: InputStore
     events: JobEvents
     generation: GenerationService
     pool: WorkerPool
@@ -62,12 +64,13 @@ def build_services(config: StudioConfig) -> Services:
     catalog = Catalog(plugins=config.plugins)
     queue = SqliteJobQueue(data_dir / "jobs.db", max_pending=config.max_queue)
     gallery = GalleryStore(data_dir / "gallery")
+    inputs = InputStore(data_dir / "inputs")
     events = JobEvents()
-    generation = GenerationService(queue, catalog, gallery, events)
+    generation = GenerationService(queue, catalog, gallery, inputs, events)
     handles = make_handles(devices, cache_bytes=int(config.model_memory_gb * 1e9), log_level=config.logging_level,
                            in_process=config.in_process_workers)
     pool = WorkerPool(handles, queue, events, generation.prepare, generation.deliver)
-    return Services(config, catalog, queue, gallery, events, generation, pool, lock)
+    return Services(config, catalog, queue, gallery, inputs, events, generation, pool, lock)
 
 
 def _lock_data_dir(data_dir: Path) -> FileLock:

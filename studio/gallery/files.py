@@ -58,6 +58,11 @@ def write_png_atomic(path: Path, image: Image.Image, pnginfo: PngInfo | None) ->
     _write_atomic(path, lambda f: image.save(f, format="PNG", pnginfo=pnginfo))
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write already-encoded bytes; `path` ends up complete or untouched."""
+    _write_atomic(path, lambda f: f.write(data))
+
+
 def write_thumbnail(path: Path, image: Image.Image, size: int = THUMB_SIZE) -> None:
     """Write a WebP preview whose longest side is `size` (smaller images keep their size), atomically."""
     thumb = image.convert("RGBA" if image.has_transparency_data else "RGB")  # WebP holds only these modes

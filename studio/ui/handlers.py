@@ -60,6 +60,8 @@ class Handlers:
                 yield outputs.as_tuple()
 
     def _on_event(self, job: Job, event: JobEvent) -> GeneratorOutputs | None:
+        if event.kind == "progress" and not event.total:
+            return GeneratorOutputs(event.message or "Loading the model…", job_id=job.id)
         if event.kind == "progress":
             return GeneratorOutputs(f"Step {event.step} of {event.total}", event.preview, job_id=job.id)
         if event.kind == "started":

@@ -86,7 +86,8 @@ class Dispatcher(threading.Thread):
                 if now - last_write >= PROGRESS_WRITE_S or message.step == message.total:
                     self._queue.set_progress(job.id, message.step, message.total)
                     last_write = now
-                self._events.publish(JobEvent(job.id, "progress", message.step, message.total, message.preview))
+                self._events.publish(JobEvent(job.id, "progress", message.step, message.total, message.preview,
+                                              message.message))
             elif isinstance(message, Finished):
                 self._finish(job, message)
                 return True

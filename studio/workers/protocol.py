@@ -20,6 +20,8 @@ class WorkOrder:
     source: str  # what Pipeline.load receives
     params: dict[str, Any]
     seed: int
+    load_options: dict[str, Any] = field(default_factory=dict)  # from the catalogue entry, passed to load()
+    inputs: dict[str, bytes] = field(default_factory=dict)  # input images (PNG) by the reference params hold
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Progress:
     step: int
     total: int
     preview: Image.Image | None = None
+    message: str = ""  # e.g. "Downloading stabilityai/sd-turbo: 1.2 GB" while the model loads
 
 
 @dataclass(frozen=True)

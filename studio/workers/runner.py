@@ -6,6 +6,7 @@ the studio over a pipe and watches a shared flag for "stop this job".
 
 from __future__ import annotations
 
+import io
 import logging
 import signal
 from collections.abc import Callable
@@ -37,16 +38,21 @@ class WorkerRuntime:
         """Run one order; always ends by sending exactly one Finished or Failed."""
         try:
             cls = import_pipeline(order.pipeline)
-            pipe = self.cache.get(f"{order.pipeline}|{order.model}",
-                                  lambda: cls.load(order.source, device=self.device))
             params = cls.Params.from_dict(order.params)
+            inputs = {ref: _decode(data) for ref, data in order.inputs.items()}
+
+            def on_status(message: str) -> None:
+                send(Progress(order.job_id, 0, 0, None, message))
+
+            pipe = self.cache.get(f"{order.pipeline}|{order.model}", lambda: cls.load(
+                order.source, device=self.device, on_status=on_status, **order.load_options))
 
             def on_step(step: int, total: int, preview: Image.Image | None) -> None:
                 send(Progress(order.job_id, step, total, _small(preview)))
 
-            result = pipe(params, seed=order.seed, on_step=on_step, should_stop=should_stop)
-            if should_stop():
-                # diffusers' interrupt still returns (a partial image): a stopped job keeps nothing
+            result = pipe(params, seed=order.seed, on_step=on_step, should_stop=should_stop, inputs=inputs)
+            if should_stop() and not result.info.get("partial"):
+                # diffusers' interrupt still returns (a partial image): kept only when the user asked for it
                 raise Interrupted("stopped after the last step")
         except Interrupted as e:
             send(Failed(order.job_id, str(e) or "stopped", interrupted=True))
@@ -78,6 +84,13 @@ def worker_main(name: str, device: str, conn: Connection, cancel: Event, cache_b
             break
         runtime.run_job(order, conn.send, cancel.is_set)
     logger.info("worker %s stopped", name)
+
+
+def _decode(data: bytes) -> Image.Image:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.copy()
 
 
 def _small(preview: Image.Image | None) -> Image.Image | None:

@@ -12,13 +12,23 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
 
-from pipelines.base import BaseParams, ImageResult, Interrupted, OnStep, Pipeline, ShouldStop, param
+from pipelines.base import (
+    BaseParams,
+    ImageInputs,
+    ImageResult,
+    Interrupted,
+    OnStatus,
+    OnStep,
+    Pipeline,
+    ShouldStop,
+    param,
+)
 from pipelines.catalog import ModelEntry
 
 
@@ -48,11 +58,14 @@ class PatternPipeline(Pipeline):
         self.device = torch.device(device)
 
     @classmethod
-    def load(cls, source: str | Path, *, device: str, dtype: str | None = None) -> PatternPipeline:
+    def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
+             **options: Any) -> PatternPipeline:
+        if on_status is not None:
+            on_status(f"Loading {source}")
         return cls(str(source), device)
 
     def __call__(self, params: PatternParams, *, seed: int, on_step: OnStep | None = None,
-                 should_stop: ShouldStop | None = None) -> ImageResult:
+                 should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
         if params.crash:
             os.kill(os.getpid(), signal.SIGKILL)
         images, seeds = [], []

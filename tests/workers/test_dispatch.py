@@ -19,7 +19,9 @@ def test_job_lands_in_the_gallery_with_its_recipe(studio: Services) -> None:
     assert done.status is JobStatus.COMPLETED, done.error
     assert len(done.image_ids) == 2
     progress = [e for e in events if getattr(e, "kind", None) == "progress"]
-    assert [e.step for e in progress] == list(range(1, 9)) and progress[-1].preview is not None
+    assert progress[0].message == "Loading builtin:pattern" and progress[0].total == 0  # model load status
+    steps = [e for e in progress if e.total]
+    assert [e.step for e in steps] == list(range(1, 9)) and steps[-1].preview is not None
     first = studio.gallery.get(done.image_ids[0])
     assert first.recipe.seed == 42 and studio.gallery.get(done.image_ids[1]).recipe.seed == 43
     assert first.recipe.params["prompt"] == "a red fox" and first.recipe.model_hash == "0123abcd"
@@ -89,6 +91,7 @@ def test_stop_a_running_job(studio: Services) -> None:
 
 def test_cancel_a_pending_job_ends_its_follow(studio: Services) -> None:
     blocker = studio.generation.submit("pattern", "pattern-v1", {"num_steps": 40, "step_delay": 0.05}, seed=1)
+    wait_for(lambda: studio.queue.get(blocker.id).status is JobStatus.RUNNING, what="the first job to start")
     waiting = studio.generation.submit("pattern", "pattern-v1", {}, seed=2)
     assert studio.queue.position(waiting.id) == 0
     studio.queue.cancel(waiting.id)
