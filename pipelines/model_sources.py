@@ -1,0 +1,123 @@
+"""Where a diffusers model comes from: a hub id (downloaded into the standard HF cache on first use), a local
+diffusers folder, or one A1111-style checkpoint file. Each ends as the same text-to-image pipeline."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipelines.base import OnStatus, PipelineError
+from pipelines.hashing import short_file_hash
+
+logger = logging.getLogger(__name__)
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+DOWNLOAD_POLL_S = 1.0
+
+
+def hub_cache_dir() -> Path:
+    """The standard Hugging Face cache, read at call time (so HF_HOME / HF_HUB_CACHE set later still count)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_repo_folder(repo_id: str) -> Path:
+    return hub_cache_dir() / f"models--{repo_id.replace('/', '--')}"
+
+
+def load_diffusers_pipeline(source: str, *, torch_dtype: torch.dtype, on_status: OnStatus | None = None,
+                            allow_pickle: bool = False) -> tuple[Any, str | None]:
+    """(text-to-image pipeline, short model hash or None) for a folder, a checkpoint file or a hub id."""
+    path = Path(source)
+    if path.is_dir():
+        return _from_folder(path, torch_dtype), None
+    if path.is_file():
+        from pipelines.single_file import load_single_file
+
+        if on_status:
+            on_status(f"Loading {path.name}")
+        try:
+            pipe = load_single_file(path, torch_dtype=torch_dtype, allow_pickle=allow_pickle)
+        except ValueError as e:
+            raise PipelineError(str(e)) from None
+        return pipe, short_file_hash(path)
+    if HUB_ID.match(source):
+        folder = _download(source, on_status)
+        return _from_folder(folder, torch_dtype), folder.name[:10]  # the snapshot's commit
+    raise PipelineError(f"model {source!r} is neither a folder, a checkpoint file nor a Hugging Face hub id")
+
+
+def _from_folder(folder: Path, torch_dtype: torch.dtype) -> Any:
+    from diffusers import AutoPipelineForText2Image
+
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise PipelineError(f"{folder} is not a diffusers model folder (no model_index.json)")
+    kwargs: dict[str, Any] = {}
+    if "safety_checker" in json.loads(index.read_text(encoding="utf-8")):
+        # the studio does not filter images; skipping the checker also saves 1.2 GB of memory
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    try:
+        return AutoPipelineForText2Image.from_pretrained(folder, dtype=torch_dtype, local_files_only=True,
+                                                         **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        raise PipelineError(f"cannot load the model in {folder}: {e}") from e
+
+
+def _download(repo_id: str, on_status: OnStatus | None) -> Path:
+    """Fetch (or find in the cache) the files diffusers needs; report progress while bytes arrive."""
+    from diffusers import DiffusionPipeline
+
+    watcher = _DownloadWatcher(repo_id, on_status) if on_status and not hub_offline() else None
+    if watcher:
+        watcher.start()
+    try:
+        return Path(DiffusionPipeline.download(repo_id, cache_dir=hub_cache_dir(), local_files_only=hub_offline()))
+    except Exception as e:  # noqa: BLE001 -- huggingface_hub raises many types; all mean "not available"
+        if hub_offline():
+            raise PipelineError(f"model {repo_id} is not downloaded and Atelier is offline; run once with a "
+                                "network connection (without --offline) to fetch it") from None
+        raise PipelineError(f"cannot download model {repo_id}: {e}") from None
+    finally:
+        if watcher:
+            watcher.stop()
+
+
+class _DownloadWatcher(threading.Thread):
+    """Reports how many bytes of a repo are in the cache, once a second (huggingface_hub's bars are tqdm in
+    the worker's log; the user sees this line instead)."""
+
+    def __init__(self, repo_id: str, on_status: OnStatus) -> None:
+        super().__init__(daemon=True, name=f"download-{repo_id}")
+        self.repo_id, self.on_status = repo_id, on_status
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        blobs = hub_repo_folder(self.repo_id) / "blobs"
+        last = -1
+        while not self._done.wait(DOWNLOAD_POLL_S):
+            size = sum(f.stat().st_size for f in blobs.glob("*") if f.is_file()) if blobs.is_dir() else 0
+            if size != last:
+                self.on_status(f"Downloading {self.repo_id}: {size / 1e9:.2f} GB so far")
+                logger.info("downloading %s: %.2f GB", self.repo_id, size / 1e9)
+                last = size
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=5)

@@ -1,0 +1,293 @@
+"""Text-to-image, img2img and inpainting with Stable Diffusion-family models (diffusers).
+
+One loaded model serves all three modes: the img2img and inpainting pipelines are made from the loaded one
+with diffusers' `from_pipe`, which shares every component (no second copy in memory). Models come from the
+Hugging Face hub (by id), a local diffusers folder, or a single A1111-style `.safetensors` file (see
+`pipelines/single_file.py`). Sampler names are AUTOMATIC1111's, mapped to diffusers schedulers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+
+from pipelines.base import (
+    BaseParams,
+    ImageInputs,
+    ImageResult,
+    Interrupted,
+    OnStatus,
+    OnStep,
+    Pipeline,
+    PipelineError,
+    ShouldStop,
+    param,
+)
+from pipelines.diffusion_utils import (
+    latent_preview,
+    make_scheduler,
+    model_family,
+    pick_dtype,
+)
+from pipelines.model_sources import load_diffusers_pipeline
+
+logger = logging.getLogger(__name__)
+
+Sampler = Literal[
+    "Automatic", "Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M SDE Karras",
+    "DDIM", "LCM", "Heun", "DPM2", "DPM2 a", "UniPC",
+]
+MAX_SIDE = 2048
+MAX_PIXELS = 2048 * 2048  # one 4-megapixel image; larger needs tiling, which the studio does not do yet
+MAX_TOKENS = 75  # CLIP's 77-token window minus the start and end tokens
+MAX_CHUNKS = 8  # SD 1.x prompts are encoded in 75-token chunks (as A1111 does), up to 600 tokens
+MAX_PROMPT_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class TextToImageParams(BaseParams):
+    prompt: str = param("", label="Prompt", multiline=True)
+    negative_prompt: str = param("", label="Negative prompt", multiline=True)
+    sampler: Sampler = param("Euler a", label="Sampler")
+    num_steps: int = param(20, label="Steps", minimum=1, maximum=150, step=1)
+    cfg_scale: float = param(7.0, label="CFG scale", minimum=0.0, maximum=30.0, step=0.5)
+    width: int = param(512, label="Width", minimum=64, maximum=MAX_SIDE, step=8)
+    height: int = param(512, label="Height", minimum=64, maximum=MAX_SIDE, step=8)
+    batch_size: int = param(1, label="Batch size", minimum=1, maximum=8, step=1)
+    batch_count: int = param(1, label="Batch count", minimum=1, maximum=16, step=1)
+    clip_skip: int = param(1, label="Clip skip", minimum=1, maximum=12, step=1,
+                           help="1 uses the text encoder's last layer, 2 the one before (as A1111)")
+    init_image: str = param("", label="Image (img2img / inpaint)", kind="image")
+    mask: str = param("", label="Inpaint mask", kind="mask", paint_on="init_image")
+    strength: float = param(0.75, label="Denoising strength", minimum=0.0, maximum=1.0, step=0.01,
+                            help="img2img and inpaint: how far from the image to go")
+    keep_partial: bool = param(False, label="Keep a partial image when stopped")
+
+    def check(self) -> None:
+        for name in ("prompt", "negative_prompt"):
+            if len(getattr(self, name)) > MAX_PROMPT_CHARS:
+                raise ValueError(f"`{name}` is {len(getattr(self, name)):,} characters; at most {MAX_PROMPT_CHARS:,}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value <= 0 or value % 8:
+                raise ValueError(f"`{name}` must be a positive multiple of 8, got {value}")
+        super().check()
+        if self.width * self.height > MAX_PIXELS:
+            raise ValueError(f"`width` × `height` must be at most {MAX_PIXELS:,} pixels, got "
+                             f"{self.width}x{self.height}")
+        if self.mask and not self.init_image:
+            raise ValueError("`mask` needs an `init_image` to paint on")
+        if self.init_image and self.strength == 0:
+            raise ValueError("`strength` must be above 0 for img2img and inpaint, got 0")
+
+    @property
+    def mode(self) -> Literal["txt2img", "img2img", "inpaint"]:
+        if self.mask:
+            return "inpaint"
+        return "img2img" if self.init_image else "txt2img"
+
+    def a1111_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"Steps": self.num_steps, "Sampler": self.sampler, "CFG scale": self.cfg_scale,
+                                  "Size": f"{self.width}x{self.height}"}
+        if self.clip_skip > 1:
+            fields["Clip skip"] = self.clip_skip
+        if self.batch_size > 1:
+            fields["Batch size"] = self.batch_size
+        if self.init_image:
+            fields["Denoising strength"] = self.strength
+        return fields
+
+
+class TextToImagePipeline(Pipeline):
+    kind = "text_to_image"
+    Params = TextToImageParams
+
+    def __init__(self, pipe: Any, *, device: str, source: str, model_hash: str | None) -> None:
+        self.pipe = pipe  # the text-to-image diffusers pipeline; img2img/inpaint are made from it on demand
+        self.device = device
+        self.source = source
+        self.model_hash = model_hash
+        self.family = model_family(pipe)
+        self._derived: dict[str, Any] = {"txt2img": pipe}
+        self._default_scheduler = pipe.scheduler
+        self._lock = threading.Lock()  # one job at a time per loaded model: schedulers hold per-run state
+
+    @classmethod
+    def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
+             **options: Any) -> TextToImagePipeline:
+        torch_dtype = pick_dtype(device, dtype)
+        pipe, model_hash = load_diffusers_pipeline(str(source), torch_dtype=torch_dtype, on_status=on_status,
+                                                   allow_pickle=bool(options.get("allow_pickle")))
+        pipe.set_progress_bar_config(disable=True)
+        pipe = pipe.to(device)
+        logger.info("loaded %s on %s in %s", source, device, torch_dtype)
+        return cls(pipe, device=device, source=str(source), model_hash=model_hash)
+
+    def nbytes(self) -> int:
+        return sum(sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers()))
+                   for m in self.pipe.components.values() if isinstance(m, torch.nn.Module))
+
+    def __call__(self, params: TextToImageParams, *, seed: int, on_step: OnStep | None = None,
+                 should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
+        with self._lock:
+            return self._run(params, seed, on_step, should_stop or (lambda: False), inputs or {})
+
+    def _run(self, params: TextToImageParams, seed: int, on_step: OnStep | None, should_stop: ShouldStop,
+             inputs: ImageInputs) -> ImageResult:
+        # 1. the sub-pipeline for the mode, sharing the loaded components, with the chosen sampler
+        pipe = self._pipeline_for(params.mode)
+        pipe.scheduler = make_scheduler(params.sampler, self._default_scheduler)
+        warnings: list[str] = []
+        kwargs = {**self._mode_kwargs(params, inputs), **self._prompt_kwargs(params, warnings)}
+        images: list[Image.Image] = []
+        seeds: list[int] = []
+        stopped = False
+        for batch in range(params.batch_count):
+            # 2. one generator per image, so image i of a batch can be reproduced alone from seed + i
+            batch_seeds = [seed + batch * params.batch_size + i for i in range(params.batch_size)]
+            generators = [torch.Generator(device="cpu").manual_seed(s) for s in batch_seeds]
+            callback = _StepCallback(on_step, should_stop, batch, params.batch_count, self.family)
+            # 3. denoise; the callback reports each step with a cheap preview and interrupts on Stop
+            output = pipe(
+                num_inference_steps=params.num_steps, guidance_scale=params.cfg_scale,
+                num_images_per_prompt=params.batch_size, generator=generators, callback_on_step_end=callback,
+                callback_on_step_end_tensor_inputs=["latents"], **kwargs,
+            )
+            # 4. a stopped run still decodes what it had: keep it only when the user asked for it
+            if callback.not_finite:
+                raise PipelineError(f"the model produced NaN values at step {callback.last_step} (in half precision "
+                                    "some models overflow): try fewer CFG, another sampler, or fp32")
+            if callback.stopped:
+                stopped = True
+                if not params.keep_partial:
+                    raise Interrupted(f"stopped at step {callback.last_step} of {params.num_steps}")
+            images += [_overlay(img, kwargs) for img in output.images] if params.mode == "inpaint" else output.images
+            seeds += batch_seeds
+            if stopped:
+                break
+        info: dict[str, Any] = {"mode": params.mode, "model_hash": self.model_hash, "family": self.family}
+        if warnings:
+            info["warnings"] = warnings
+        if stopped:
+            info["partial"] = True
+        return ImageResult(images=images, seeds=seeds, info=info)
+
+    def _pipeline_for(self, mode: str) -> Any:
+        if mode not in self._derived:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            auto = AutoPipelineForImage2Image if mode == "img2img" else AutoPipelineForInpainting
+            derived = auto.from_pipe(self.pipe)  # shares unet, vae, text encoders: no second copy
+            derived.set_progress_bar_config(disable=True)
+            self._derived[mode] = derived
+        return self._derived[mode]
+
+    def _mode_kwargs(self, params: TextToImageParams, inputs: ImageInputs) -> dict[str, Any]:
+        size = (params.width, params.height)
+        if params.mode == "txt2img":
+            return {"width": params.width, "height": params.height}
+        image = _input(inputs, params.init_image, "init_image").convert("RGB")
+        if image.size != size:
+            image = image.resize(size, Image.Resampling.LANCZOS)  # as A1111's "just resize"
+        kwargs: dict[str, Any] = {"image": image, "strength": params.strength}
+        if params.mode == "inpaint":
+            mask = _input(inputs, params.mask, "mask")
+            mask = (mask.getchannel("A") if "A" in mask.getbands() else mask.convert("L")).resize(size)
+            kwargs.update(mask_image=mask, width=params.width, height=params.height)
+        return kwargs
+
+    def _prompt_kwargs(self, params: TextToImageParams, warnings: list[str]) -> dict[str, Any]:
+        """SD 1.x: our own encoding, in 75-token chunks (long prompts keep every word) with A1111's clip skip.
+        SDXL: diffusers' two-encoder encoding, which truncates at 77 tokens; the user is told."""
+        if self.family != "sd":
+            for name in ("prompt", "negative_prompt"):
+                count = _token_count(self.pipe.tokenizer, getattr(params, name))
+                if count > MAX_TOKENS:
+                    warnings.append(f"the {name.replace('_', ' ')} is {count} tokens; only the first {MAX_TOKENS} "
+                                    "were used")
+            return {"prompt": params.prompt, "negative_prompt": params.negative_prompt or None,
+                    "clip_skip": params.clip_skip - 1 or None}
+        positive = _chunk(self.pipe.tokenizer, params.prompt, "prompt", warnings)
+        negative = _chunk(self.pipe.tokenizer, params.negative_prompt, "negative prompt", warnings)
+        # both sides need the same length for classifier-free guidance: pad the shorter with empty chunks
+        while len(negative) < len(positive):
+            negative.append([])
+        while len(positive) < len(negative):
+            positive.append([])
+        with torch.no_grad():
+            return {"prompt_embeds": _encode(self.pipe, positive, params.clip_skip),
+                    "negative_prompt_embeds": _encode(self.pipe, negative, params.clip_skip)}
+
+
+def _token_count(tokenizer: Any, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0
+
+
+def _chunk(tokenizer: Any, text: str, name: str, warnings: list[str]) -> list[list[int]]:
+    ids = tokenizer(text, add_special_tokens=False).input_ids if text else []
+    chunks = [ids[i:i + MAX_TOKENS] for i in range(0, len(ids), MAX_TOKENS)] or [[]]
+    if len(chunks) > MAX_CHUNKS:
+        warnings.append(f"the {name} is {len(ids)} tokens; only the first {MAX_CHUNKS * MAX_TOKENS} were used")
+        chunks = chunks[:MAX_CHUNKS]
+    return chunks
+
+
+def _encode(pipe: Any, chunks: list[list[int]], clip_skip: int) -> torch.Tensor:
+    """Each chunk as its own 77-token window (start, tokens, end, padding), encoded and laid end to end:
+    (1, 77 × chunks, D). Clip skip N takes the N-th layer from the end through the final layer norm, as A1111."""
+    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = [[tokenizer.bos_token_id, *c, tokenizer.eos_token_id] + [pad] * (MAX_TOKENS - len(c)) for c in chunks]
+    ids = torch.tensor(rows, device=encoder.device)  # (chunks, 77)
+    out = encoder(ids, output_hidden_states=clip_skip > 1)
+    hidden = out.last_hidden_state
+    if clip_skip > 1:
+        final_norm = getattr(encoder, "text_model", encoder).final_layer_norm  # transformers 4 and 5 layouts
+        hidden = final_norm(out.hidden_states[-clip_skip])
+    return hidden.reshape(1, -1, hidden.shape[-1]).to(pipe.unet.dtype)  # (1, 77 × chunks, D)
+
+
+class _StepCallback:
+    """diffusers' callback_on_step_end: progress with a preview, and Stop between steps."""
+
+    def __init__(self, on_step: OnStep | None, should_stop: ShouldStop, batch: int, batches: int, family: str):
+        self.on_step, self.should_stop = on_step, should_stop
+        self.batch, self.batches, self.family = batch, batches, family
+        self.stopped = False
+        self.not_finite = False
+        self.last_step = 0
+
+    def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        self.last_step = step + 1
+        total = pipe.num_timesteps
+        if not torch.isfinite(kwargs["latents"]).all():
+            self.not_finite = True
+            pipe._interrupt = True
+            return kwargs
+        if self.on_step is not None:
+            preview = latent_preview(kwargs["latents"][0], self.family)
+            self.on_step(self.batch * total + step + 1, self.batches * total, preview)
+        if self.should_stop():
+            self.stopped = True
+            pipe._interrupt = True  # diffusers' own flag: the loop ends after this step
+        return kwargs
+
+
+def _overlay(generated: Image.Image, kwargs: dict[str, Any]) -> Image.Image:
+    """Outside the mask the original pixels come back exactly (as A1111 does): the VAE's round trip would
+    otherwise soften parts of the picture the user did not ask to change."""
+    return Image.composite(generated, kwargs["image"], kwargs["mask_image"])
+
+
+def _input(inputs: ImageInputs, ref: str, name: str) -> Image.Image:
+    try:
+        return inputs[ref]
+    except KeyError:
+        raise PipelineError(f"`{name}` image {ref!r} was not sent with the job") from None
+

@@ -1,0 +1,60 @@
+"""Tiny random Stable Diffusion 1.x components for offline tests (the diffusers test recipe: seed before each
+network), with the real CLIP tokenizer shipped in assets/configs/sd15/tokenizer."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+TOKENIZER = ROOT / "assets" / "configs" / "sd15" / "tokenizer"
+
+
+def tiny_components() -> dict[str, object]:
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=4,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D",) * 2,
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, hidden_size=32, intermediate_size=64,
+        num_attention_heads=4, num_hidden_layers=3, vocab_size=49408, max_position_embeddings=77,
+    ))
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1)
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": CLIPTokenizer.from_pretrained(
+        TOKENIZER), "scheduler": scheduler, "safety_checker": None, "feature_extractor": None,
+        "image_encoder": None}
+
+
+def save_tiny_sd(folder: Path) -> Path:
+    """A complete diffusers folder (model_index.json + components) of a tiny SD 1.x model."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(**tiny_components(), requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def install_in_hub_cache(folder: Path, cache: Path, repo_id: str) -> str:
+    """Lay a saved model out as huggingface_hub's cache does (refs/main → snapshots/<commit>/…); returns the
+    commit, so the hub-id code path can be exercised without a network."""
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    return commit
