@@ -11,6 +11,7 @@ import importlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pipelines.base import Pipeline
@@ -49,6 +50,8 @@ class ModelEntry:
     size_bytes: int | None = None  # on disk; None when not downloaded yet
     description: str = ""
     hash: str | None = None  # short content hash, recorded with each image
+    status: str = "installed"  # or e.g. "downloads on first use"; see `refusal` for models that cannot load
+    refusal: str = ""  # why this model will not be loaded (e.g. a pickle checkpoint without --allow-pickle)
     load_options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments for Pipeline.load
 
 
@@ -70,8 +73,11 @@ def import_pipeline(path: str) -> type[Pipeline]:
 class Catalog:
     """Pipelines by kind and models by id. Built once per process; `refresh()` rescans model sources."""
 
-    def __init__(self, *, plugins: Iterable[str] = ()) -> None:
+    def __init__(self, *, plugins: Iterable[str] = (), models_dir: Path | None = None,
+                 allow_pickle: bool = False) -> None:
         self._plugins = tuple(plugins)
+        self.models_dir = models_dir
+        self.allow_pickle = allow_pickle
         self._pipelines: dict[str, type[Pipeline]] = {}
         self._models: dict[str, ModelEntry] = {}
         self.refresh()
@@ -90,6 +96,10 @@ class Catalog:
             for cls in getattr(module, "PIPELINES", ()):
                 pipelines[cls.kind] = cls
             models += list(getattr(module, "MODELS", ()))
+        if "text_to_image" in pipelines:
+            from pipelines.model_sources import diffusers_models
+
+            models += diffusers_models(self.models_dir, allow_pickle=self.allow_pickle)
         self._pipelines = pipelines
         self._models = {m.id: m for m in models}
         logger.info("catalogue: %d pipelines (%s), %d models", len(pipelines), ", ".join(pipelines), len(models))
@@ -112,8 +122,17 @@ class Catalog:
         return [m for m in self._models.values() if kind is None or m.kind == kind]
 
     def model(self, model_id: str, kind: str | None = None) -> ModelEntry:
+        """The entry for `model_id`: a listed model, or any hub id for text-to-image (fetched on first use).
+        Raises UnknownModel, or ValueError with the reason for a model that is listed but refused."""
         entry = self._models.get(model_id)
+        if entry is None and kind in (None, "text_to_image") and "text_to_image" in self._pipelines:
+            from pipelines.model_sources import HUB_ID, hub_entry
+
+            if HUB_ID.match(model_id):
+                entry = self._models[model_id] = hub_entry(model_id)
         if entry is None or (kind is not None and entry.kind != kind):
             raise UnknownModel(model_id, kind, [m.id for m in self.models(kind)])
+        if entry.refusal:
+            raise ValueError(entry.refusal)
         return entry
 

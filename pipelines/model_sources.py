@@ -9,17 +9,81 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from pipelines.base import OnStatus, PipelineError
+from pipelines.catalog import ModelEntry
 from pipelines.hashing import short_file_hash
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 DOWNLOAD_POLL_S = 1.0
+
+
+CHECKPOINT_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth")
+# Models a fresh install can name without typing an id; any other hub id works too.
+KNOWN_HUB_MODELS = [
+    ("stabilityai/sd-turbo", "Stability AI licence (see its model card)",
+     "commercial use is limited by Stability AI's licence", "SD 2.1 distilled for 1–4 steps, 512²"),
+    ("stable-diffusion-v1-5/stable-diffusion-v1-5", "CreativeML OpenRAIL-M",
+     "use-based restrictions of the OpenRAIL-M licence", "Stable Diffusion 1.5, 512²"),
+    ("stabilityai/stable-diffusion-xl-base-1.0", "CreativeML OpenRAIL++-M",
+     "use-based restrictions of the OpenRAIL++-M licence", "SDXL base 1.0, 1024²"),
+]
+
+
+def diffusers_models(models_dir: Path | None, *, allow_pickle: bool) -> list[ModelEntry]:
+    """The text-to-image models a user has: known hub models (cached or not) and what lies in `models_dir`."""
+    entries = [hub_entry(repo, licence, restriction, about) for repo, licence, restriction, about in KNOWN_HUB_MODELS]
+    if models_dir is not None and models_dir.is_dir():
+        entries += _scan(models_dir, allow_pickle)
+    return entries
+
+
+def hub_entry(repo_id: str, licence: str = "see the model card on the hub", restriction: str = "",
+              about: str = "") -> ModelEntry:
+    folder = hub_repo_folder(repo_id)
+    cached = (folder / "snapshots").is_dir()
+    size = _tree_size(folder / "blobs") if cached else None
+    status = "downloaded" if cached else ("not downloaded (offline)" if hub_offline() else "downloads on first use")
+    return ModelEntry(id=repo_id, kind="text_to_image", source=repo_id, origin="hub", licence=licence,
+                      restriction=restriction, size_bytes=size, description=about, status=status)
+
+
+def _scan(models_dir: Path, allow_pickle: bool) -> list[ModelEntry]:
+    entries = []
+    for path in sorted(models_dir.iterdir()):
+        if path.is_dir() and (path / "model_index.json").is_file():
+            entries.append(ModelEntry(id=path.name, kind="text_to_image", source=str(path), origin="local",
+                                      licence="unknown (see the model's own files)", size_bytes=_tree_size(path),
+                                      description="diffusers folder"))
+        elif path.suffix.lower() in CHECKPOINT_SUFFIXES and path.is_file():
+            entries.append(ModelEntry(id=path.name, kind="text_to_image", source=str(path), origin="local",
+                                      licence="unknown (see where it came from)", size_bytes=path.stat().st_size,
+                                      description="single-file checkpoint"))
+        elif path.suffix.lower() in PICKLE_SUFFIXES and path.is_file():
+            entries.append(_pickle_entry(path, allow_pickle))
+    return entries
+
+
+def _pickle_entry(path: Path, allow_pickle: bool) -> ModelEntry:
+    refusal = "" if allow_pickle else (
+        f"model {path.name} is a pickle checkpoint, which can run code when loaded; convert it to .safetensors "
+        "or start Atelier with --allow-pickle")
+    return ModelEntry(id=path.name, kind="text_to_image", source=str(path), origin="local",
+                      licence="unknown (see where it came from)", size_bytes=path.stat().st_size,
+                      description="pickle checkpoint (loaded with weights_only=True)",
+                      status="installed" if allow_pickle else "refused: pickle (needs --allow-pickle)",
+                      refusal=refusal, load_options={"allow_pickle": True} if allow_pickle else {})
+
+
+def _tree_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
 
 
 def hub_cache_dir() -> Path:

@@ -36,6 +36,7 @@ class StudioConfig:
     models_dir: Path | None = None  # extra local models (diffusers folders, .safetensors files)
     devices: str = "auto"  # "auto" (each CUDA GPU, else the CPU), "cpu", or "cuda:0,cuda:1"
     offline: bool = False  # never reach a model hub; a missing model is an error, not a download
+    allow_pickle: bool = False  # .ckpt/.bin checkpoints can run code when unpickled: refused unless asked
     log_level: str = "info"
     plugins: tuple[str, ...] = ()  # extra pipeline modules to import ("package.module"), each defining Pipelines
     max_queue: int = 1000  # pending jobs beyond this are refused ("queue full"), so a flood cannot hang the UI
@@ -123,6 +124,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                    help="'auto' (one worker per CUDA GPU, else the CPU), 'cpu', or 'cuda:0,cuda:1'")
     p.add_argument("--offline", action="store_true", default=flag("offline"),
                    help="never contact a model hub; missing models are errors")
+    p.add_argument("--allow-pickle", action="store_true", default=flag("allow_pickle"),
+                   help="load .ckpt/.bin checkpoints (pickles, which can run code; loaded with weights_only=True)")
     p.add_argument("--log-level", choices=LOG_LEVELS, default=default("log_level", d.log_level))
     p.add_argument("--plugins", default=default("plugins", ""),
                    help="comma-separated Python modules defining extra pipelines (e.g. mypkg.pipelines)")
@@ -145,7 +148,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             host=ns.host, port=int(ns.port), share=ns.share, auth=ns.auth,
             auth_file=Path(ns.auth_file) if ns.auth_file else None, open_browser=not ns.no_browser,
             data_dir=Path(ns.data_dir).expanduser(), models_dir=Path(ns.models_dir) if ns.models_dir else None,
-            devices=ns.devices, offline=ns.offline, log_level=ns.log_level,
+            devices=ns.devices, offline=ns.offline, allow_pickle=ns.allow_pickle, log_level=ns.log_level,
             plugins=tuple(m.strip() for m in ns.plugins.split(",") if m.strip()),
             max_queue=int(ns.max_queue), model_memory_gb=float(ns.model_memory_gb),
         )

@@ -34,18 +34,19 @@ def find_port(host: str, port: int) -> int:
     raise SystemExit(f"launch.py: error: no free port between {port} and {port + PORT_SEARCH - 1} on {host}")
 
 
-def serve(config: StudioConfig, ready: threading.Event | None = None, stop: threading.Event | None = None) -> None:
-    """Run the studio until `stop` is set (or Ctrl-C / SIGTERM); always stops workers before returning."""
+def serve(config: StudioConfig) -> None:
+    """Run the studio until Ctrl-C or SIGTERM; always stops the UI, then the workers, before returning."""
     from studio.services import DataDirBusy, build_services
     from studio.ui import build_app
 
-    if config.offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"  # inherited by worker processes: the hub client never dials out
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (service managers, `kill`) ends the studio exactly as Ctrl-C does
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         services = build_services(config)
     except (DataDirBusy, ValueError) as e:
         raise SystemExit(f"launch.py: error: {e}") from None
-    stop = stop or threading.Event()
+    app = None
     try:
         services.start()
         app = build_app(services)
@@ -59,28 +60,15 @@ def serve(config: StudioConfig, ready: threading.Event | None = None, stop: thre
         print(f"Atelier is running at {local_url}", flush=True)  # noqa: T201 -- the CLI's one line for the user
         if share_url:
             print(f"Public link: {share_url}", flush=True)  # noqa: T201
-        if ready is not None:
-            ready.set()
-        _wait(stop)
-        app.close()
-    finally:
-        logger.info("shutting down: stopping workers")
-        services.stop()
-
-
-def _wait(stop: threading.Event) -> None:
-    """Block until `stop` is set, Ctrl-C, or SIGTERM (turned into the same KeyboardInterrupt as Ctrl-C).
-
-    Polls with sleep rather than stop.wait(): a signal handler running inside Event.wait would deadlock on
-    the event's own lock, and raising from sleep is always safe.
-    """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        while not stop.is_set():
-            time.sleep(0.25)
+        while True:  # sleep, not Event.wait: a signal handler inside Event.wait can deadlock on its lock
+            time.sleep(3600)
     except KeyboardInterrupt:
         logger.info("interrupted")
+    finally:
+        logger.info("shutting down: stopping the server, then the workers")
+        if app is not None:
+            app.close()
+        services.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -61,7 +61,7 @@ def build_services(config: StudioConfig) -> Services:
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock_data_dir(data_dir)
     devices = resolve_devices(config.devices)
-    catalog = Catalog(plugins=config.plugins)
+    catalog = Catalog(plugins=config.plugins, models_dir=config.models_dir, allow_pickle=config.allow_pickle)
     queue = SqliteJobQueue(data_dir / "jobs.db", max_pending=config.max_queue)
     gallery = GalleryStore(data_dir / "gallery")
     inputs = InputStore(data_dir / "inputs")

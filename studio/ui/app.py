@@ -38,16 +38,17 @@ def _wire_reuse(handlers: Handlers, tabs: gr.Tabs, selected: gr.Textbox, button:
     """"Reuse settings": open the artwork's tab with its model, seed and every param filled in."""
     outputs: list[Any] = [tabs]
     for g in generators:
-        outputs += [g.model, g.seed, *g.fields.values()]
+        outputs += [g.model, g.seed, *(b.component for b in g.bindings)]
+    store = handlers.services.inputs
 
     def reuse(image_id: str, request: gr.Request) -> list[Any]:
         kind, model, seed, params = handlers.reuse(image_id, request)
         updates: list[Any] = [gr.Tabs(selected=kind)]
         for g in generators:
             if g.kind != kind:
-                updates += [gr.skip()] * (2 + len(g.fields))
+                updates += [gr.skip()] * (2 + len(g.bindings))
                 continue
-            updates += [model, seed] + [params.get(name, gr.skip()) for name in g.fields]
+            updates += [model, seed] + [b.from_params(params, store) for b in g.bindings]
         return updates
 
     button.click(reuse, inputs=[selected], outputs=outputs, api_name="reuse_settings")

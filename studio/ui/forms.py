@@ -1,16 +1,74 @@
-"""Widgets from a pipeline's Params description: each field gets the control its type and hints ask for."""
+"""Widgets from a pipeline's Params description, and the two-way mapping between widget values and params.
+
+Most fields get one control each (type, default, range and label from Params.describe()). An image field
+becomes an upload; an image field with a mask painted on it becomes one image editor that fills both.
+Uploaded pictures go through the InputStore (checked, stored by content) and params hold their reference.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import gradio as gr
+import numpy as np
+from PIL import Image
+
+from studio.gallery.inputs import InputStore
+
+
+@dataclass
+class Binding:
+    """One control and the params it sets: a plain value, an image, or an image with a painted mask."""
+
+    component: gr.components.Component
+    names: tuple[str, ...]
+    kind: Literal["value", "image", "editor"] = "value"
+
+    def to_params(self, value: Any, store: InputStore) -> dict[str, Any]:
+        if self.kind == "value":
+            return {self.names[0]: value}
+        if self.kind == "image":
+            return {self.names[0]: store.put(value, field=self.names[0]) if value is not None else ""}
+        image_name, mask_name = self.names
+        background, mask = _split_editor(value)
+        return {image_name: store.put(background, field=image_name) if background is not None else "",
+                mask_name: store.put(mask, field=mask_name) if mask is not None else ""}
+
+    def from_params(self, params: dict[str, Any], store: InputStore) -> Any:
+        """The control's value that reproduces `params` ("Reuse settings"); gr.skip() for what is missing."""
+        if self.kind == "value":
+            return params.get(self.names[0], gr.skip())
+        refs = [params.get(name, "") for name in self.names]
+        if self.kind == "image":
+            return str(store.path(refs[0])) if refs[0] else None
+        if not refs[0]:
+            return None
+        layers = [_mask_layer(store.get(refs[1]))] if refs[1] else []
+        return {"background": store.get(refs[0]), "layers": layers, "composite": None}
+
+
+def build_bindings(specs: list[dict[str, Any]]) -> list[Binding]:
+    masks = {spec["paint_on"]: spec["name"] for spec in specs if spec["type"] == "mask"}
+    bindings = []
+    for spec in specs:
+        if spec["type"] == "mask":
+            continue  # painted inside its image's editor
+        if spec["type"] == "image" and spec["name"] in masks:
+            editor = gr.ImageEditor(label=f"{_label(spec)} — paint over the parts to repaint (inpaint)",
+                                    type="pil", layers=False, sources=("upload", "clipboard"),
+                                    brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), height=360)
+            bindings.append(Binding(editor, (spec["name"], masks[spec["name"]]), "editor"))
+        elif spec["type"] == "image":
+            bindings.append(Binding(gr.Image(label=_label(spec), type="pil", height=300), (spec["name"],), "image"))
+        else:
+            bindings.append(Binding(field_component(spec), (spec["name"],)))
+    return bindings
 
 
 def field_component(spec: dict[str, Any]) -> gr.components.Component:
-    """One Params field → one Gradio input (Params.describe() gives name, type, default, label, range)."""
-    label = spec.get("label") or spec["name"].replace("_", " ").capitalize()
-    info = spec.get("help") or None
+    """One scalar Params field → one Gradio input."""
+    label, info = _label(spec), spec.get("help") or None
     kind, default = spec["type"], spec["default"]
     if kind == "choice":
         return gr.Dropdown(choices=spec["choices"], value=default, label=label, info=info)
@@ -26,3 +84,31 @@ def field_component(spec: dict[str, Any]) -> gr.components.Component:
         lines = 3 if spec.get("multiline") or spec["name"].endswith("prompt") else 1
         return gr.Textbox(value=default, label=label, info=info, lines=lines)
     return gr.JSON(value=default, label=label)
+
+
+def _label(spec: dict[str, Any]) -> str:
+    return spec.get("label") or spec["name"].replace("_", " ").capitalize()
+
+
+def _split_editor(value: dict[str, Any] | None) -> tuple[Image.Image | None, Image.Image | None]:
+    """(background, mask) of an ImageEditor value: the mask is white where any stroke was painted."""
+    if not value or value.get("background") is None:
+        return None, None
+    background = value["background"]
+    painted = None
+    for layer in value.get("layers") or []:
+        if layer is None:
+            continue
+        alpha = np.asarray(layer.convert("RGBA"))[..., 3] > 0  # (H, W)
+        painted = alpha if painted is None else painted | alpha
+    if painted is None or not painted.any():
+        return background, None
+    return background, Image.fromarray((painted * 255).astype(np.uint8), mode="L")
+
+
+def _mask_layer(mask: Image.Image) -> Image.Image:
+    """A stored mask shown again as white paint on a transparent layer."""
+    alpha = mask.convert("L")
+    layer = Image.new("RGBA", alpha.size, (255, 255, 255, 0))
+    layer.putalpha(alpha)
+    return layer

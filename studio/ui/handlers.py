@@ -17,6 +17,7 @@ from pipelines.catalog import UnknownModel, UnknownPipeline
 from studio.gallery import Artwork, ArtworkNotFound, metadata
 from studio.jobs import Job, JobError, JobEvent, JobStatus
 from studio.services import Services
+from studio.ui.forms import Binding
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,12 @@ class Handlers:
         self.services = services
 
     # -- generator tabs ---------------------------------------------------------------------------------
-    def generate(self, kind: str, field_names: Sequence[str], model: str, seed: float, values: Sequence[Any],
+    def generate(self, kind: str, bindings: Sequence[Binding], model: str, seed: float, values: Sequence[Any],
                  request: gr.Request | None) -> Iterator[tuple[Any, ...]]:
-        params = dict(zip(field_names, values, strict=True))
         try:
+            params: dict[str, Any] = {}
+            for binding, value in zip(bindings, values, strict=True):
+                params.update(binding.to_params(value, self.services.inputs))
             job = self.services.generation.submit(kind, model, params, seed, owner=user_of(request))
         except USER_ERRORS as e:
             raise gr.Error(str(e)) from None
@@ -155,7 +158,7 @@ class Handlers:
     def models_table(self) -> list[list[Any]]:
         catalog = self.services.catalog
         return [[m.id, m.kind, m.origin, _size(m.size_bytes), m.licence, m.restriction or "—",
-                 "ready" if catalog.has_pipeline(m.kind) else "pipeline not installed", m.description]
+                 m.status if catalog.has_pipeline(m.kind) else "pipeline not installed", m.description]
                 for m in catalog.models()]
 
     def workers_table(self) -> list[list[Any]]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from studio.ui.forms import field_component
+from studio.ui.forms import Binding, build_bindings
 from studio.ui.handlers import Handlers
 
 TITLES = {"text_to_image": "Text to Image", "gan": "GAN", "vae": "VAE", "style_transfer": "Style Transfer"}
@@ -33,7 +33,7 @@ class GeneratorTab:
     kind: str
     model: gr.Dropdown | None = None
     seed: gr.Number | None = None
-    fields: dict[str, gr.components.Component] = field(default_factory=dict)
+    bindings: list[Binding] = field(default_factory=list)
 
     @property
     def installed(self) -> bool:
@@ -55,12 +55,13 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
             return tab
         with gr.Row():
             with gr.Column(scale=1):
-                tab.model = gr.Dropdown(choices=[m.id for m in models], value=models[0].id, label="Model")
+                # a hub id typed here is fetched on first use, when the pipeline supports hub models
+                tab.model = gr.Dropdown(choices=[m.id for m in models], value=models[0].id, label="Model",
+                                        allow_custom_value=kind == "text_to_image")
                 restricted = [f"`{m.id}`: {m.restriction}" for m in models if m.restriction]
                 if restricted:
                     gr.Markdown("Licence limits: " + "; ".join(restricted))
-                for spec in catalog.pipeline(kind).Params.describe():
-                    tab.fields[spec["name"]] = field_component(spec)
+                tab.bindings = build_bindings(catalog.pipeline(kind).Params.describe())
                 with gr.Row():
                     tab.seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", scale=3)
                     dice = gr.Button("Random", scale=1, min_width=60)
@@ -72,16 +73,16 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
                 preview = gr.Image(label="Preview", type="pil", interactive=False, height=256)
                 results = gr.Gallery(label="Results", columns=2, height=400)
                 job_id = gr.Textbox(visible=False)
-        names = list(tab.fields)
+        bindings = tab.bindings
 
         def run(request: gr.Request, model: str, seed: float, *values: object) -> Iterator[tuple[object, ...]]:
-            yield from handlers.generate(kind, names, model, seed, values, request)
+            yield from handlers.generate(kind, bindings, model, seed, values, request)
 
         # API clients see each control under its field's name (`num_steps`), not `param_5`.
-        run.__signature__ = _signature(["model", "seed", *names])  # type: ignore[attr-defined]
+        run.__signature__ = _signature(["model", "seed", *(b.names[0] for b in bindings)])  # type: ignore[attr-defined]
 
         generate.click(
-            run, inputs=[tab.model, tab.seed, *tab.fields.values()],
+            run, inputs=[tab.model, tab.seed, *(b.component for b in bindings)],
             outputs=[status, preview, results, job_id], api_name=f"generate_{kind}", concurrency_limit=None,
         )
         stop.click(handlers.stop, inputs=[job_id], outputs=[status], api_name=f"stop_{kind}")
