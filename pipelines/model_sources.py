@@ -116,8 +116,10 @@ def load_diffusers_pipeline(source: str, *, torch_dtype: torch.dtype, on_status:
 
         if on_status:
             on_status(f"Loading {path.name}")
+        sidecar = sidecar_config(path)
         try:
-            pipe = load_single_file(path, torch_dtype=torch_dtype, allow_pickle=allow_pickle)
+            pipe = load_single_file(path, torch_dtype=torch_dtype, allow_pickle=allow_pickle,
+                                    config_folder=sidecar if sidecar.is_dir() else None)
         except ValueError as e:
             raise PipelineError(str(e)) from None
         return pipe, short_file_hash(path)
@@ -125,6 +127,12 @@ def load_diffusers_pipeline(source: str, *, torch_dtype: torch.dtype, on_status:
         folder = _download(source, on_status)
         return _from_folder(folder, torch_dtype), folder.name[:10]  # the snapshot's commit
     raise PipelineError(f"model {source!r} is neither a folder, a checkpoint file nor a Hugging Face hub id")
+
+
+def sidecar_config(checkpoint: Path) -> Path:
+    """`model.safetensors` → `model.config/`: a diffusers config folder beside a checkpoint overrides the shipped
+    SD 1.5 / SDXL configs, for fine-tunes whose architecture differs (as A1111's `model.yaml` does)."""
+    return checkpoint.with_suffix(".config")
 
 
 def _from_folder(folder: Path, torch_dtype: torch.dtype) -> Any:

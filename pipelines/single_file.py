@@ -92,11 +92,14 @@ def load_single_file(
     torch_dtype: torch.dtype | None = None,
     allow_pickle: bool = False,
     configs: Path = CONFIGS_DIR,
+    config_folder: Path | None = None,
 ) -> DiffusionPipeline:
     """A StableDiffusionPipeline (sd15) or StableDiffusionXLPipeline (sdxl) from one checkpoint file, offline.
 
     `family=None` detects it from the keys. Files other than .safetensors are refused unless `allow_pickle`.
-    `torch_dtype=None` means float32. `configs` is the folder holding `sd15/` and `sdxl/` (tests pass tiny ones).
+    `torch_dtype=None` means float32. `configs` is the folder holding `sd15/` and `sdxl/` (tests pass tiny ones);
+    `config_folder`, when given, is the one diffusers config folder to use instead (a fine-tune whose architecture
+    differs from the base model's).
     """
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
@@ -109,7 +112,7 @@ def load_single_file(
         raise ValueError(f"`family` must be 'sd15' or 'sdxl', got {family!r}")
     elif not path.is_file():
         raise FileNotFoundError(f"no such checkpoint file: {path}")
-    config_folder = configs / family
+    config_folder = config_folder or configs / family
     if not (config_folder / "model_index.json").is_file():
         raise FileNotFoundError(f"no diffusers config folder for {family} at {config_folder}")
     pipeline_class = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline

@@ -58,3 +58,21 @@ def install_in_hub_cache(folder: Path, cache: Path, repo_id: str) -> str:
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     return commit
+
+
+def save_tiny_checkpoint(checkpoint: Path) -> Path:
+    """The tiny model as one A1111-style `.safetensors` file (original LDM key names) plus the sidecar config
+    folder `<name>.config/` that tells the loader its (tiny) architecture."""
+    from safetensors.torch import save_file
+
+    from pipelines.model_sources import sidecar_config
+    from tests.support.ldm_checkpoint import diffusers_to_ldm_state_dict
+
+    parts = tiny_components()
+    save_file(diffusers_to_ldm_state_dict(parts["unet"], parts["vae"], parts["text_encoder"]), str(checkpoint))
+    config = sidecar_config(checkpoint)
+    shutil.copytree(ROOT / "assets" / "configs" / "sd15", config)
+    for name in ("unet", "vae"):
+        parts[name].save_config(config / name)
+    parts["text_encoder"].config.save_pretrained(config / "text_encoder")
+    return checkpoint

@@ -1,0 +1,111 @@
+"""Text to Image through the UI and the queue: a diffusers folder and a single-file checkpoint, offline."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from studio.gallery import parse_parameters, read_recipe
+from studio.services import Services, build_services
+from studio.ui import build_app
+from tests.conftest import make_config
+from tests.support.tiny_sd import save_tiny_checkpoint, save_tiny_sd
+
+pytestmark = pytest.mark.slow
+PARAMS = {"prompt": "a lighthouse at dusk", "negative_prompt": "blurry", "sampler": "DPM++ 2M Karras",
+          "num_steps": 3, "cfg_scale": 6.5, "width": 64, "height": 80}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, Client]]:
+    root = tmp_path_factory.mktemp("t2i")
+    models = root / "models"
+    models.mkdir()
+    save_tiny_sd(models / "tiny-sd")
+    save_tiny_checkpoint(models / "tiny-file.safetensors")
+    (models / "old.ckpt").write_bytes(b"not loaded")
+    services = build_services(make_config(root / "data", models_dir=models, plugins=()))
+    services.start()
+    app = build_app(services)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app.queue()
+    _, url, _ = app.launch(server_port=port, prevent_thread_lock=True, quiet=True,
+                           allowed_paths=[str(services.gallery.root)])
+    yield services, Client(url, verbose=False)
+    app.close()
+    services.stop()
+
+
+def generate(client: Client, model: str, seed: int, **params: object) -> str:
+    status, _, results, job_id = client.predict(model=model, seed=seed, **params,
+                                                api_name="/generate_text_to_image")
+    assert status.startswith("Done"), status
+    return job_id
+
+
+def image_of(services: Services, artwork_id: str) -> np.ndarray:
+    return np.asarray(Image.open(services.gallery.get(artwork_id).path))
+
+
+@pytest.mark.parametrize("model", ["tiny-sd", "tiny-file.safetensors"])
+def test_a_local_model_makes_a1111_readable_art_that_reuse_reproduces(served, model: str) -> None:
+    services, client = served
+    job_id = generate(client, model, 77, **PARAMS)
+    artwork = services.gallery.get(f"{job_id}-0")
+    with Image.open(artwork.path) as png:
+        assert png.size == (64, 80)
+        fields = parse_parameters(png.text["parameters"])
+    assert fields["prompt"] == "a lighthouse at dusk" and fields["negative_prompt"] == "blurry"
+    assert (fields["Steps"], fields["Sampler"], fields["CFG scale"], fields["Seed"], fields["Size"]) == (
+        "3", "DPM++ 2M Karras", "6.5", "77", "64x80")
+    assert fields["Model"] == model
+    if model.endswith(".safetensors"):
+        assert len(fields["Model hash"]) == 10  # A1111's short sha256 of the file
+    assert read_recipe(artwork.path).params["sampler"] == "DPM++ 2M Karras"
+
+    reused = client.predict(f"{job_id}-0", api_name="/reuse_settings")
+    names = [p["parameter_name"] for p in client.view_api(print_info=False, return_format="dict")[
+        "named_endpoints"]["/generate_text_to_image"]["parameters"]]
+    values = dict(zip(names, reused[:len(names)], strict=True))
+    assert values["model"] == model and values["seed"] == 77 and values["sampler"] == "DPM++ 2M Karras"
+    again = generate(client, **values)
+    assert (image_of(services, f"{again}-0") == image_of(services, f"{job_id}-0")).all()
+
+
+def test_img2img_and_inpaint_from_the_image_editor(served, tmp_path: Path) -> None:
+    services, client = served
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 80), (30, 90, 200)).save(photo)
+    editor = {"background": handle_file(str(photo)), "layers": [], "composite": None}
+    job_id = generate(client, "tiny-sd", 5, **{**PARAMS, "init_image": editor, "strength": 0.6})
+    recipe = services.gallery.get(f"{job_id}-0").recipe
+    assert recipe.info["mode"] == "img2img" and recipe.params["init_image"].startswith("in-")
+    assert services.inputs.exists(recipe.params["init_image"])  # kept, so the recipe can be re-run
+
+    stroke = Image.new("RGBA", (64, 80), (0, 0, 0, 0))
+    stroke.paste((255, 255, 255, 255), (20, 10, 44, 38))
+    stroke.save(tmp_path / "stroke.png")
+    editor["layers"] = [handle_file(str(tmp_path / "stroke.png"))]
+    job_id = generate(client, "tiny-sd", 5, **{**PARAMS, "init_image": editor, "strength": 0.9})
+    artwork = services.gallery.get(f"{job_id}-0")
+    assert artwork.recipe.info["mode"] == "inpaint" and artwork.recipe.params["mask"].startswith("in-")
+    pixels = image_of(services, artwork.id)
+    assert (pixels[:8, :] == [30, 90, 200]).all()  # unpainted: the photo exactly
+    assert not (pixels[14:34, 24:40] == [30, 90, 200]).all()  # painted: repainted
+
+
+def test_a_pickle_checkpoint_is_listed_but_refused(served) -> None:
+    services, client = served
+    table = client.predict(api_name="/list_models")
+    row = next(r for r in table["data"] if r[0] == "old.ckpt")
+    assert row[6] == "refused: pickle (needs --allow-pickle)"
+    with pytest.raises(Exception, match="old.ckpt is a pickle checkpoint, which can run code when loaded"):
+        generate(client, "old.ckpt", 1, **PARAMS)
