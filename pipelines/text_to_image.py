@@ -125,7 +125,13 @@ class TextToImagePipeline(Pipeline):
         pipe, model_hash = load_diffusers_pipeline(str(source), torch_dtype=torch_dtype, on_status=on_status,
                                                    allow_pickle=bool(options.get("allow_pickle")))
         pipe.set_progress_bar_config(disable=True)
-        pipe = pipe.to(device)
+        if options.get("low_vram") and device.startswith("cuda"):
+            # each component moves to the GPU only for its forward pass: SDXL fits in ~4 GB of VRAM
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe = pipe.to(device)
+        if options.get("vae_tiling"):
+            pipe.vae.enable_tiling()
         logger.info("loaded %s on %s in %s", source, device, torch_dtype)
         return cls(pipe, device=device, source=str(source), model_hash=model_hash)
 

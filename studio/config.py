@@ -37,6 +37,8 @@ class StudioConfig:
     devices: str = "auto"  # "auto" (each CUDA GPU, else the CPU), "cpu", or "cuda:0,cuda:1"
     offline: bool = False  # never reach a model hub; a missing model is an error, not a download
     allow_pickle: bool = False  # .ckpt/.bin checkpoints can run code when unpickled: refused unless asked
+    low_vram: bool = False  # CUDA: keep models in RAM and move each part to the GPU only while it runs
+    vae_tiling: bool = False  # decode large images tile by tile (less memory, slightly slower)
     log_level: str = "info"
     plugins: tuple[str, ...] = ()  # extra pipeline modules to import ("package.module"), each defining Pipelines
     max_queue: int = 1000  # pending jobs beyond this are refused ("queue full"), so a flood cannot hang the UI
@@ -73,6 +75,11 @@ class StudioConfig:
         if self.model_memory_gb <= 0:
             raise ValueError(f"--model-memory-gb must be positive, got {self.model_memory_gb}")
         self.auth_pairs  # noqa: B018 -- validates the credentials early, with the flag's name in the message
+
+    @property
+    def device_options(self) -> dict[str, bool]:
+        """Settings every worker passes to Pipeline.load, whatever the model."""
+        return {"low_vram": self.low_vram, "vae_tiling": self.vae_tiling}
 
     @property
     def logging_level(self) -> int:
@@ -126,6 +133,10 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                    help="never contact a model hub; missing models are errors")
     p.add_argument("--allow-pickle", action="store_true", default=flag("allow_pickle"),
                    help="load .ckpt/.bin checkpoints (pickles, which can run code; loaded with weights_only=True)")
+    p.add_argument("--low-vram", action="store_true", default=flag("low_vram"),
+                   help="CUDA: offload model parts to RAM between uses (slower, fits small GPUs)")
+    p.add_argument("--vae-tiling", action="store_true", default=flag("vae_tiling"),
+                   help="decode images in tiles: large sizes with less memory")
     p.add_argument("--log-level", choices=LOG_LEVELS, default=default("log_level", d.log_level))
     p.add_argument("--plugins", default=default("plugins", ""),
                    help="comma-separated Python modules defining extra pipelines (e.g. mypkg.pipelines)")
@@ -149,6 +160,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             auth_file=Path(ns.auth_file) if ns.auth_file else None, open_browser=not ns.no_browser,
             data_dir=Path(ns.data_dir).expanduser(), models_dir=Path(ns.models_dir) if ns.models_dir else None,
             devices=ns.devices, offline=ns.offline, allow_pickle=ns.allow_pickle, log_level=ns.log_level,
+            low_vram=ns.low_vram, vae_tiling=ns.vae_tiling,
             plugins=tuple(m.strip() for m in ns.plugins.split(",") if m.strip()),
             max_queue=int(ns.max_queue), model_memory_gb=float(ns.model_memory_gb),
         )

@@ -11,6 +11,7 @@ import queue
 import signal
 import threading
 from abc import ABC, abstractmethod
+from typing import Any
 
 from studio.workers.protocol import WorkerMessage, WorkOrder
 from studio.workers.runner import WorkerRuntime, worker_main
@@ -59,10 +60,12 @@ class WorkerHandle(ABC):
 class ProcessWorker(WorkerHandle):
     """A spawned process (spawn, not fork: CUDA cannot be initialised in a forked child)."""
 
-    def __init__(self, name: str, device: str, cache_bytes: int, log_level: int) -> None:
+    def __init__(self, name: str, device: str, cache_bytes: int, log_level: int,
+                 device_options: dict[str, Any]) -> None:
         super().__init__(name, device)
         self._ctx = multiprocessing.get_context("spawn")
         self._cache_bytes = cache_bytes
+        self._device_options = device_options
         self._log_level = log_level
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn = None
@@ -77,7 +80,8 @@ class ProcessWorker(WorkerHandle):
         self._cancel.clear()
         self._process = self._ctx.Process(
             target=worker_main, name=f"atelier-{self.name}", daemon=True,
-            args=(self.name, self.device, child, self._cancel, self._cache_bytes, self._log_level),
+            args=(self.name, self.device, child, self._cancel, self._cache_bytes, self._log_level,
+                  self._device_options),
         )
         self._process.start()
         child.close()  # so recv() sees EOF when the child dies
@@ -133,16 +137,17 @@ class ProcessWorker(WorkerHandle):
 class ThreadWorker(WorkerHandle):
     """The same worker loop on a thread of the studio: no process start-up cost, but no crash isolation."""
 
-    def __init__(self, name: str, device: str, cache_bytes: int) -> None:
+    def __init__(self, name: str, device: str, cache_bytes: int, device_options: dict[str, Any]) -> None:
         super().__init__(name, device)
         self._cache_bytes = cache_bytes
+        self._device_options = device_options
         self._orders: queue.SimpleQueue[WorkOrder | None] = queue.SimpleQueue()
         self._messages: queue.SimpleQueue[WorkerMessage] = queue.SimpleQueue()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        runtime = WorkerRuntime(self.device, self._cache_bytes)
+        runtime = WorkerRuntime(self.device, self._cache_bytes, self._device_options)
 
         def loop() -> None:
             while (order := self._orders.get()) is not None:

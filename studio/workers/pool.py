@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from studio.jobs import Job, JobEvents, JobQueue
 from studio.workers.backend import ProcessWorker, ThreadWorker, WorkerHandle
@@ -23,14 +24,15 @@ class WorkerStatus:
     restarts: int
 
 
-def make_handles(devices: list[str], *, cache_bytes: int, log_level: int, in_process: bool) -> list[WorkerHandle]:
+def make_handles(devices: list[str], *, cache_bytes: int, log_level: int, in_process: bool,
+                 device_options: dict[str, Any]) -> list[WorkerHandle]:
     handles: list[WorkerHandle] = []
     for device in devices:
         name = device.replace(":", "")
         if in_process:
-            handles.append(ThreadWorker(name, device, cache_bytes))
+            handles.append(ThreadWorker(name, device, cache_bytes, device_options))
         else:
-            handles.append(ProcessWorker(name, device, cache_bytes, log_level))
+            handles.append(ProcessWorker(name, device, cache_bytes, log_level, device_options))
     return handles
 
 

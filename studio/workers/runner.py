@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
 class WorkerRuntime:
     """What a worker keeps between jobs: its device and its model cache."""
 
-    def __init__(self, device: str, cache_bytes: int) -> None:
+    def __init__(self, device: str, cache_bytes: int, device_options: dict[str, Any] | None = None) -> None:
         self.device = device
+        self.device_options = device_options or {}
         self.cache: ModelCache[Pipeline] = ModelCache(cache_bytes, size_of=lambda p: p.nbytes())
 
     def run_job(self, order: WorkOrder, send: Callable[[WorkerMessage], None],
@@ -45,7 +46,7 @@ class WorkerRuntime:
                 send(Progress(order.job_id, 0, 0, None, message))
 
             pipe = self.cache.get(f"{order.pipeline}|{order.model}", lambda: cls.load(
-                order.source, device=self.device, on_status=on_status, **order.load_options))
+                order.source, device=self.device, on_status=on_status, **self.device_options, **order.load_options))
 
             def on_step(step: int, total: int, preview: Image.Image | None) -> None:
                 send(Progress(order.job_id, step, total, _small(preview)))
@@ -69,11 +70,12 @@ class WorkerRuntime:
             send(Finished(order.job_id, result.images, result.seeds, result.info))
 
 
-def worker_main(name: str, device: str, conn: Connection, cancel: Event, cache_bytes: int, log_level: int) -> None:
+def worker_main(name: str, device: str, conn: Connection, cancel: Event, cache_bytes: int, log_level: int,
+                device_options: dict[str, Any]) -> None:
     """Entry point of a spawned worker process: take orders until told to stop (None) or the pipe closes."""
     logging.basicConfig(level=log_level, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the studio stops us in order
-    runtime = WorkerRuntime(device, cache_bytes)
+    runtime = WorkerRuntime(device, cache_bytes, device_options)
     logger.info("worker %s ready on %s", name, device)
     while True:
         try:

@@ -144,6 +144,12 @@ def test_hub_id_loads_from_the_cache_offline(tiny_folder: Path, tmp_path: Path, 
         TextToImagePipeline.load("atelier-test/missing", device="cpu")
 
 
+def test_vae_tiling_is_a_load_option(tiny_folder: Path) -> None:
+    tiled = TextToImagePipeline.load(str(tiny_folder), device="cpu", vae_tiling=True, low_vram=True)
+    assert tiled.pipe.vae.use_tiling  # low_vram only applies on CUDA; on the CPU the model loads as usual
+    assert run(tiled).images[0].size == (64, 64)
+
+
 def test_sources_that_are_nothing_are_refused(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="neither a folder, a checkpoint file nor a Hugging Face hub id"):
         TextToImagePipeline.load("not a model", device="cpu")

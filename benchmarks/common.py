@@ -1,0 +1,44 @@
+"""Timing and reporting helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Timing:
+    name: str
+    seconds: float  # median of the measured runs
+    runs: int
+
+
+def measure(name: str, fn: Callable[[], object], *, warmup: int = 1, runs: int = 3) -> Timing:
+    """Median wall time of `fn` after `warmup` calls (first calls pay for oneDNN/cuDNN kernel selection)."""
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return Timing(name, statistics.median(times), runs)
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, runs: int = 5) -> float:
+    """This machine's measured dense matmul rate in GFLOP/s for `dtype` (the physical ceiling to compare to)."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    timing = measure(f"matmul {dtype}", lambda: a @ b, warmup=2, runs=runs)
+    return 2 * size**3 / timing.seconds / 1e9
+
+
+def ratio_table(baseline: Timing, others: list[Timing]) -> list[str]:
+    lines = ["| variant | seconds | speed vs baseline |", "|---|---|---|",
+             f"| {baseline.name} (baseline) | {baseline.seconds:.3f} | 1.00× |"]
+    lines += [f"| {t.name} | {t.seconds:.3f} | {baseline.seconds / t.seconds:.2f}× |" for t in others]
+    return lines

@@ -1,0 +1,106 @@
+"""Text-to-image speed on CPU: the SD 1.5 architectures with random weights (no download), diffusers' plain fp32
+defaults against what Atelier's pipeline chooses, per UNet step (CFG batch 2), per VAE decode and per image.
+
+Run: `python -m benchmarks.text_to_image --quick` (256², a minute) or `--full` (512², several minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import Timing, matmul_peak, measure, ratio_table
+from pipelines.diffusion_utils import cpu_has_fast_bf16, pick_dtype
+
+CONFIGS = Path(__file__).resolve().parent.parent / "assets" / "configs" / "sd15"
+RESULTS = Path(__file__).resolve().parent / "results"
+UNET_GFLOP_512_CFG = 2 * 2 * 338.0  # ≈ 2 × MACs of one SD1.5 UNet pass at 64×64 latents (~338 GMAC), batch 2
+
+
+def build_models() -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(CONFIGS / "unet")).eval()
+    torch.manual_seed(0)
+    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(CONFIGS / "vae")).eval()
+    torch.manual_seed(0)
+    text = CLIPTextModel(CLIPTextConfig.from_pretrained(CONFIGS / "text_encoder")).eval()
+    return unet, vae, text
+
+
+def variants(auto: torch.dtype) -> dict[str, tuple[torch.dtype, bool]]:
+    """name → (dtype, channels_last). The first is the baseline: diffusers' defaults on CPU."""
+    return {
+        "diffusers fp32 default": (torch.float32, False),
+        f"Atelier auto ({str(auto).removeprefix('torch.')})": (auto, False),
+        "fp32 channels_last": (torch.float32, True),
+        "bf16": (torch.bfloat16, False),
+        "bf16 channels_last": (torch.bfloat16, True),
+    }
+
+
+def unet_step(unet: torch.nn.Module, side: int, dtype: torch.dtype, channels_last: bool) -> callable:
+    model = unet.to(dtype=dtype, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    latents = torch.randn(2, 4, side // 8, side // 8, dtype=dtype)  # (B=2 for CFG, C, H, W)
+    if channels_last:
+        latents = latents.to(memory_format=torch.channels_last)
+    context = torch.randn(2, 77, 768, dtype=dtype)  # (B, tokens, D)
+    t = torch.tensor([500, 500])
+    return lambda: model(latents, t, encoder_hidden_states=context)
+
+
+def vae_decode(vae: torch.nn.Module, side: int, dtype: torch.dtype, channels_last: bool) -> callable:
+    model = vae.to(dtype=dtype, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    latents = torch.randn(1, 4, side // 8, side // 8, dtype=dtype)
+    return lambda: model.decode(latents)
+
+
+def run(side: int, runs: int, steps: int) -> str:
+    unet, vae, text = build_models()
+    auto = pick_dtype("cpu")
+    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    lines = [f"# Text-to-image on CPU ({side}×{side}, SD 1.5 architecture, random weights)", "",
+             f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+             f"{torch.__version__}; bf16 hardware (AMX / AVX512-BF16): {cpu_has_fast_bf16()}.",
+             f"Measured matmul peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s.", ""]
+    results: dict[str, list[Timing]] = {"unet": [], "vae": []}
+    for name, (dtype, cl) in variants(auto).items():
+        results["unet"].append(measure(name, unet_step(unet, side, dtype, cl), runs=runs))
+        results["vae"].append(measure(name, vae_decode(vae, side, dtype, cl), runs=runs))
+    for part, title in (("unet", "UNet step (CFG batch 2)"), ("vae", "VAE decode")):
+        lines += [f"## {title}", "", *ratio_table(results[part][0], results[part][1:]), ""]
+    gflop = UNET_GFLOP_512_CFG * (side / 512) ** 2
+    lines += ["## Per image", "", f"{steps} steps + one decode; fraction of the matching matmul peak for the UNet.",
+              "", "| variant | seconds per image | speed vs baseline | UNet GFLOP/s | of peak |",
+              "|---|---|---|---|---|"]
+    base = steps * results["unet"][0].seconds + results["vae"][0].seconds
+    for u, v in zip(results["unet"], results["vae"], strict=True):
+        per_image = steps * u.seconds + v.seconds
+        rate = gflop / u.seconds
+        peak = peak16 if "bf16" in u.name else peak32
+        lines.append(f"| {u.name} | {per_image:.1f} | {base / per_image:.2f}× | {rate:.0f} | {rate / peak:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="256×256, 2 runs each (default)")
+    size.add_argument("--full", action="store_true", help="512×512, 3 runs each")
+    args = parser.parse_args()
+    side, runs = (512, 3) if args.full else (256, 2)
+    report = run(side, runs, steps=20)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"text_to_image_{side}.md"
+    out.write_text(report, encoding="utf-8")
+    print(report)  # noqa: T201 -- a CLI report
+    print(f"written to {out}")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
