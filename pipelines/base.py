@@ -44,7 +44,9 @@ def param(default: Any, *, label: str = "", help: str = "", minimum: float | Non
     """
     hints = {"label": label, "help": help, "minimum": minimum, "maximum": maximum, "step": step,
              "multiline": multiline, "kind": kind, "paint_on": paint_on}
-    return field(default=default, metadata={k: v for k, v in hints.items() if v not in (None, "", False)})
+    # identity, not equality: a minimum of 0 or 0.0 is a real bound (0 == False would drop it)
+    return field(default=default, metadata={k: v for k, v in hints.items() if v is not None and v is not False
+                                            and v != ""})
 
 
 @dataclass(frozen=True)

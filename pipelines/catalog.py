@@ -119,7 +119,10 @@ class Catalog:
             raise UnknownPipeline(kind, self._pipelines) from None
 
     def models(self, kind: str | None = None) -> list[ModelEntry]:
-        return [m for m in self._models.values() if kind is None or m.kind == kind]
+        """Models ready to run first (installed, then downloaded), then those that would download."""
+        ready = {"installed": 0, "downloaded": 1}
+        listed = [m for m in self._models.values() if kind is None or m.kind == kind]
+        return sorted(listed, key=lambda m: (bool(m.refusal), ready.get(m.status, 2)))
 
     def model(self, model_id: str, kind: str | None = None) -> ModelEntry:
         """The entry for `model_id`: a listed model, or any hub id for text-to-image (fetched on first use).

@@ -118,6 +118,8 @@ def test_long_prompts_are_encoded_in_chunks_and_every_word_counts(pipe: TextToIm
         ({"sampler": "Euler b"}, "`sampler` must be one of"),
         ({"num_steps": 0}, "`num_steps` must be at least 1"),
         ({"cfg_scale": float("nan")}, "`cfg_scale` must be a finite number"),
+        ({"cfg_scale": -1}, "`cfg_scale` must be at least 0.0, got -1.0"),
+        ({"strength": -0.5}, "`strength` must be at least 0.0"),
         ({"mask": "in-abc"}, "`mask` needs an `init_image`"),
         ({"prompt": "x" * 10 * 1024 * 1024}, "`prompt` is 10,485,760 characters; at most 10,000"),
     ],

@@ -1,0 +1,61 @@
+"""The catalogue: what a models folder holds, hub ids, pickle refusal, and which models come first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.catalog import Catalog, UnknownModel
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    models = tmp_path / "models"
+    (models / "my-folder-model").mkdir(parents=True)
+    (models / "my-folder-model" / "model_index.json").write_text(json.dumps({"_class_name": "X"}))
+    (models / "not-a-model").mkdir()
+    (models / "anime.safetensors").write_bytes(b"x" * 1000)
+    (models / "old.ckpt").write_bytes(b"x" * 10)
+    (models / "notes.txt").write_text("hello")
+    return models
+
+
+def test_a_models_folder_is_listed_with_sizes_installed_first(models_dir: Path) -> None:
+    catalog = Catalog(models_dir=models_dir)
+    listed = [(m.id, m.origin, m.status) for m in catalog.models("text_to_image")]
+    assert listed[:2] == [("anime.safetensors", "local", "installed"), ("my-folder-model", "local", "installed")]
+    assert ("stabilityai/sd-turbo", "hub", "not downloaded (offline)") in listed
+    assert listed[-1] == ("old.ckpt", "local", "refused: pickle (needs --allow-pickle)")
+    assert catalog.model("anime.safetensors").size_bytes == 1000
+    assert {m.id for m in catalog.models()} .isdisjoint({"not-a-model", "notes.txt"})
+
+
+def test_pickles_are_refused_with_the_reason_unless_allowed(models_dir: Path) -> None:
+    with pytest.raises(ValueError, match="old.ckpt is a pickle checkpoint, which can run code when loaded"):
+        Catalog(models_dir=models_dir).model("old.ckpt", "text_to_image")
+    allowed = Catalog(models_dir=models_dir, allow_pickle=True).model("old.ckpt", "text_to_image")
+    assert allowed.load_options == {"allow_pickle": True} and allowed.status == "installed"
+
+
+def test_any_hub_id_is_a_model_but_other_names_are_not(models_dir: Path) -> None:
+    catalog = Catalog(models_dir=models_dir)
+    entry = catalog.model("someone/their-model", "text_to_image")
+    assert (entry.origin, entry.source, entry.status) == ("hub", "someone/their-model", "not downloaded (offline)")
+    assert "someone/their-model" in {m.id for m in catalog.models()}  # now listed in the Models tab too
+    with pytest.raises(UnknownModel, match="unknown model 'nothing here'"):
+        catalog.model("nothing here", "text_to_image")
+    with pytest.raises(UnknownModel):
+        catalog.model("someone/their-model", "gan")  # hub ids are text-to-image models only
+
+
+def test_a_cached_hub_model_is_downloaded_with_its_size(models_dir: Path, tmp_path: Path) -> None:
+    blobs = tmp_path / "hub" / "models--stabilityai--sd-turbo" / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / "abc").write_bytes(b"x" * 4096)
+    (blobs.parent / "snapshots").mkdir()
+    entry = Catalog(models_dir=models_dir).model("stabilityai/sd-turbo")
+    assert (entry.status, entry.size_bytes) == ("downloaded", 4096)
