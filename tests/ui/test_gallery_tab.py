@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,27 +9,17 @@ import pytest
 from gradio_client import Client
 
 from studio.jobs import JobStatus
-from studio.services import Services, build_services
-from studio.ui import build_app
+from studio.services import Services
 from tests.conftest import make_config, wait_finished, wait_for
+from tests.ui.serving import serve
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, Client]]:
-    services = build_services(make_config(tmp_path_factory.mktemp("ui") / "data"))
-    services.start()
-    app = build_app(services)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app.queue()
-    _, url, _ = app.launch(server_port=port, prevent_thread_lock=True, quiet=True,
-                           allowed_paths=[str(services.gallery.root)])
-    yield services, Client(url, verbose=False)
-    app.close()
-    services.stop()
+    with serve(make_config(tmp_path_factory.mktemp("ui") / "data")) as served:
+        yield served
 
 
 def make(client: Client, prompt: str, seed: int, **params: object) -> str:

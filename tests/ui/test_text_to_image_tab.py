@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +11,10 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from studio.gallery import parse_parameters, read_recipe
-from studio.services import Services, build_services
-from studio.ui import build_app
+from studio.services import Services
 from tests.conftest import make_config
 from tests.support.tiny_sd import save_tiny_checkpoint, save_tiny_sd
+from tests.ui.serving import serve
 
 pytestmark = pytest.mark.slow
 PARAMS = {"prompt": "a lighthouse at dusk", "negative_prompt": "blurry", "sampler": "DPM++ 2M Karras",
@@ -30,18 +29,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services,
     save_tiny_sd(models / "tiny-sd")
     save_tiny_checkpoint(models / "tiny-file.safetensors")
     (models / "old.ckpt").write_bytes(b"not loaded")
-    services = build_services(make_config(root / "data", models_dir=models, plugins=()))
-    services.start()
-    app = build_app(services)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app.queue()
-    _, url, _ = app.launch(server_port=port, prevent_thread_lock=True, quiet=True,
-                           allowed_paths=[str(services.gallery.root)])
-    yield services, Client(url, verbose=False)
-    app.close()
-    services.stop()
+    with serve(make_config(root / "data", models_dir=models, plugins=())) as served:
+        yield served
 
 
 def generate(client: Client, model: str, seed: int, **params: object) -> str:
