@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Tests never touch the network: the hub client must answer from the (test-made) cache or fail at once.
+# Set before anything imports huggingface_hub, which reads these once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
