@@ -30,6 +30,23 @@ def measure(name: str, fn: Callable[[], object], *, warmup: int = 1, runs: int =
     return Timing(name, statistics.median(times), runs)
 
 
+def measure_interleaved(candidates: dict[str, Callable[[], object]], *, warmup: int = 1,
+                        rounds: int = 3) -> list[Timing]:
+    """Median time of each candidate, run round-robin (A B C, A B C, …): on a shared, noisy machine drift then
+    hits every candidate alike instead of whichever happened to run during it."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    with torch.inference_mode():
+        for fn in candidates.values():
+            for _ in range(warmup):
+                fn()
+        for _ in range(rounds):
+            for name, fn in candidates.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return [Timing(name, statistics.median(t), rounds) for name, t in times.items()]
+
+
 def matmul_peak(dtype: torch.dtype, size: int = 2048, runs: int = 5) -> float:
     """This machine's measured dense matmul rate in GFLOP/s for `dtype` (the physical ceiling to compare to)."""
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)

@@ -34,6 +34,7 @@ from pipelines.diffusion_utils import (
     make_scheduler,
     model_family,
     pick_dtype,
+    speed_up_for_cpu,
 )
 from pipelines.model_sources import load_diffusers_pipeline
 
@@ -130,6 +131,8 @@ class TextToImagePipeline(Pipeline):
             pipe.enable_model_cpu_offload(device=device)
         else:
             pipe = pipe.to(device)
+        if device == "cpu":
+            speed_up_for_cpu(pipe, torch_dtype)
         if options.get("vae_tiling"):
             pipe.vae.enable_tiling()
         logger.info("loaded %s on %s in %s", source, device, torch_dtype)
