@@ -78,13 +78,6 @@ def pick_dtype(device: str, requested: str | None = None) -> torch.dtype:
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
-def speed_up_for_cpu(pipe: Any, dtype: torch.dtype) -> None:
-    """bf16 on CPU: the UNet in channels_last, which oneDNN's bf16 convolutions prefer (1.5× per step measured
-    with benchmarks/text_to_image.py); in fp32 it was no faster, and the VAE was slower in both."""
-    if dtype == torch.bfloat16 and getattr(pipe, "unet", None) is not None:
-        pipe.unet.to(memory_format=torch.channels_last)
-
-
 def latent_preview(latents: torch.Tensor, family: str) -> Image.Image:
     """A small RGB picture of one latent (C, H, W) without running the VAE: a fixed linear map per pixel."""
     latents = latents.detach().float().cpu()

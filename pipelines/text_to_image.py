@@ -34,7 +34,6 @@ from pipelines.diffusion_utils import (
     make_scheduler,
     model_family,
     pick_dtype,
-    speed_up_for_cpu,
 )
 from pipelines.model_sources import load_diffusers_pipeline
 
@@ -122,6 +121,8 @@ class TextToImagePipeline(Pipeline):
     @classmethod
     def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
              **options: Any) -> TextToImagePipeline:
+        # The dtype is the CPU speed lever that measured (benchmarks/text_to_image.py): channels_last was no
+        # faster for the UNet and slower for the VAE, so modules keep diffusers' default memory format.
         torch_dtype = pick_dtype(device, dtype)
         pipe, model_hash = load_diffusers_pipeline(str(source), torch_dtype=torch_dtype, on_status=on_status,
                                                    allow_pickle=bool(options.get("allow_pickle")))
@@ -131,8 +132,6 @@ class TextToImagePipeline(Pipeline):
             pipe.enable_model_cpu_offload(device=device)
         else:
             pipe = pipe.to(device)
-        if device == "cpu":
-            speed_up_for_cpu(pipe, torch_dtype)
         if options.get("vae_tiling"):
             pipe.vae.enable_tiling()
         logger.info("loaded %s on %s in %s", source, device, torch_dtype)

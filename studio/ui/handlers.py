@@ -70,9 +70,14 @@ class Handlers:
         if event.kind == "started":
             return GeneratorOutputs("Loading the model and starting…", job_id=job.id)
         if event.kind == "completed":
-            items = [_gallery_item(self.services.gallery.get(i)) for i in event.image_ids]
-            return GeneratorOutputs(f"Done: {len(items)} image(s) saved to the gallery (seed {job.spec.seed})",
-                                    None, items, job.id)
+            artworks = [self.services.gallery.get(i) for i in event.image_ids]
+            status = f"Done: {len(artworks)} image(s) saved to the gallery (seed {job.spec.seed})"
+            if artworks:
+                notes = [*artworks[0].recipe.info.get("warnings", [])]
+                if artworks[0].recipe.info.get("partial"):
+                    notes.append("stopped early: these images are partial")
+                status += "".join(f"\n\n⚠ {note}" for note in notes)
+            return GeneratorOutputs(status, None, [_gallery_item(a) for a in artworks], job.id)
         if event.kind == "canceled":
             return GeneratorOutputs("Stopped.", None, [], job.id)
         if event.kind == "requeued":

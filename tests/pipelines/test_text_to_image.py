@@ -160,21 +160,12 @@ def test_sources_that_are_nothing_are_refused(tmp_path: Path) -> None:
         TextToImagePipeline.load(str(tmp_path / "empty"), device="cpu")
 
 
-def test_the_cpu_speed_choices() -> None:
+def test_the_cpu_dtype_choice() -> None:
     import torch
 
-    from pipelines.diffusion_utils import cpu_has_fast_bf16, pick_dtype, speed_up_for_cpu
-    from tests.support.tiny_sd import tiny_components
+    from pipelines.diffusion_utils import cpu_has_fast_bf16, pick_dtype
 
     assert pick_dtype("cpu") == (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
     assert pick_dtype("cuda:0") == torch.float16 and pick_dtype("cpu", "bf16") == torch.bfloat16
     with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
         pick_dtype("cpu", "fp8")
-
-    class Pipe:
-        unet = tiny_components()["unet"]
-
-    speed_up_for_cpu(Pipe, torch.float32)
-    assert Pipe.unet.conv_in.weight.is_contiguous()
-    speed_up_for_cpu(Pipe, torch.bfloat16)
-    assert Pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)

@@ -98,3 +98,10 @@ def test_a_pickle_checkpoint_is_listed_but_refused(served) -> None:
     assert row[6] == "refused: pickle (needs --allow-pickle)"
     with pytest.raises(Exception, match="old.ckpt is a pickle checkpoint, which can run code when loaded"):
         generate(client, "old.ckpt", 1, **PARAMS)
+
+
+def test_the_user_sees_when_a_prompt_was_cut(served) -> None:
+    _, client = served
+    status, *_ = client.predict(model="tiny-sd", seed=1, **{**PARAMS, "prompt": "castle " * 700},
+                                api_name="/generate_text_to_image")
+    assert status.startswith("Done") and "⚠ the prompt is 700 tokens; only the first 600 were used" in status
