@@ -197,6 +197,12 @@ class Pipeline(ABC):
     Params: ClassVar[type[BaseParams]]
 
     @classmethod
+    def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[Any]:
+        """The catalogue entries (pipelines.catalog.ModelEntry) this pipeline brings: bundled weights, weights
+        inside installed packages, and what it recognises in the user's models folder."""
+        return []
+
+    @classmethod
     @abstractmethod
     def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
              **options: Any) -> typing.Self:

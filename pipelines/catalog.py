@@ -96,10 +96,9 @@ class Catalog:
             for cls in getattr(module, "PIPELINES", ()):
                 pipelines[cls.kind] = cls
             models += list(getattr(module, "MODELS", ()))
-        if "text_to_image" in pipelines:
-            from pipelines.model_sources import diffusers_models
-
-            models += diffusers_models(self.models_dir, allow_pickle=self.allow_pickle)
+        for kind in CORE_PIPELINES:
+            if kind in pipelines:
+                models += pipelines[kind].list_models(models_dir=self.models_dir, allow_pickle=self.allow_pickle)
         self._pipelines = pipelines
         self._models = {m.id: m for m in models}
         logger.info("catalogue: %d pipelines (%s), %d models", len(pipelines), ", ".join(pipelines), len(models))

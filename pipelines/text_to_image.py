@@ -119,6 +119,12 @@ class TextToImagePipeline(Pipeline):
         self._lock = threading.Lock()  # one job at a time per loaded model: schedulers hold per-run state
 
     @classmethod
+    def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[Any]:
+        from pipelines.model_sources import diffusers_models
+
+        return diffusers_models(models_dir, allow_pickle=allow_pickle)
+
+    @classmethod
     def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
              **options: Any) -> TextToImagePipeline:
         # The dtype is the CPU speed lever that measured (benchmarks/text_to_image.py): channels_last was no
