@@ -80,6 +80,8 @@ def _decode(image: Image.Image | bytes | Path, field: str) -> Image.Image:
                                      f"{MAX_INPUT_PIXELS:,} pixels")
                 opened.load()
                 return opened.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"`{field}` has more than {MAX_INPUT_PIXELS:,} pixels (refused: a possible "
+                         "decompression bomb)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"`{field}` is not a readable image ({e})") from None
