@@ -55,9 +55,7 @@ def build_bindings(specs: list[dict[str, Any]]) -> list[Binding]:
         if spec["type"] == "mask":
             continue  # painted inside its image's editor
         if spec["type"] == "image" and spec["name"] in masks:
-            # an empty value (not None) so API clients may leave the image out for plain text-to-image
             editor = gr.ImageEditor(label=f"{_label(spec)} — paint over the parts to repaint (inpaint)",
-                                    value={"background": None, "layers": [], "composite": None},
                                     type="pil", layers=False, sources=("upload", "clipboard"),
                                     brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), height=360)
             bindings.append(Binding(editor, (spec["name"], masks[spec["name"]]), "editor"))

@@ -24,7 +24,8 @@ def title_of(kind: str) -> str:
 
 def _signature(names: list[str]) -> inspect.Signature:
     request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
-    fields = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    # default None: an API client may leave out a control without an initial value (an optional image)
+    fields = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names]
     return inspect.Signature([request, *fields])
 
 

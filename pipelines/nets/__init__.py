@@ -1,0 +1,1 @@
+"""Hand-written networks in plain torch, each citing the paper it follows."""
