@@ -55,6 +55,23 @@ def test_a_missing_painting_is_named(served) -> None:
                        content_image=handle_file(str(photo_path("chelsea"))), api_name="/generate_style_transfer")
 
 
+def test_the_style_picker_shows_all_26_styles_as_the_network_renders_them(served, tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from pipelines.train.style_thumbnails import render
+    from studio.ui.tabs.style_picker import style_thumbnails
+
+    _, client = served
+    config = client.config
+    picker = next(c for c in config["components"] if c.get("props", {}).get("label", "").startswith("Built-in styles"))
+    assert len(picker["props"]["value"]) == 26 and picker["props"]["value"][6]["caption"] == "Style 7"
+    fresh = render(tmp_path)  # the shipped thumbnails are what the script makes today
+    for shipped, new in zip(style_thumbnails(), fresh, strict=True):
+        a, b = (np.asarray(Image.open(p), dtype=np.int16) for p in (shipped, new))
+        assert np.abs(a - b).mean() < 2, shipped.name
+
+
 def test_the_models_tab_shows_the_licences(served) -> None:
     _, client = served
     table = client.predict(api_name="/list_models")

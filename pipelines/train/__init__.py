@@ -1,0 +1,1 @@
+"""Scripts that produced Atelier's bundled assets and models (reproducible: run them to regenerate)."""
