@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 
 from pipelines.base import OnStep, ShouldStop
+from pipelines.imaging import to_image
 
 CONTENT_LAYERS = ("relu4_2",)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -82,10 +82,6 @@ def gatys_transfer(vgg: torch.nn.Module, content: torch.Tensor, style: torch.Ten
             best_loss, best = loss, torch.sigmoid(logits).detach().clone()
         if on_step is not None:
             show = iteration % settings.preview_every == 0 or iteration == settings.iterations
-            on_step(iteration, settings.iterations, _preview(best) if show else None)
+            on_step(iteration, settings.iterations, to_image(best) if show else None)
     return best, False
 
-
-def _preview(image: torch.Tensor) -> Image.Image:
-    array = (image[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
-    return Image.fromarray(array)

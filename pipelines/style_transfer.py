@@ -32,11 +32,11 @@ from pipelines.base import (
     OnStatus,
     OnStep,
     Pipeline,
-    PipelineError,
     ShouldStop,
     param,
 )
 from pipelines.gatys import GatysSettings, gatys_transfer
+from pipelines.imaging import input_image, to_image, to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ class StyleTransferPipeline(Pipeline):
                  should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
         inputs = inputs or {}
         warnings: list[str] = []
-        content = _fit(_rgb(_input(inputs, params.content_image, "content_image")), params.size, "photo", warnings)
+        photo = _rgb(input_image(inputs, params.content_image, "content_image"))
+        content = _fit(photo, params.size, "photo", warnings)
         stop = should_stop or (lambda: False)
         info: dict[str, Any] = {"mode": params.mode}
         with torch.inference_mode(params.mode != "gatys"):
@@ -159,36 +160,36 @@ class StyleTransferPipeline(Pipeline):
         weights[0, params.style - 1] = 1.0 - (params.blend if params.style_b else 0.0)
         if params.style_b:
             weights[0, params.style_b - 1] += params.blend
-        return _to_image(_padded(lambda x: net(x, weights.to(self.device)), _to_tensor(content, self.device)))
+        return to_image(_padded(lambda x: net(x, weights.to(self.device)), to_tensor(content, self.device)))
 
     def _painting(self, params: StyleTransferParams, content: Image.Image, inputs: ImageInputs) -> Image.Image:
         predictor, transformer = self._net("painting")
-        vector = self._style_vector(predictor, _input(inputs, params.style_image, "style_image"))
+        vector = self._style_vector(predictor, input_image(inputs, params.style_image, "style_image"))
         if params.style_image_2:
-            second = self._style_vector(predictor, _input(inputs, params.style_image_2, "style_image_2"))
+            second = self._style_vector(predictor, input_image(inputs, params.style_image_2, "style_image_2"))
             vector = (1 - params.style_mix) * vector + params.style_mix * second
         if params.strength < 1:
             own = self._style_vector(predictor, content)  # the photo's own style: strength blends towards it
             vector = params.strength * vector + (1 - params.strength) * own
-        return _to_image(_padded(lambda x: transformer(x, vector), _to_tensor(content, self.device)))
+        return to_image(_padded(lambda x: transformer(x, vector), to_tensor(content, self.device)))
 
     def _style_vector(self, predictor: torch.nn.Module, image: Image.Image) -> torch.Tensor:
         square = _rgb(image).resize((PREDICTOR_SIZE, PREDICTOR_SIZE), Image.Resampling.BILINEAR)
-        return predictor(_to_tensor(square, self.device))
+        return predictor(to_tensor(square, self.device))
 
     def _gatys(self, params: StyleTransferParams, content: Image.Image, inputs: ImageInputs, seed: int,
                on_step: OnStep | None, should_stop: ShouldStop) -> tuple[Image.Image, bool]:
         vgg = self._net("gatys")
-        style = _rgb(_input(inputs, params.style_image, "style_image"))
+        style = _rgb(input_image(inputs, params.style_image, "style_image"))
         settings = GatysSettings(iterations=params.iterations, content_weight=params.content_weight,
                                  style_weight=params.style_weight, tv_weight=params.tv_weight,
                                  preview_every=params.preview_every)
-        best, stopped = gatys_transfer(vgg, _to_tensor(content, self.device),
-                                       _to_tensor(_fit(style, params.size, "painting", []), self.device),
+        best, stopped = gatys_transfer(vgg, to_tensor(content, self.device),
+                                       to_tensor(_fit(style, params.size, "painting", []), self.device),
                                        settings, seed=seed, on_step=on_step, should_stop=should_stop)
         if stopped and not params.keep_partial:
             raise Interrupted("stopped")
-        return _to_image(best), stopped
+        return to_image(best), stopped
 
     def _net(self, mode: str) -> Any:
         if mode not in self._nets:
@@ -217,13 +218,6 @@ class StyleTransferPipeline(Pipeline):
     def _compiled(self, net: torch.nn.Module) -> torch.nn.Module:
         """dynamic=True: one compiled graph serves every image size instead of one compile per size."""
         return torch.compile(net, dynamic=True) if self.compile else net
-
-
-def _input(inputs: ImageInputs, ref: str, name: str) -> Image.Image:
-    try:
-        return inputs[ref]
-    except KeyError:
-        raise PipelineError(f"`{name}` image {ref!r} was not sent with the job") from None
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -262,16 +256,6 @@ def _padded(net: Any, image: torch.Tensor, multiple: int = 8, minimum: int = 16)
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"  # reflect needs pad < size
         image = torch.nn.functional.pad(image, (0, pad_w, 0, pad_h), mode=mode)
     return net(image)[..., :height, :width]
-
-
-def _to_tensor(image: Image.Image, device: torch.device) -> torch.Tensor:
-    array = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)  # (1, 3, H, W)
-
-
-def _to_image(tensor: torch.Tensor) -> Image.Image:
-    array = (tensor[0].detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(np.ascontiguousarray(array))
 
 
 def _preserve_colors(styled: Image.Image, content: Image.Image, how: str) -> Image.Image:

@@ -35,6 +35,7 @@ from pipelines.diffusion_utils import (
     model_family,
     pick_dtype,
 )
+from pipelines.imaging import input_image
 from pipelines.model_sources import load_diffusers_pipeline
 
 logger = logging.getLogger(__name__)
@@ -206,12 +207,12 @@ class TextToImagePipeline(Pipeline):
         size = (params.width, params.height)
         if params.mode == "txt2img":
             return {"width": params.width, "height": params.height}
-        image = _input(inputs, params.init_image, "init_image").convert("RGB")
+        image = input_image(inputs, params.init_image, "init_image").convert("RGB")
         if image.size != size:
             image = image.resize(size, Image.Resampling.LANCZOS)  # as A1111's "just resize"
         kwargs: dict[str, Any] = {"image": image, "strength": params.strength}
         if params.mode == "inpaint":
-            mask = _input(inputs, params.mask, "mask")
+            mask = input_image(inputs, params.mask, "mask")
             mask = (mask.getchannel("A") if "A" in mask.getbands() else mask.convert("L")).resize(size)
             kwargs.update(mask_image=mask, width=params.width, height=params.height)
         return kwargs
@@ -297,11 +298,4 @@ def _overlay(generated: Image.Image, kwargs: dict[str, Any]) -> Image.Image:
     """Outside the mask the original pixels come back exactly (as A1111 does): the VAE's round trip would
     otherwise soften parts of the picture the user did not ask to change."""
     return Image.composite(generated, kwargs["image"], kwargs["mask_image"])
-
-
-def _input(inputs: ImageInputs, ref: str, name: str) -> Image.Image:
-    try:
-        return inputs[ref]
-    except KeyError:
-        raise PipelineError(f"`{name}` image {ref!r} was not sent with the job") from None
 
