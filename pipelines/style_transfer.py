@@ -37,11 +37,11 @@ from pipelines.base import (
 )
 from pipelines.gatys import GatysSettings, gatys_transfer
 from pipelines.imaging import input_image, to_image, to_tensor
+from pipelines.nets.magenta_style import STYLE_SIZE, interpolate_style
 
 logger = logging.getLogger(__name__)
 
 NUM_STYLES = 26
-PREDICTOR_SIZE = 256  # the style predictor was trained on 256×256 style images
 MIN_SIDE = 16
 
 
@@ -167,14 +167,14 @@ class StyleTransferPipeline(Pipeline):
         vector = self._style_vector(predictor, input_image(inputs, params.style_image, "style_image"))
         if params.style_image_2:
             second = self._style_vector(predictor, input_image(inputs, params.style_image_2, "style_image_2"))
-            vector = (1 - params.style_mix) * vector + params.style_mix * second
+            vector = interpolate_style(second, vector, params.style_mix)
         if params.strength < 1:
             own = self._style_vector(predictor, content)  # the photo's own style: strength blends towards it
-            vector = params.strength * vector + (1 - params.strength) * own
+            vector = interpolate_style(vector, own, params.strength)
         return to_image(_padded(lambda x: transformer(x, vector), to_tensor(content, self.device)))
 
     def _style_vector(self, predictor: torch.nn.Module, image: Image.Image) -> torch.Tensor:
-        square = _rgb(image).resize((PREDICTOR_SIZE, PREDICTOR_SIZE), Image.Resampling.BILINEAR)
+        square = _rgb(image).resize((STYLE_SIZE, STYLE_SIZE), Image.Resampling.BILINEAR)
         return predictor(to_tensor(square, self.device))
 
     def _gatys(self, params: StyleTransferParams, content: Image.Image, inputs: ImageInputs, seed: int,

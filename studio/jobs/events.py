@@ -2,7 +2,7 @@
 
 Progress from worker processes cannot be seen by Gradio's track_tqdm, so the dispatcher publishes each
 event here; a UI handler or API call subscribes to one job. The hub keeps each job's latest event, so a
-late subscriber (or a polling API client) still sees where the job stands and its newest preview.
+late subscriber still sees where the job stands.
 """
 
 from __future__ import annotations
@@ -42,28 +42,15 @@ class JobEvents:
         self._lock = threading.Lock()
         self._subscribers: dict[str, list[queue.SimpleQueue[JobEvent]]] = {}
         self._latest: OrderedDict[str, JobEvent] = OrderedDict()
-        self._latest_preview: OrderedDict[str, Image.Image] = OrderedDict()
 
     def publish(self, event: JobEvent) -> None:
         with self._lock:
             self._latest[event.job_id] = event
             self._latest.move_to_end(event.job_id)
-            if event.preview is not None:
-                self._latest_preview[event.job_id] = event.preview
-                self._latest_preview.move_to_end(event.job_id)
-            for table in (self._latest, self._latest_preview):
-                while len(table) > RETAINED_JOBS:
-                    table.popitem(last=False)
+            while len(self._latest) > RETAINED_JOBS:
+                self._latest.popitem(last=False)
             for q in self._subscribers.get(event.job_id, []):
                 q.put(event)
-
-    def latest(self, job_id: str) -> JobEvent | None:
-        with self._lock:
-            return self._latest.get(job_id)
-
-    def latest_preview(self, job_id: str) -> Image.Image | None:
-        with self._lock:
-            return self._latest_preview.get(job_id)
 
     def follow(self, job_id: str, *, poll_s: float = 0.5) -> Iterator[JobEvent | None]:
         """Yield the job's events as they come, None every `poll_s` of silence (so the caller can check the
