@@ -11,10 +11,10 @@ import argparse
 from importlib.resources import files
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
+from pipelines.imaging import to_image, to_tensor
 from pipelines.nets.cin_style import load_cin_style_net
 
 OUT = Path(__file__).resolve().parent.parent.parent / "assets" / "styles"
@@ -24,7 +24,7 @@ SIDE = 128
 def render(out: Path = OUT, side: int = SIDE) -> list[Path]:
     with Image.open(str(files("skimage.data") / "chelsea.png")) as photo:
         square = photo.convert("RGB").crop((75, 0, 375, 300)).resize((side, side), Image.Resampling.LANCZOS)
-    x = torch.from_numpy(np.asarray(square, dtype=np.float32) / 255).permute(2, 0, 1)[None].contiguous()
+    x = to_tensor(square)
     net = load_cin_style_net().eval()
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -32,9 +32,8 @@ def render(out: Path = OUT, side: int = SIDE) -> list[Path]:
         for index in range(26):
             weights = torch.zeros(1, 26)
             weights[0, index] = 1.0
-            styled = net(x, weights)[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
             path = out / f"style_{index + 1:02d}.webp"
-            Image.fromarray(styled).save(path, quality=85)
+            to_image(net(x, weights)).save(path, quality=85)
             written.append(path)
     return written
 

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
-from PIL import Image
 
 from pipelines.base import (
     BaseParams,
@@ -30,6 +28,7 @@ from pipelines.base import (
     param,
 )
 from pipelines.catalog import ModelEntry
+from pipelines.imaging import to_image
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,8 @@ class PatternPipeline(Pipeline):
                 canvas += _blob(g, params) / params.num_steps
                 time.sleep(params.step_delay)
                 if on_step is not None:
-                    on_step(i * params.num_steps + step + 1, total, _to_image(canvas))
-            images.append(_to_image(canvas))
+                    on_step(i * params.num_steps + step + 1, total, to_image(canvas))
+            images.append(to_image(canvas))
             seeds.append(seed + i)
         return ImageResult(images=images, seeds=seeds, info={"source": self.source})
 
@@ -95,11 +94,6 @@ def _blob(g: torch.Generator, params: PatternParams) -> torch.Tensor:
     base = torch.tensor([1.0, 0.5, 0.1]) if params.palette == "warm" else torch.tensor([0.1, 0.5, 1.0])
     colour = base * (0.5 + torch.rand(3, generator=g))
     return colour.view(3, 1, 1) * mask
-
-
-def _to_image(canvas: torch.Tensor) -> Image.Image:
-    array = (canvas.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, C)
-    return Image.fromarray(np.ascontiguousarray(array))
 
 
 PIPELINES = [PatternPipeline]
