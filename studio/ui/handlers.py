@@ -48,7 +48,7 @@ class Handlers:
 
     # -- generator tabs ---------------------------------------------------------------------------------
     def generate(self, kind: str, bindings: Sequence[Binding], model: str, seed: float, values: Sequence[Any],
-                 request: gr.Request | None) -> Iterator[tuple[Any, ...]]:
+                 request: gr.Request | None, progress: gr.Progress | None = None) -> Iterator[tuple[Any, ...]]:
         try:
             params: dict[str, Any] = {}
             for binding, value in zip(bindings, values, strict=True):
@@ -58,6 +58,8 @@ class Handlers:
             raise gr.Error(str(e)) from None
         yield GeneratorOutputs(self._waiting_text(job), job_id=job.id).as_tuple()
         for update in self.services.generation.follow(job.id):
+            if progress is not None and isinstance(update, JobEvent) and update.kind == "progress" and update.total:
+                progress((update.step, update.total), unit="steps")  # the bar with an ETA over the results
             outputs = self._on_event(job, update) if isinstance(update, JobEvent) else self._on_state(update)
             if outputs is not None:
                 yield outputs.as_tuple()

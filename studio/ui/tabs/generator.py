@@ -24,10 +24,13 @@ def title_of(kind: str) -> str:
 
 
 def _signature(names: list[str]) -> inspect.Signature:
-    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    request = inspect.Parameter("request", positional, annotation=gr.Request)
+    # Gradio injects a progress tracker (the bar with an ETA) for a parameter whose default is gr.Progress()
+    progress = inspect.Parameter("progress", positional, default=gr.Progress())
     # default None: an API client may leave out a control without an initial value (an optional image)
-    fields = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names]
-    return inspect.Signature([request, *fields])
+    fields = [inspect.Parameter(n, positional, default=None) for n in names]
+    return inspect.Signature([request, progress, *fields])
 
 
 @dataclass
@@ -80,8 +83,9 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
                 job_id = gr.Textbox(visible=False)
         bindings = tab.bindings
 
-        def run(request: gr.Request, model: str, seed: float, *values: object) -> Iterator[tuple[object, ...]]:
-            yield from handlers.generate(kind, bindings, model, seed, values, request)
+        def run(request: gr.Request, progress: gr.Progress, model: str, seed: float,
+                *values: object) -> Iterator[tuple[object, ...]]:
+            yield from handlers.generate(kind, bindings, model, seed, values, request, progress)
 
         # API clients see each control under its field's name (`num_steps`), not `param_5`.
         run.__signature__ = _signature(["model", "seed", *(b.names[0] for b in bindings)])  # type: ignore[attr-defined]
