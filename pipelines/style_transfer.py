@@ -51,7 +51,7 @@ class StyleTransferParams(BaseParams):
                                                           help="built-in styles (fast), any painting (fast), "
                                                                "or Gatys optimisation (slow, best quality)")
     content_image: str = param("", label="Photo", kind="image")
-    style: int = param(1, label="Built-in style", minimum=1, maximum=NUM_STYLES, step=1)
+    style: int = param(1, label="Built-in style", minimum=1, maximum=NUM_STYLES, step=1, thumbnails="assets/styles")
     style_b: int = param(0, label="Blend with style (0: none)", minimum=0, maximum=NUM_STYLES, step=1)
     blend: float = param(0.5, label="Blend", minimum=0.0, maximum=1.0, step=0.05,
                          help="share of the second built-in style")

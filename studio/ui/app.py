@@ -12,14 +12,14 @@ from studio.ui.handlers import Handlers
 from studio.ui.tabs.gallery import build_gallery_tab
 from studio.ui.tabs.generator import GeneratorTab, build_generator_tab
 from studio.ui.tabs.models import build_models_tab
-from studio.ui.tabs.style_picker import STYLE_THUMBNAILS
+from studio.ui.tabs.pickers import REPO_ROOT
 
 
 def build_app(services: Services) -> gr.Blocks:
     # Gradio's own upload/preview cache lives in the data dir, not a world-readable system temp dir.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(services.config.data_dir / "cache"))
     # Gallery files are served in place (never copied into the cache); the file route still needs the login.
-    gr.set_static_paths([services.gallery.root / "images", services.gallery.root / "thumbs", STYLE_THUMBNAILS])
+    gr.set_static_paths([services.gallery.root / "images", services.gallery.root / "thumbs", REPO_ROOT / "assets"])
     handlers = Handlers(services)
     # delete_cache: previews and uploads older than a day are dropped from the cache, hourly
     with gr.Blocks(title="Atelier", delete_cache=(3600, 86400)) as app:

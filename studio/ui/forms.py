@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from studio.gallery.inputs import InputStore
+from studio.ui.tabs.pickers import build_picker, wire_picker
 
 
 @dataclass
@@ -61,6 +62,11 @@ def build_bindings(specs: list[dict[str, Any]]) -> list[Binding]:
             bindings.append(Binding(editor, (spec["name"], masks[spec["name"]]), "editor"))
         elif spec["type"] == "image":
             bindings.append(Binding(gr.Image(label=_label(spec), type="pil", height=300), (spec["name"],), "image"))
+        elif spec.get("thumbnails"):
+            picker = build_picker(spec)  # pictures first, then the slider they set
+            control = field_component(spec)
+            wire_picker(picker, spec, control)
+            bindings.append(Binding(control, (spec["name"],)))
         else:
             bindings.append(Binding(field_component(spec), (spec["name"],)))
     return bindings

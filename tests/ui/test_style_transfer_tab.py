@@ -60,14 +60,14 @@ def test_the_style_picker_shows_all_26_styles_as_the_network_renders_them(served
     from PIL import Image
 
     from pipelines.train.style_thumbnails import render
-    from studio.ui.tabs.style_picker import style_thumbnails
+    from studio.ui.tabs.pickers import thumbnails
 
     _, client = served
     config = client.config
-    picker = next(c for c in config["components"] if c.get("props", {}).get("label", "").startswith("Built-in styles"))
-    assert len(picker["props"]["value"]) == 26 and picker["props"]["value"][6]["caption"] == "Style 7"
+    picker = next(c for c in config["components"] if c.get("props", {}).get("label", "").startswith("Built-in style:"))
+    assert len(picker["props"]["value"]) == 26 and picker["props"]["value"][6]["caption"] == "7"
     fresh = render(tmp_path)  # the shipped thumbnails are what the script makes today
-    for shipped, new in zip(style_thumbnails(), fresh, strict=True):
+    for shipped, new in zip(thumbnails("assets/styles"), fresh, strict=True):
         a, b = (np.asarray(Image.open(p), dtype=np.int16) for p in (shipped, new))
         assert np.abs(a - b).mean() < 2, shipped.name
 

@@ -14,7 +14,6 @@ import gradio as gr
 
 from studio.ui.forms import Binding, build_bindings
 from studio.ui.handlers import Handlers
-from studio.ui.tabs.style_picker import build_style_picker, wire_style_picker
 
 TITLES = {"text_to_image": "Text to Image", "gan": "GAN", "vae": "VAE", "style_transfer": "Style Transfer"}
 
@@ -66,10 +65,7 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
                 restricted = [f"`{m.id}`: {m.restriction}" for m in models if m.restriction]
                 if restricted:
                     gr.Markdown("Licence limits: " + "; ".join(restricted))
-                picker = build_style_picker() if kind == "style_transfer" else None
                 tab.bindings = build_bindings(catalog.pipeline(kind).Params.describe())
-                if picker is not None:
-                    wire_style_picker(picker, next(b.component for b in tab.bindings if b.names == ("style",)))
                 with gr.Row():
                     tab.seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", scale=3)
                     dice = gr.Button("Random", scale=1, min_width=60)
