@@ -176,20 +176,40 @@ def _coerce_number(name: str, tp: type, value: Any) -> int | float:
 
 
 @dataclass
+class Animation:
+    """Frames of one animation, played at `fps`; `loop` says it is meant to repeat seamlessly."""
+
+    frames: list[Image.Image]
+    fps: float
+    loop: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.frames:
+            raise ValueError("an animation needs at least one frame")
+        if len({frame.size for frame in self.frames}) > 1:
+            raise ValueError("every frame of an animation must have the same size")
+
+
+@dataclass
 class ImageResult:
     """What a pipeline hands back: images plus what is needed to reproduce each one.
 
     `seeds[i]` is the seed that reproduces `images[i]` on its own; `info` holds extra recipe facts
-    (e.g. a warning the user should see, or the scheduler actually used).
+    (e.g. a warning the user should see, or the scheduler actually used). `animations[i]`, when present, is
+    the animation `images[i]` stands for (the image is then its frame sheet); the studio stores it as GIF/MP4.
     """
 
     images: list[Image.Image]
     seeds: list[int]
     info: dict[str, Any] = field(default_factory=dict)
+    animations: dict[int, Animation] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.images) != len(self.seeds):
             raise ValueError(f"ImageResult has {len(self.images)} images but {len(self.seeds)} seeds")
+        if any(not 0 <= i < len(self.images) for i in self.animations):
+            raise ValueError(f"ImageResult animations refer to images {sorted(self.animations)} of "
+                             f"{len(self.images)}")
 
 
 class Pipeline(ABC):

@@ -1,6 +1,8 @@
-"""Conversions every pipeline needs: PIL images ↔ tensors, and the job's input images by reference."""
+"""Conversions every pipeline needs: PIL images ↔ tensors, the job's input images by reference, grids."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -28,3 +30,35 @@ def to_image(tensor: torch.Tensor) -> Image.Image:
     chw = tensor[0] if tensor.dim() == 4 else tensor
     array = (chw.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(np.ascontiguousarray(array))
+
+
+def contact_sheet(images: list[Image.Image], *, columns: int | None = None, gap: int = 2,
+                  background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Images of one size in a near-square grid (row by row), `gap` pixels apart: a grid or a frame sheet."""
+    if not images:
+        raise ValueError("a contact sheet needs at least one image")
+    width, height = images[0].size
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    sheet = Image.new("RGB", (columns * width + (columns - 1) * gap, rows * height + (rows - 1) * gap), background)
+    for i, image in enumerate(images):
+        row, column = divmod(i, columns)
+        sheet.paste(image.convert("RGB"), (column * (width + gap), row * (height + gap)))
+    return sheet
+
+
+def upscale(image: Image.Image, factor: int) -> Image.Image:
+    """A Lanczos resample to `factor`× the size, for viewing small outputs: smoother, but no new detail."""
+    if factor == 1:
+        return image
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.LANCZOS)
+
+
+def frame_sheet(frames: list[Image.Image], *, max_pixels: int = 16_000_000) -> Image.Image:
+    """Every frame of an animation on one sheet; frames are shrunk (never dropped) to keep it under `max_pixels`."""
+    width, height = frames[0].size
+    scale = min(1.0, math.sqrt(max_pixels / (len(frames) * width * height)))
+    if scale < 1.0:
+        size = (max(1, int(width * scale)), max(1, int(height * scale)))
+        frames = [frame.resize(size, Image.Resampling.LANCZOS) for frame in frames]
+    return contact_sheet(frames)
