@@ -1,5 +1,6 @@
 """Where a diffusers model comes from: a hub id (downloaded into the standard HF cache on first use), a local
-diffusers folder, or one A1111-style checkpoint file. Each ends as the same text-to-image pipeline."""
+diffusers folder, or one A1111-style checkpoint file. Each ends as the same text-to-image pipeline; the hub
+listing and download helpers also serve single-model repos such as VAEs (pipelines/vae.py)."""
 
 from __future__ import annotations
 
@@ -46,12 +47,12 @@ def diffusers_models(models_dir: Path | None, *, allow_pickle: bool) -> list[Mod
 
 
 def hub_entry(repo_id: str, licence: str = "see the model card on the hub", restriction: str = "",
-              about: str = "") -> ModelEntry:
+              about: str = "", *, kind: str = "text_to_image") -> ModelEntry:
     folder = hub_repo_folder(repo_id)
     cached = (folder / "snapshots").is_dir()
     size = _tree_size(folder / "blobs") if cached else None
     status = "downloaded" if cached else ("not downloaded (offline)" if hub_offline() else "downloads on first use")
-    return ModelEntry(id=repo_id, kind="text_to_image", source=repo_id, origin="hub", licence=licence,
+    return ModelEntry(id=repo_id, kind=kind, source=repo_id, origin="hub", licence=licence,
                       restriction=restriction, size_bytes=size, description=about, status=status)
 
 
@@ -124,7 +125,7 @@ def load_diffusers_pipeline(source: str, *, torch_dtype: torch.dtype, on_status:
             raise PipelineError(str(e)) from None
         return pipe, short_file_hash(path)
     if HUB_ID.match(source):
-        folder = _download(source, on_status)
+        folder = download_hub_model(source, on_status)
         return _from_folder(folder, torch_dtype), folder.name[:10]  # the snapshot's commit
     raise PipelineError(f"model {source!r} is neither a folder, a checkpoint file nor a Hugging Face hub id")
 
@@ -152,15 +153,26 @@ def _from_folder(folder: Path, torch_dtype: torch.dtype) -> Any:
         raise PipelineError(f"cannot load the model in {folder}: {e}") from e
 
 
-def _download(repo_id: str, on_status: OnStatus | None) -> Path:
-    """Fetch (or find in the cache) the files diffusers needs; report progress while bytes arrive."""
-    from diffusers import DiffusionPipeline
+def download_hub_model(repo_id: str, on_status: OnStatus | None, *, allow_patterns: list[str] | None = None
+                       ) -> Path:
+    """Fetch (or find in the cache) a hub model's snapshot folder; report progress while bytes arrive.
 
+    Without `allow_patterns` the repo is a diffusers pipeline and diffusers picks the files it needs (from its
+    model_index.json); a single-model repo (e.g. a VAE) has no index, so the caller names the files instead.
+    """
     watcher = _DownloadWatcher(repo_id, on_status) if on_status and not hub_offline() else None
     if watcher:
         watcher.start()
     try:
-        return Path(DiffusionPipeline.download(repo_id, cache_dir=hub_cache_dir(), local_files_only=hub_offline()))
+        if allow_patterns is None:
+            from diffusers import DiffusionPipeline
+
+            return Path(DiffusionPipeline.download(repo_id, cache_dir=hub_cache_dir(),
+                                                   local_files_only=hub_offline()))
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, cache_dir=hub_cache_dir(), allow_patterns=allow_patterns,
+                                      local_files_only=hub_offline()))
     except Exception as e:  # noqa: BLE001 -- huggingface_hub raises many types; all mean "not available"
         if hub_offline():
             raise PipelineError(f"model {repo_id} is not downloaded and Atelier is offline; run once with a "

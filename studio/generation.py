@@ -82,16 +82,18 @@ class GenerationService:
         entry = self.catalog.model(job.spec.model, job.spec.pipeline)
         a1111 = cls.Params.from_dict(job.spec.params).a1111_fields()
         created = time.time()
+        # the licence travels with each image, so a restriction (e.g. non-commercial) is never separated from it
+        terms = {"licence": entry.licence, **({"restriction": entry.restriction} if entry.restriction else {})}
         ids = []
         for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
             recipe = Recipe(
                 pipeline=job.spec.pipeline, model=entry.id, model_hash=result.info.get("model_hash", entry.hash),
                 params=job.spec.params,
                 seed=seed, owner=job.owner, job_id=job.id, index=index, count=len(result.images),
-                app_version=__version__, a1111=a1111, info={**result.info, "job_seed": job.spec.seed},
+                app_version=__version__, a1111=a1111, info={**result.info, **terms, "job_seed": job.spec.seed},
                 created_at=created,
             )
-            ids.append(self.gallery.add(image, recipe).id)
+            ids.append(self.gallery.add(image, recipe, result.animations.get(index)).id)
         return ids
 
     def settle_recovered(self, jobs: list[Job]) -> None:

@@ -8,24 +8,29 @@ what the call wrote. Ids are `<job_id>-<index>`, so re-running a job after a cra
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from studio.db import Database
 from studio.gallery.files import (
+    THUMB_SIZE,
     image_relpath,
     iter_pngs,
     iter_temp_files,
     thumb_relpath,
     unlink_quietly,
     validate_id,
+    write_bytes_atomic,
     write_png_atomic,
     write_thumbnail,
 )
+from studio.gallery.media import animated_thumbnail, encode_gif, encode_mp4, mp4_available
 from studio.gallery.metadata import Recipe, png_info, read_recipe
 from studio.gallery.records import (
     MIGRATIONS,
@@ -36,6 +41,9 @@ from studio.gallery.records import (
     GalleryError,
     GalleryRecords,
 )
+
+if TYPE_CHECKING:
+    from pipelines.base import Animation
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,7 @@ class Artwork:
     height: int
     favourite: bool
     created_at: float
+    media: dict[str, Path] = dataclasses.field(default_factory=dict)  # an animation's files: {"gif": …, "mp4": …}
 
     @property
     def owner(self) -> str:
@@ -108,9 +117,11 @@ class GalleryStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def add(self, image: Image.Image, recipe: Recipe) -> Artwork:
+    def add(self, image: Image.Image, recipe: Recipe, animation: Animation | None = None) -> Artwork:
         """Store `image` with its recipe (PNG with metadata, thumbnail, record) and return it.
 
+        With an `animation`, `image` is its frame sheet: the frames are also stored as GIF and (when ffmpeg is
+        installed) MP4 beside the PNG, the recipe's info lists them, and the thumbnail is animated.
         Raises ValueError for an unstorable image mode or unsafe job id (nothing written) and ArtworkSaveError
         when a write fails (whatever this call wrote is removed again).
         """
@@ -119,30 +130,37 @@ class GalleryStore:
             raise ValueError(f"cannot store an image of mode {image.mode!r}: convert it to RGB or RGBA first")
         rel = image_relpath(new_id, recipe.created_at)
         png, thumb = self.root / rel, self.root / thumb_relpath(new_id)
+        recipe, media = _with_media(recipe, animation)  # encoded before any write: a failure leaves nothing
         info = png_info(recipe)  # before any write: a recipe that cannot be serialized fails here
         previous = self._find(new_id)
-        png_existed, thumb_existed = png.exists(), thumb.exists()
+        targets = [png, thumb, *(png.with_suffix(f".{fmt}") for fmt in media)]
+        existed = {path: path.exists() for path in targets}
         try:
             write_png_atomic(png, image, info)
         except OSError as e:
             raise ArtworkSaveError(f"cannot write the image of artwork {new_id}: {e}") from e
         try:
-            write_thumbnail(thumb, image)
+            for fmt, data in media.items():
+                write_bytes_atomic(png.with_suffix(f".{fmt}"), data)
+            if animation is not None:
+                write_bytes_atomic(thumb, animated_thumbnail(animation.frames, animation.fps, THUMB_SIZE))
+            else:
+                write_thumbnail(thumb, image)
             record = self._records.upsert(
                 ArtworkRecord(new_id, recipe, rel, thumb_relpath(new_id), image.width, image.height)
             )
         except Exception as e:
             # Files that were there before belong to the existing record (same id): leave them to it.
-            if not png_existed:
-                unlink_quietly(png)
-            if not thumb_existed:
-                unlink_quietly(thumb)
+            for path in targets:
+                if not existed[path]:
+                    unlink_quietly(path)
             if isinstance(e, ArtworkSaveError):
                 raise  # the records layer already named the artwork and the cause
             raise ArtworkSaveError(f"cannot save artwork {new_id}: {e}") from e
         if previous is not None and previous.path != rel:
-            # A re-run in another month wrote a new path; the record now points there, so the old file goes.
-            unlink_quietly(self.root / previous.path)
+            # A re-run in another month wrote a new path; the record now points there, so the old files go.
+            for old in (self.root / previous.path, *_media_paths(self.root / previous.path, previous.recipe)):
+                unlink_quietly(old)
         return self._artwork(record)
 
     def get(self, artwork_id: str) -> Artwork:
@@ -182,6 +200,8 @@ class GalleryStore:
             with self._db.transaction():
                 record = self._records.delete(artwork_id)
                 (self.root / record.thumb).unlink(missing_ok=True)
+                for path in _media_paths(self.root / record.path, record.recipe):
+                    path.unlink(missing_ok=True)
                 (self.root / record.path).unlink(missing_ok=True)
         except OSError as e:
             raise GalleryError(f"cannot delete artwork {artwork_id}: {e}") from e
@@ -229,7 +249,8 @@ class GalleryStore:
                 record = self._records.delete(missing_id)
             except ArtworkNotFound:
                 continue  # deleted meanwhile
-            unlink_quietly(self.root / record.thumb)
+            for path in (self.root / record.thumb, *_media_paths(self.root / rel, record.recipe)):
+                unlink_quietly(path)
             logger.warning("artwork %s: its image %s is missing; removed the record", missing_id, rel)
             removed += 1
         return removed
@@ -290,4 +311,32 @@ class GalleryStore:
             id=record.id, recipe=record.recipe, path=self.root / record.path, thumb_path=self.root / record.thumb,
             width=record.width, height=record.height, favourite=record.favourite,
             created_at=record.recipe.created_at,
+            media={path.suffix[1:]: path for path in _media_paths(self.root / record.path, record.recipe)},
         )
+
+
+def _with_media(recipe: Recipe, animation: Animation | None) -> tuple[Recipe, dict[str, bytes]]:
+    """The recipe with its animation's facts in `info["animation"]`, and the encoded files by format.
+
+    MP4 is best effort (ffmpeg may be missing or refuse a size): the GIF always exists, and the recipe lists
+    only the formats that were made. Each file carries the recipe JSON, as the PNG does.
+    """
+    if animation is None:
+        return recipe, {}
+    facts = {"frames": len(animation.frames), "fps": animation.fps, "loop": animation.loop}
+    draft = dataclasses.replace(recipe, info={**recipe.info, "animation": {**facts, "formats": ["gif", "mp4"]}})
+    media = {"gif": encode_gif(animation.frames, animation.fps, loop=animation.loop, comment=draft.to_json())}
+    if mp4_available():
+        try:
+            media["mp4"] = encode_mp4(animation.frames, animation.fps, comment=draft.to_json())
+        except (OSError, RuntimeError) as e:
+            logger.warning("artwork %s: no MP4, ffmpeg failed: %s", artwork_id_for(recipe), e)
+    final = dataclasses.replace(recipe, info={**recipe.info, "animation": {**facts, "formats": list(media)}})
+    return final, media
+
+
+def _media_paths(png: Path, recipe: Recipe) -> list[Path]:
+    """The animation files stored beside an artwork's PNG, as its recipe lists them."""
+    animation = recipe.info.get("animation")
+    formats = animation.get("formats", []) if isinstance(animation, dict) else []
+    return [png.with_suffix(f".{fmt}") for fmt in formats if fmt in ("gif", "mp4")]

