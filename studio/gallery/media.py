@@ -88,4 +88,5 @@ def read_gif_comment(path: Path) -> str:
 
 
 def _frame_ms(fps: float) -> int:
-    return max(20, round(1000 / fps))  # browsers play GIF frames shorter than 20 ms at 100 ms
+    """GIF stores delays in hundredths of a second, and browsers play delays under 20 ms at 100 ms."""
+    return max(20, round(100 / fps) * 10)
