@@ -36,16 +36,18 @@ class Interrupted(PipelineError):
 
 def param(default: Any, *, label: str = "", help: str = "", minimum: float | None = None,
           maximum: float | None = None, step: float | None = None, multiline: bool = False,
-          kind: str = "", paint_on: str = "", thumbnails: str = "") -> Any:
+          kind: str = "", paint_on: str = "", thumbnails: str = "", modes: tuple[str, ...] = ()) -> Any:
     """A Params field with the hints a UI needs (label, range, step); validation still happens in `check`.
 
     `kind="image"` marks a str field holding a reference to an input image (see `ImageInputs`);
     `kind="mask"` one holding a mask painted over the image field named by `paint_on`.
     `thumbnails` names a folder of the repository (e.g. "assets/styles") whose images, in name order, picture
     the values minimum, minimum + 1, …: the UI shows them as a picker for this number.
+    `modes` lists the values of the Params' `mode` field in which this field matters; the UI hides it in others.
     """
     hints = {"label": label, "help": help, "minimum": minimum, "maximum": maximum, "step": step,
-             "multiline": multiline, "kind": kind, "paint_on": paint_on, "thumbnails": thumbnails}
+             "multiline": multiline, "kind": kind, "paint_on": paint_on, "thumbnails": thumbnails,
+             "modes": modes or None}
     # identity, not equality: a minimum of 0 or 0.0 is a real bound (0 == False would drop it)
     return field(default=default, metadata={k: v for k, v in hints.items() if v is not None and v is not False
                                             and v != ""})

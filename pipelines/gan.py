@@ -56,6 +56,7 @@ MAX_SEPARATE = 64  # each separate image is its own gallery item
 MAX_FRAMES = 600
 MEAN_SAMPLES = 10_000
 MEAN_SEED = 1_000_000  # the latents of seeds 1,000,000 … 1,009,999 estimate the mean
+STILLS, ANIMATIONS = ("sample", "vary"), ("interpolate", "walk")  # the modes a control matters in
 BATCH = 256  # latents per forward pass: big enough to keep the CPU busy, small enough to poll Stop often
 FACES_PACKAGE = "gan_face_generate"
 FACES_ID = "dcgan-faces"
@@ -72,19 +73,19 @@ class GanParams(BaseParams):
     seeds: str = param("", label="Seeds", help="e.g. 42, or 1, 5, 9, or 10-20; empty: the seed below and the "
                                                "ones after it")
     num_images: int = param(16, label="Number of images", minimum=1, maximum=MAX_IMAGES, step=1,
-                            help="sample and vary, when no seeds are listed")
+                            help="sample and vary, when no seeds are listed", modes=STILLS)
     layout: Literal["grid", "separate"] = param("grid", label="Layout",
-                                                help="one grid image, or each image on its own")
+                                                help="one grid image, or each image on its own", modes=STILLS)
     truncation: float = param(1.0, label="Truncation ψ", minimum=0.0, maximum=2.0, step=0.05,
                               help="below 1: closer to the average image, cleaner but less varied; 1: off")
     noise: NoiseType = param("gaussian", label="Noise")
-    frames: int = param(48, label="Frames", minimum=2, maximum=MAX_FRAMES, step=1, help="interpolate and walk")
-    fps: float = param(12.0, label="Frames per second", minimum=1.0, maximum=60.0, step=1.0)
-    loop: bool = param(True, label="Loop back to the first seed", help="interpolate: a seamless loop")
+    frames: int = param(48, label="Frames", minimum=2, maximum=MAX_FRAMES, step=1, modes=ANIMATIONS)
+    fps: float = param(12.0, label="Frames per second", minimum=1.0, maximum=60.0, step=1.0, modes=ANIMATIONS)
+    loop: bool = param(True, label="Loop back to the first seed", help="a seamless loop", modes=("interpolate",))
     step_size: float = param(0.15, label="Walk step", minimum=0.01, maximum=1.0, step=0.01,
-                             help="walk: how far each frame moves")
+                             help="walk: how far each frame moves", modes=("walk",))
     strength: float = param(0.3, label="Variation strength", minimum=0.0, maximum=1.0, step=0.01,
-                            help="vary: 0 repeats the image, 1 is a new random image")
+                            help="vary: 0 repeats the image, 1 is a new random image", modes=("vary",))
     upscale: int = param(1, label="Upscale ×", minimum=1, maximum=4, step=1,
                          help="a Lanczos resample for viewing: smoother, but no new detail")
 

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 NUM_STYLES = 26
 MIN_SIDE = 16
+BUILTIN, PAINTING, GATYS = ("builtin",), ("painting",), ("gatys",)  # the modes a control matters in
 
 
 @dataclass(frozen=True)
@@ -51,24 +52,29 @@ class StyleTransferParams(BaseParams):
                                                           help="built-in styles (fast), any painting (fast), "
                                                                "or Gatys optimisation (slow, best quality)")
     content_image: str = param("", label="Photo", kind="image")
-    style: int = param(1, label="Built-in style", minimum=1, maximum=NUM_STYLES, step=1, thumbnails="assets/styles")
-    style_b: int = param(0, label="Blend with style (0: none)", minimum=0, maximum=NUM_STYLES, step=1)
+    style: int = param(1, label="Built-in style", minimum=1, maximum=NUM_STYLES, step=1, thumbnails="assets/styles",
+                       modes=BUILTIN)
+    style_b: int = param(0, label="Blend with style (0: none)", minimum=0, maximum=NUM_STYLES, step=1, modes=BUILTIN)
     blend: float = param(0.5, label="Blend", minimum=0.0, maximum=1.0, step=0.05,
-                         help="share of the second built-in style")
-    style_image: str = param("", label="Painting (style)", kind="image")
-    style_image_2: str = param("", label="Second painting (optional)", kind="image")
-    style_mix: float = param(0.5, label="Mix of the second painting", minimum=0.0, maximum=1.0, step=0.05)
+                         help="share of the second built-in style", modes=BUILTIN)
+    style_image: str = param("", label="Painting (style)", kind="image", modes=PAINTING + GATYS)
+    style_image_2: str = param("", label="Second painting (optional)", kind="image", modes=PAINTING)
+    style_mix: float = param(0.5, label="Mix of the second painting", minimum=0.0, maximum=1.0, step=0.05,
+                             modes=PAINTING)
     strength: float = param(1.0, label="Style strength", minimum=0.0, maximum=1.0, step=0.05,
-                            help="painting mode: 0 keeps the photo's own style, 1 the painting's")
+                            help="painting mode: 0 keeps the photo's own style, 1 the painting's", modes=PAINTING)
     size: int = param(512, label="Output size (long side, px)", minimum=MIN_SIDE, maximum=2048, step=8)
     preserve_colors: Literal["off", "luminance", "histogram"] = param("off", label="Keep the photo's colours")
-    iterations: int = param(200, label="Gatys iterations", minimum=1, maximum=2000, step=1)
-    content_weight: float = param(1.0, label="Gatys content weight", minimum=0.0, maximum=100.0, step=0.1)
-    style_weight: float = param(100.0, label="Gatys style weight", minimum=0.0, maximum=10_000.0, step=1.0)
+    iterations: int = param(200, label="Gatys iterations", minimum=1, maximum=2000, step=1, modes=GATYS)
+    content_weight: float = param(1.0, label="Gatys content weight", minimum=0.0, maximum=100.0, step=0.1,
+                                  modes=GATYS)
+    style_weight: float = param(100.0, label="Gatys style weight", minimum=0.0, maximum=10_000.0, step=1.0,
+                                modes=GATYS)
     tv_weight: float = param(0.1, label="Gatys smoothness (total variation) weight", minimum=0.0,
-                             maximum=100.0, step=0.01)
-    preview_every: int = param(20, label="Gatys preview every N iterations", minimum=1, maximum=1000, step=1)
-    keep_partial: bool = param(False, label="On Stop, keep the best result so far")
+                             maximum=100.0, step=0.01, modes=GATYS)
+    preview_every: int = param(20, label="Gatys preview every N iterations", minimum=1, maximum=1000, step=1,
+                               modes=GATYS)
+    keep_partial: bool = param(False, label="On Stop, keep the best result so far", modes=GATYS)
 
     def check(self) -> None:
         super().check()

@@ -49,27 +49,45 @@ class Binding:
         return {"background": store.get(refs[0]), "layers": layers, "composite": None}
 
 
-def build_bindings(specs: list[dict[str, Any]]) -> list[Binding]:
+def build_bindings(specs: list[dict[str, Any]], name: str) -> list[Binding]:
+    """Controls for every field, in order. Fields that matter only in some modes (the `modes` hint) sit in a
+    column that the `mode` control shows and hides; `name` prefixes that event's api_name."""
     masks = {spec["paint_on"]: spec["name"] for spec in specs if spec["type"] == "mask"}
-    bindings = []
+    default_mode = next((spec["default"] for spec in specs if spec["name"] == "mode"), None)
+    bindings: list[Binding] = []
+    toggles: list[tuple[tuple[str, ...], gr.Column]] = []
     for spec in specs:
         if spec["type"] == "mask":
             continue  # painted inside its image's editor
-        if spec["type"] == "image" and spec["name"] in masks:
-            editor = gr.ImageEditor(label=f"{_label(spec)} — paint over the parts to repaint (inpaint)",
-                                    type="pil", layers=False, sources=("upload", "clipboard"),
-                                    brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), height=360)
-            bindings.append(Binding(editor, (spec["name"], masks[spec["name"]]), "editor"))
-        elif spec["type"] == "image":
-            bindings.append(Binding(gr.Image(label=_label(spec), type="pil", height=300), (spec["name"],), "image"))
-        elif spec.get("thumbnails"):
-            picker = build_picker(spec)  # pictures first, then the slider they set
-            control = field_component(spec)
-            wire_picker(picker, spec, control)
-            bindings.append(Binding(control, (spec["name"],)))
+        modes = spec.get("modes")
+        if modes and default_mode is not None:
+            with gr.Column(visible=default_mode in modes, min_width=0) as column:
+                bindings.append(_binding(spec, masks))
+            toggles.append((tuple(modes), column))
         else:
-            bindings.append(Binding(field_component(spec), (spec["name"],)))
+            bindings.append(_binding(spec, masks))
+    mode = next((b for b in bindings if b.names[0] == "mode"), None)
+    if mode is not None and toggles:
+        mode.component.change(lambda value: [gr.Column(visible=value in modes) for modes, _ in toggles],
+                              inputs=[mode.component], outputs=[column for _, column in toggles],
+                              api_name=f"show_fields_{name}", queue=False)
     return bindings
+
+
+def _binding(spec: dict[str, Any], masks: dict[str, str]) -> Binding:
+    if spec["type"] == "image" and spec["name"] in masks:
+        editor = gr.ImageEditor(label=f"{_label(spec)} — paint over the parts to repaint (inpaint)",
+                                type="pil", layers=False, sources=("upload", "clipboard"),
+                                brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), height=360)
+        return Binding(editor, (spec["name"], masks[spec["name"]]), "editor")
+    if spec["type"] == "image":
+        return Binding(gr.Image(label=_label(spec), type="pil", height=300), (spec["name"],), "image")
+    if spec.get("thumbnails"):
+        picker = build_picker(spec)  # pictures first, then the slider they set
+        control = field_component(spec)
+        wire_picker(picker, spec, control)
+        return Binding(control, (spec["name"],))
+    return Binding(field_component(spec), (spec["name"],))
 
 
 def field_component(spec: dict[str, Any]) -> gr.components.Component:

@@ -65,7 +65,7 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
                 restricted = [f"`{m.id}`: {m.restriction}" for m in models if m.restriction]
                 if restricted:
                     gr.Markdown("Licence limits: " + "; ".join(restricted))
-                tab.bindings = build_bindings(catalog.pipeline(kind).Params.describe())
+                tab.bindings = build_bindings(catalog.pipeline(kind).Params.describe(), kind)
                 with gr.Row():
                     tab.seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", scale=3)
                     dice = gr.Button("Random", scale=1, min_width=60)
