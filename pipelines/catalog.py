@@ -55,6 +55,26 @@ class ModelEntry:
     load_options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments for Pipeline.load
 
 
+def model_card_facts(folder: Path) -> dict[str, str]:
+    """`licence:`, `restriction:` and `description:` lines of the front matter (between `---` lines) that opens a
+    model folder's MODEL_CARD.md; empty when there is no card or no front matter."""
+    card = folder / "MODEL_CARD.md"
+    try:
+        lines = card.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    found: dict[str, str] = {}
+    if not lines or lines[0].strip() != "---":
+        return found
+    for line in lines[1:]:
+        if line.strip() == "---":
+            break
+        key, _, value = line.partition(":")
+        if key.strip() in ("licence", "restriction", "description"):
+            found[key.strip()] = value.strip()
+    return found
+
+
 def pipeline_path(cls: type[Pipeline]) -> str:
     """"module:QualName" of a pipeline class, so a worker in another process can import it."""
     return f"{cls.__module__}:{cls.__qualname__}"
@@ -124,14 +144,16 @@ class Catalog:
         return sorted(listed, key=lambda m: (bool(m.refusal), ready.get(m.status, 2)))
 
     def model(self, model_id: str, kind: str | None = None) -> ModelEntry:
-        """The entry for `model_id`: a listed model, or any hub id for text-to-image (fetched on first use).
-        Raises UnknownModel, or ValueError with the reason for a model that is listed but refused."""
+        """The entry for `model_id`: a listed model, or any hub id for text-to-image (the default) or a VAE
+        (fetched on first use). Raises UnknownModel, or ValueError with the reason for a model that is listed
+        but refused."""
         entry = self._models.get(model_id)
-        if entry is None and kind in (None, "text_to_image") and "text_to_image" in self._pipelines:
+        hub_kind = kind or "text_to_image"
+        if entry is None and hub_kind in ("text_to_image", "vae") and hub_kind in self._pipelines:
             from pipelines.model_sources import HUB_ID, hub_entry
 
             if HUB_ID.match(model_id):
-                entry = self._models[model_id] = hub_entry(model_id)
+                entry = self._models[model_id] = hub_entry(model_id, kind=hub_kind)
         if entry is None or (kind is not None and entry.kind != kind):
             raise UnknownModel(model_id, kind, [m.id for m in self.models(kind)])
         if entry.refusal:

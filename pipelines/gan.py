@@ -37,7 +37,7 @@ from pipelines.base import (
     ShouldStop,
     param,
 )
-from pipelines.catalog import ModelEntry
+from pipelines.catalog import ModelEntry, model_card_facts
 from pipelines.imaging import contact_sheet, frame_sheet, upscale
 from pipelines.latents import (
     NoiseType,
@@ -272,7 +272,7 @@ def _folder_entries(root: Path, origin: str) -> list[ModelEntry]:
         name = architecture_of(folder)
         if name not in known:
             continue
-        card = _card(folder)
+        card = model_card_facts(folder)
         entries.append(ModelEntry(
             id=folder.name, kind="gan", source=str(folder), origin=origin,
             licence=card.get("licence", "unknown (see the model's own files)"),
@@ -281,22 +281,3 @@ def _folder_entries(root: Path, origin: str) -> list[ModelEntry]:
             description=card.get("description", name),
         ))
     return entries
-
-
-def _card(folder: Path) -> dict[str, str]:
-    """`licence:`, `restriction:` and `description:` lines of a MODEL_CARD.md front matter, when present."""
-    card = folder / "MODEL_CARD.md"
-    if not card.is_file():
-        return {}
-    found: dict[str, str] = {}
-    lines = card.read_text(encoding="utf-8").splitlines()
-    if not lines or lines[0].strip() != "---":
-        return found
-    for line in lines[1:]:
-        if line.strip() == "---":
-            break
-        key, _, value = line.partition(":")
-        if key.strip() in ("licence", "restriction", "description"):
-            found[key.strip()] = value.strip()
-    return found
-

