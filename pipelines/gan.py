@@ -127,11 +127,12 @@ class GanPipeline(Pipeline):
     def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
              **options: Any) -> GanPipeline:
         if str(source) == f"package:{FACES_PACKAGE}":
-            generator: GanGenerator = _load_faces()
+            generator: GanGenerator = load_faces_generator()
         else:
             generator = load_generator(Path(source))
-        # fp32 everywhere: a 64×64 DCGAN is small enough that bf16 would only cost accuracy on CPUs without AMX
-        generator = generator.to(device=device, memory_format=torch.channels_last)
+        # fp32 everywhere: without AMX, bf16 convolutions are slower than fp32 on CPU. Channels-last is oneDNN's
+        # fast layout for transposed convolutions (about 1.3× here; see benchmarks/gan.py).
+        generator = generator.for_inference().to(device=device, memory_format=torch.channels_last)
         return cls(generator, device=device)
 
     # -- one job ----------------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ def _compact(seeds: list[int]) -> str:
     return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
 
 
-def _load_faces() -> GanGenerator:
+def load_faces_generator() -> GanGenerator:
     from pipelines.nets.gan_dcgan import DCGANGenerator
 
     try:

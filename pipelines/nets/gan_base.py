@@ -52,6 +52,11 @@ class GanGenerator(ModelMixin, ConfigMixin):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.synthesis(self.mapping(z))
 
+    def for_inference(self) -> GanGenerator:
+        """The network as sampling should run it (e.g. with batch norm folded into the weights); the same outputs
+        up to float rounding. The result is for running, not for `save_pretrained`."""
+        return self.eval()
+
 
 def architectures() -> dict[str, type[GanGenerator]]:
     """Every generator class of the `gan_*` modules in pipelines/nets, by class name (= config `_class_name`)."""
