@@ -18,6 +18,23 @@ from studio.gallery.inputs import InputStore
 from studio.ui.tabs.pickers import build_picker, wire_picker
 
 
+class ImageUpload(gr.Image):
+    """An image upload whose unreadable files (not an image, truncated, a decompression bomb) fail with a message
+    naming the field; gr.Image would fail inside Gradio, which tells an API client only "an exception occurred"."""
+
+    is_template = True  # drawn in the browser by gr.Image's own front end
+
+    def __init__(self, field: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.field = field
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except (OSError, Image.DecompressionBombError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
+            raise gr.Error(f"`{self.field}`: the upload is not a readable image ({type(e).__name__})") from None
+
+
 @dataclass
 class Binding:
     """One control and the params it sets: a plain value, an image, or an image with a painted mask."""
@@ -81,7 +98,7 @@ def _binding(spec: dict[str, Any], masks: dict[str, str]) -> Binding:
                                 brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), height=360)
         return Binding(editor, (spec["name"], masks[spec["name"]]), "editor")
     if spec["type"] == "image":
-        return Binding(gr.Image(label=_label(spec), type="pil", height=300), (spec["name"],), "image")
+        return Binding(ImageUpload(spec["name"], label=_label(spec), type="pil", height=300), (spec["name"],), "image")
     if spec.get("thumbnails"):
         picker = build_picker(spec)  # pictures first, then the slider they set
         control = field_component(spec)

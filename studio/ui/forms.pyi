@@ -1,0 +1,161 @@
+"""Widgets from a pipeline's Params description, and the two-way mapping between widget values and params.
+
+Most fields get one control each (type, default, range and label from Params.describe()). An image field
+becomes an upload; an image field with a mask painted on it becomes one image editor that fills both.
+Uploaded pictures go through the InputStore (checked, stored by content) and params hold their reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from studio.gallery.inputs import InputStore
+from studio.ui.tabs.pickers import build_picker, wire_picker
+
+from gradio.events import Dependency
+
+class ImageUpload(gr.Image):
+    """An image upload whose unreadable files (not an image, truncated, a decompression bomb) fail with a message
+    naming the field; gr.Image would fail inside Gradio, which tells an API client only "an exception occurred"."""
+
+    is_template = True  # drawn in the browser by gr.Image's own front end
+
+    def __init__(self, field: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.field = field
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except (OSError, Image.DecompressionBombError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
+            raise gr.Error(f"`{self.field}`: the upload is not a readable image ({type(e).__name__})") from None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+@dataclass
+class Binding:
+    """One control and the params it sets: a plain value, an image, or an image with a painted mask."""
+
+    component: gr.components.Component
+    names: tuple[str, ...]
+    kind: Literal["value", "image", "editor"] = "value"
+
+    def to_params(self, value: Any, store: InputStore) -> dict[str, Any]:
+        if self.kind == "value":
+            return {self.names[0]: value}
+        if self.kind == "image":
+            return {self.names[0]: store.put(value, field=self.names[0]) if value is not None else ""}
+        image_name, mask_name = self.names
+        background, mask = _split_editor(value)
+        return {image_name: store.put(background, field=image_name) if background is not None else "",
+                mask_name: store.put(mask, field=mask_name) if mask is not None else ""}
+
+    def from_params(self, params: dict[str, Any], store: InputStore) -> Any:
+        """The control's value that reproduces `params` ("Reuse settings"); gr.skip() for what is missing."""
+        if self.kind == "value":
+            return params.get(self.names[0], gr.skip())
+        refs = [params.get(name, "") for name in self.names]
+        if self.kind == "image":
+            return str(store.path(refs[0])) if refs[0] else None
+        if not refs[0]:
+            return None
+        layers = [_mask_layer(store.get(refs[1]))] if refs[1] else []
+        return {"background": store.get(refs[0]), "layers": layers, "composite": None}
+
+
+def build_bindings(specs: list[dict[str, Any]], name: str) -> list[Binding]:
+    """Controls for every field, in order. Fields that matter only in some modes (the `modes` hint) sit in a
+    column that the `mode` control shows and hides; `name` prefixes that event's api_name."""
+    masks = {spec["paint_on"]: spec["name"] for spec in specs if spec["type"] == "mask"}
+    default_mode = next((spec["default"] for spec in specs if spec["name"] == "mode"), None)
+    bindings: list[Binding] = []
+    toggles: list[tuple[tuple[str, ...], gr.Column]] = []
+    for spec in specs:
+        if spec["type"] == "mask":
+            continue  # painted inside its image's editor
+        modes = spec.get("modes")
+        if modes and default_mode is not None:
+            with gr.Column(visible=default_mode in modes, min_width=0) as column:
+                bindings.append(_binding(spec, masks))
+            toggles.append((tuple(modes), column))
+        else:
+            bindings.append(_binding(spec, masks))
+    mode = next((b for b in bindings if b.names[0] == "mode"), None)
+    if mode is not None and toggles:
+        mode.component.change(lambda value: [gr.Column(visible=value in modes) for modes, _ in toggles],
+                              inputs=[mode.component], outputs=[column for _, column in toggles],
+                              api_name=f"show_fields_{name}", queue=False)
+    return bindings
+
+
+def _binding(spec: dict[str, Any], masks: dict[str, str]) -> Binding:
+    if spec["type"] == "image" and spec["name"] in masks:
+        editor = gr.ImageEditor(label=f"{_label(spec)} — paint over the parts to repaint (inpaint)",
+                                type="pil", layers=False, sources=("upload", "clipboard"),
+                                brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), height=360)
+        return Binding(editor, (spec["name"], masks[spec["name"]]), "editor")
+    if spec["type"] == "image":
+        return Binding(ImageUpload(spec["name"], label=_label(spec), type="pil", height=300), (spec["name"],), "image")
+    if spec.get("thumbnails"):
+        picker = build_picker(spec)  # pictures first, then the slider they set
+        control = field_component(spec)
+        wire_picker(picker, spec, control)
+        return Binding(control, (spec["name"],))
+    return Binding(field_component(spec), (spec["name"],))
+
+
+def field_component(spec: dict[str, Any]) -> gr.components.Component:
+    """One scalar Params field → one Gradio input."""
+    label, info = _label(spec), spec.get("help") or None
+    kind, default = spec["type"], spec["default"]
+    if kind == "choice":
+        return gr.Dropdown(choices=spec["choices"], value=default, label=label, info=info)
+    if kind == "bool":
+        return gr.Checkbox(value=default, label=label, info=info)
+    if kind in ("int", "float"):
+        low, high = spec.get("minimum"), spec.get("maximum")
+        step = spec.get("step") or (1 if kind == "int" else None)
+        if low is not None and high is not None:
+            return gr.Slider(minimum=low, maximum=high, value=default, step=step, label=label, info=info)
+        return gr.Number(value=default, label=label, info=info, precision=0 if kind == "int" else None)
+    if kind == "str":
+        lines = 3 if spec.get("multiline") or spec["name"].endswith("prompt") else 1
+        return gr.Textbox(value=default, label=label, info=info, lines=lines)
+    return gr.JSON(value=default, label=label)
+
+
+def _label(spec: dict[str, Any]) -> str:
+    return spec.get("label") or spec["name"].replace("_", " ").capitalize()
+
+
+def _split_editor(value: dict[str, Any] | None) -> tuple[Image.Image | None, Image.Image | None]:
+    """(background, mask) of an ImageEditor value: the mask is white where any stroke was painted."""
+    if not value or value.get("background") is None:
+        return None, None
+    background = value["background"]
+    painted = None
+    for layer in value.get("layers") or []:
+        if layer is None:
+            continue
+        alpha = np.asarray(layer.convert("RGBA"))[..., 3] > 0  # (H, W)
+        painted = alpha if painted is None else painted | alpha
+    if painted is None or not painted.any():
+        return background, None
+    return background, Image.fromarray((painted * 255).astype(np.uint8), mode="L")
+
+
+def _mask_layer(mask: Image.Image) -> Image.Image:
+    """A stored mask shown again as white paint on a transparent layer."""
+    alpha = mask.convert("L")
+    layer = Image.new("RGBA", alpha.size, (255, 255, 255, 0))
+    layer.putalpha(alpha)
+    return layer
