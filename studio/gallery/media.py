@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageSequence
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,14 @@ def animated_thumbnail(frames: list[Image.Image], fps: float, size: int) -> byte
     thumbs[0].save(buffer, format="WEBP", save_all=True, append_images=thumbs[1:], duration=_frame_ms(fps) * step,
                    loop=0, quality=80, method=4)
     return buffer.getvalue()
+
+
+def animated_thumbnail_of(gif: Path, size: int) -> bytes:
+    """`animated_thumbnail` of a stored GIF (to rebuild a lost thumbnail)."""
+    with Image.open(gif) as animation:
+        duration = animation.info.get("duration", 100)
+        frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(animation)]
+    return animated_thumbnail(frames, 1000 / max(duration, 1), size)
 
 
 def read_gif_comment(path: Path) -> str:

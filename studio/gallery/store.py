@@ -30,7 +30,13 @@ from studio.gallery.files import (
     write_png_atomic,
     write_thumbnail,
 )
-from studio.gallery.media import animated_thumbnail, encode_gif, encode_mp4, mp4_available
+from studio.gallery.media import (
+    animated_thumbnail,
+    animated_thumbnail_of,
+    encode_gif,
+    encode_mp4,
+    mp4_available,
+)
 from studio.gallery.metadata import Recipe, png_info, read_recipe
 from studio.gallery.records import (
     MIGRATIONS,
@@ -293,8 +299,12 @@ class GalleryStore:
             if thumb.exists():
                 continue
             try:
-                with Image.open(self.root / rel) as image:
-                    write_thumbnail(thumb, image)
+                gif = (self.root / rel).with_suffix(".gif")
+                if gif.is_file():  # an animation: its thumbnail moves too
+                    write_bytes_atomic(thumb, animated_thumbnail_of(gif, THUMB_SIZE))
+                else:
+                    with Image.open(self.root / rel) as image:
+                        write_thumbnail(thumb, image)
                 rebuilt += 1
             except (OSError, ValueError) as e:
                 logger.warning("cannot rebuild the thumbnail of artwork %s: %s", thumb_id, e)

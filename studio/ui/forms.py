@@ -18,23 +18,6 @@ from studio.gallery.inputs import InputStore
 from studio.ui.tabs.pickers import build_picker, wire_picker
 
 
-class ImageUpload(gr.Image):
-    """An image upload whose unreadable files (not an image, truncated, a decompression bomb) fail with a message
-    naming the field; gr.Image would fail inside Gradio, which tells an API client only "an exception occurred"."""
-
-    is_template = True  # drawn in the browser by gr.Image's own front end
-
-    def __init__(self, field: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.field = field
-
-    def preprocess(self, payload: Any) -> Any:
-        try:
-            return super().preprocess(payload)
-        except (OSError, Image.DecompressionBombError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
-            raise gr.Error(f"`{self.field}`: the upload is not a readable image ({type(e).__name__})") from None
-
-
 @dataclass
 class Binding:
     """One control and the params it sets: a plain value, an image, or an image with a painted mask."""
@@ -98,13 +81,31 @@ def _binding(spec: dict[str, Any], masks: dict[str, str]) -> Binding:
                                 brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), height=360)
         return Binding(editor, (spec["name"], masks[spec["name"]]), "editor")
     if spec["type"] == "image":
-        return Binding(ImageUpload(spec["name"], label=_label(spec), type="pil", height=300), (spec["name"],), "image")
+        return Binding(_image_upload(spec["name"], _label(spec)), (spec["name"],), "image")
     if spec.get("thumbnails"):
         picker = build_picker(spec)  # pictures first, then the slider they set
         control = field_component(spec)
         wire_picker(picker, spec, control)
         return Binding(control, (spec["name"],))
     return Binding(field_component(spec), (spec["name"],))
+
+
+def _image_upload(name: str, label: str) -> gr.Image:
+    """An image upload whose unreadable files (not an image, truncated, a decompression bomb) fail with a message
+    naming the field: gr.Image alone fails inside Gradio, which tells an API client only "an exception occurred".
+    The check wraps this instance's preprocess; a gr.Image subclass would make Gradio write a .pyi stub beside
+    this module at import."""
+    image = gr.Image(label=label, type="pil", height=300)
+    preprocess = image.preprocess
+
+    def checked(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except (OSError, Image.DecompressionBombError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
+            raise gr.Error(f"`{name}`: the upload is not a readable image ({type(e).__name__})") from None
+
+    image.preprocess = checked  # type: ignore[method-assign]
+    return image
 
 
 def field_component(spec: dict[str, Any]) -> gr.components.Component:

@@ -93,6 +93,10 @@ def test_reconcile_restores_an_animation_from_its_png_and_drops_files_of_a_lost_
     try:
         assert reopened.reconcile().indexed == 1
         assert reopened.get(artwork.id).media == artwork.media
+        artwork.thumb_path.unlink()
+        assert reopened.reconcile().thumbnails == 1
+        with Image.open(artwork.thumb_path) as thumb:
+            assert thumb.n_frames == 6  # rebuilt from the GIF: it still moves
         artwork.path.unlink()
         assert reopened.reconcile().removed == 1
         assert files_under(reopened.root) == []
