@@ -93,16 +93,18 @@ class BaseParams:
     def a1111_fields(self) -> dict[str, Any]:
         """Key/value pairs for the A1111 `parameters` text beyond prompt and seed; subclasses may extend.
 
-        Shared knob names map to A1111's labels; every other field follows under its own name.
+        Shared knob names map to A1111's labels; every other field follows under its own name, except fields
+        that do not matter in this job's mode (the `modes` hint).
         """
-        labels = {"num_steps": "Steps", "sampler": "Sampler", "cfg_scale": "CFG scale", "clip_skip": "Clip skip",
-                  "strength": "Denoising strength"}
+        labels = {"num_steps": "Steps", "sampler": "Sampler", "cfg_scale": "CFG scale", "clip_skip": "Clip skip"}
         values = self.to_dict()
+        mode = values.get("mode")
         out: dict[str, Any] = {}
-        for name, value in values.items():
-            if name in ("prompt", "negative_prompt", "width", "height"):
+        for f in dataclasses.fields(self):
+            modes = f.metadata.get("modes")
+            if f.name in ("prompt", "negative_prompt", "width", "height") or (modes and mode not in modes):
                 continue
-            out[labels.get(name, name)] = value
+            out[labels.get(f.name, f.name)] = values[f.name]
         if "width" in values and "height" in values:
             out["Size"] = f"{values['width']}x{values['height']}"
         return out

@@ -84,7 +84,7 @@ class GanParams(BaseParams):
     loop: bool = param(True, label="Loop back to the first seed", help="a seamless loop", modes=("interpolate",))
     step_size: float = param(0.15, label="Walk step", minimum=0.01, maximum=1.0, step=0.01,
                              help="walk: how far each frame moves", modes=("walk",))
-    strength: float = param(0.3, label="Variation strength", minimum=0.0, maximum=1.0, step=0.01,
+    variation: float = param(0.3, label="Variation strength", minimum=0.0, maximum=1.0, step=0.01,
                             help="vary: 0 repeats the image, 1 is a new random image", modes=("vary",))
     upscale: int = param(1, label="Upscale ×", minimum=1, maximum=4, step=1,
                          help="a Lanczos resample for viewing: smoother, but no new detail")
@@ -153,7 +153,7 @@ class GanPipeline(Pipeline):
             tile_seeds = seeds
         else:
             start = sample_noise((self.generator.latent_dim,), seeds[0], params.noise)
-            latents = variations(start, params.num_images, params.strength, job_seed, params.noise)
+            latents = variations(start, params.num_images, params.variation, job_seed, params.noise)
             tile_seeds = [seeds[0]] * len(latents)
         images = [upscale(image, params.upscale) for image in self._render(latents, params, on_step, should_stop)]
         info = _info(params, {"seeds": _compact(tile_seeds)} if params.mode == "sample" else {"base_seed": seeds[0]})

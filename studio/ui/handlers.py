@@ -73,7 +73,7 @@ class Handlers:
             return GeneratorOutputs("Loading the model and starting…", job_id=job.id)
         if event.kind == "completed":
             artworks = [self.services.gallery.get(i) for i in event.image_ids]
-            status = f"Done: {len(artworks)} image(s) saved to the gallery (seed {job.spec.seed})"
+            status = f"Done: {_saved(artworks)} saved to the gallery (seed {job.spec.seed})"
             if artworks:
                 info = artworks[0].recipe.info
                 warnings = [*info.get("warnings", [])]
@@ -179,6 +179,17 @@ class Handlers:
     def workers_table(self) -> list[list[Any]]:
         return [[w.name, w.device, "running" if w.alive else "restarting", w.current_job or "idle", w.restarts]
                 for w in self.services.pool.status()]
+
+
+def _saved(artworks: list[Artwork]) -> str:
+    """"3 image(s)", or "1 animation(s) (GIF, MP4 and a frame sheet)" when the job made animations."""
+    animations = [a for a in artworks if a.media]
+    if not animations:
+        return f"{len(artworks)} image(s)"
+    formats = ", ".join(sorted({fmt.upper() for a in animations for fmt in a.media}))
+    stills = len(artworks) - len(animations)
+    return f"{len(animations)} animation(s) ({formats} and a frame sheet)" + (
+        f" and {stills} image(s)" if stills else "")
 
 
 def _gallery_item(a: Artwork) -> tuple[str, str]:

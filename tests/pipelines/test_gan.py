@@ -113,9 +113,9 @@ def test_walk_and_vary_start_from_the_seed(tiny: GanPipeline) -> None:
     assert not np.array_equal(pixels(frames[1]), start)
     assert np.array_equal(pixels(run(tiny, seed=5, mode="walk", frames=6, step_size=0.3).animations[0].frames[5]),
                           pixels(frames[5]))
-    same = run(tiny, seed=5, mode="vary", num_images=2, strength=0.0, layout="separate")
+    same = run(tiny, seed=5, mode="vary", num_images=2, variation=0.0, layout="separate")
     assert all(np.array_equal(pixels(i), start) for i in same.images)
-    varied = run(tiny, seed=5, mode="vary", num_images=2, strength=0.2, layout="separate").images
+    varied = run(tiny, seed=5, mode="vary", num_images=2, variation=0.2, layout="separate").images
     assert not np.array_equal(pixels(varied[0]), start) and not np.array_equal(pixels(varied[0]), pixels(varied[1]))
 
 

@@ -28,7 +28,7 @@ def test_an_interpolation_lands_as_gif_mp4_and_frame_sheet_and_its_recipe_remake
     services, client = served
     params = {"mode": "interpolate", "seeds": "3, 8, 13", "frames": 12, "fps": 6, "loop": True, "truncation": 0.8}
     status, _, results, job_id = client.predict(model="dcgan-faces", seed=1, **params, api_name="/generate_gan")
-    assert status.startswith("Done"), status
+    assert status.startswith("Done: 1 animation(s) (GIF, MP4 and a frame sheet)"), status
     assert results[0]["image"].endswith(".gif")  # the tab shows the animation moving
     artwork = services.gallery.get(f"{job_id}-0")
     assert set(artwork.media) == {"gif", "mp4"}
@@ -40,7 +40,8 @@ def test_an_interpolation_lands_as_gif_mp4_and_frame_sheet_and_its_recipe_remake
     with Image.open(artwork.path) as png:
         fields = parse_parameters(png.text["parameters"])
         sheet = np.asarray(png.convert("RGB"))
-    assert fields["Model"] == "dcgan-faces" and fields["truncation"] == "0.8"
+    assert fields["Model"] == "dcgan-faces" and fields["truncation"] == "0.8" and fields["frames"] == "12"
+    assert "num_images" not in fields and "variation" not in fields  # controls of other modes stay out
 
     again = services.generation.submit(recipe.pipeline, recipe.model, recipe.params, recipe.info["job_seed"])
     wait_finished(services, again.id)
