@@ -181,7 +181,7 @@ def _coerce_number(name: str, tp: type, value: Any) -> int | float:
 
 @dataclass
 class Animation:
-    """Frames of one animation, played at `fps`; `loop` says it is meant to repeat seamlessly."""
+    """Frames of one animation, played at `fps`; with `loop` it plays on repeat, without it once."""
 
     frames: list[Image.Image]
     fps: float

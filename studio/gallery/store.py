@@ -334,14 +334,18 @@ def _with_media(recipe: Recipe, animation: Animation | None) -> tuple[Recipe, di
     if animation is None:
         return recipe, {}
     facts = {"frames": len(animation.frames), "fps": animation.fps, "loop": animation.loop}
-    draft = dataclasses.replace(recipe, info={**recipe.info, "animation": {**facts, "formats": ["gif", "mp4"]}})
-    media = {"gif": encode_gif(animation.frames, animation.fps, loop=animation.loop, comment=draft.to_json())}
+
+    def listing(formats: list[str]) -> Recipe:
+        return dataclasses.replace(recipe, info={**recipe.info, "animation": {**facts, "formats": formats}})
+
+    media: dict[str, bytes] = {}
     if mp4_available():
         try:
-            media["mp4"] = encode_mp4(animation.frames, animation.fps, comment=draft.to_json())
+            media["mp4"] = encode_mp4(animation.frames, animation.fps, comment=listing(["gif", "mp4"]).to_json())
         except (OSError, RuntimeError) as e:
             logger.warning("artwork %s: no MP4, ffmpeg failed: %s", artwork_id_for(recipe), e)
-    final = dataclasses.replace(recipe, info={**recipe.info, "animation": {**facts, "formats": list(media)}})
+    final = listing(["gif", *media])
+    media["gif"] = encode_gif(animation.frames, animation.fps, loop=animation.loop, comment=final.to_json())
     return final, media
 
 
