@@ -1,0 +1,117 @@
+"""What every training script of the bundled models shares: the dataset, seeding, a progress bar, resumable
+checkpoints and sample grids.
+
+A run writes to a work folder (`--work`, default `<user cache>/atelier/training/<model>`): `checkpoint.pt` (model,
+optimiser, step, the random generator), `samples/step_<n>.png` and `log.jsonl` (one line of losses per log
+interval). Starting again with the same work folder resumes where the last run stopped; the final weights go
+to `--out` as a diffusers folder (config.json + fp16 safetensors) with the training facts in `training.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import platformdirs
+import torch
+
+from pipelines.train.dataset import default_dir
+
+
+@dataclass(frozen=True)
+class Dataset:
+    images: torch.Tensor  # (N, 3, 64, 64) float32 in [−1, 1]
+    captions: list[str]
+    train: list[int]
+    validation: list[int]
+
+
+def load_dataset(folder: Path, limit: int | None = None) -> Dataset:
+    """The cache written by `python -m pipelines.train.dataset`; `limit` keeps the first images of each split."""
+    if not (folder / "images.npy").is_file():
+        sys.exit(f"no dataset in {folder}: build it with `python -m pipelines.train.dataset --out {folder}`")
+    pixels = torch.from_numpy(np.load(folder / "images.npy")).permute(0, 3, 1, 2).float() / 127.5 - 1
+    captions = [c["caption"] for c in json.loads((folder / "captions.json").read_text(encoding="utf-8"))]
+    split = json.loads((folder / "split.json").read_text(encoding="utf-8"))
+    train, validation = split["train"], split["validation"]
+    if limit is not None:
+        train, validation = train[:limit], validation[:max(1, limit // 8)]
+    return Dataset(pixels.contiguous(), captions, train, validation)
+
+
+def base_arguments(model: str, description: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="where the trained model folder goes")
+    parser.add_argument("--data", type=Path, default=default_dir(), help="the dataset cache")
+    parser.add_argument("--work", type=Path, default=Path(platformdirs.user_cache_dir("atelier", appauthor=False))
+                        / "training" / model, help="checkpoints, samples and the log (resumed from if present)")
+    parser.add_argument("--minutes", type=float, default=90.0, help="stop after this much training time")
+    parser.add_argument("--steps", type=int, default=None, help="stop after this many steps in all")
+    parser.add_argument("--limit", type=int, default=None, help="train on the first N images (tests)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+class Progress:
+    """A one-line progress bar on stderr with the step, rate and latest losses (for humans watching a run)."""
+
+    def __init__(self, total_steps: int | None, minutes: float) -> None:
+        self.total, self.minutes, self.start = total_steps, minutes, time.monotonic()
+
+    def update(self, step: int, images: int, losses: dict[str, float]) -> None:
+        elapsed = time.monotonic() - self.start
+        done = min(1.0, elapsed / (self.minutes * 60)) if self.total is None else min(1.0, step / self.total)
+        bar = "#" * int(done * 30)
+        loss_text = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
+        sys.stderr.write(f"\r[{bar:<30}] step {step} · {images / max(elapsed, 1e-9):.0f} img/s · {loss_text}   ")
+        sys.stderr.flush()
+
+    def elapsed_minutes(self) -> float:
+        return (time.monotonic() - self.start) / 60
+
+
+def save_checkpoint(work: Path, state: dict[str, Any]) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    temp = work / "checkpoint.pt.tmp"
+    torch.save(state, temp)
+    temp.replace(work / "checkpoint.pt")  # a crash mid-save keeps the previous checkpoint
+
+
+def load_checkpoint(work: Path) -> dict[str, Any] | None:
+    path = work / "checkpoint.pt"
+    # our own file, written by save_checkpoint: optimiser states hold plain containers and tensors only
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+
+def log_line(work: Path, values: dict[str, Any]) -> None:
+    with (work / "log.jsonl").open("a", encoding="utf-8") as log:
+        log.write(json.dumps(values) + "\n")
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two batches in [−1, 1], over 8-bit values."""
+    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) * 127.5).pow(2).mean().item()
+    return 100.0 if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def save_grid(path: Path, images: torch.Tensor, columns: int = 8) -> None:
+    """A batch in [−1, 1] as one PNG grid, for looking at a run's progress."""
+    from pipelines.imaging import contact_sheet, to_image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    contact_sheet([to_image((x + 1) / 2) for x in images], columns=columns).save(path)
+
+
+def save_model(model: Any, out: Path, facts: dict[str, Any]) -> None:
+    """The trained diffusers model as an fp16 folder (half the bytes; every loader upcasts as it needs)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.to(torch.float16).save_pretrained(out)
+    model.to(torch.float32)
+    (out / "training.json").write_text(json.dumps(facts, indent=2), encoding="utf-8")

@@ -1,0 +1,132 @@
+"""Train the latent autoencoder of the bundled text-to-image model: a small diffusers `AutoencoderKL`,
+64×64×3 ↔ 16×16×4, on the emoji + clip-art set.
+
+As in latent diffusion (Rombach et al., CVPR 2022), the KL term is tiny (weight 1e-6): it only keeps the latents
+from drifting in scale, the autoencoder's job is to reconstruct. Loss = L1 + MSE on pixels + 1e-6 · KL; AdamW,
+batch 32, horizontal flips. Validation PSNR (posterior mode) is logged as it trains. When it stops, the latents'
+standard deviation over the training set sets the config's `scaling_factor`, so the diffusion model sees
+unit-variance latents (Stable Diffusion's 0.18215 was found the same way).
+
+Run: `python -m pipelines.train.latent_vae --out assets/models/atelier-latent-vae [--minutes 30]`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from pipelines.train.common import (
+    Progress,
+    base_arguments,
+    load_checkpoint,
+    load_dataset,
+    log_line,
+    psnr,
+    save_checkpoint,
+    save_grid,
+    save_model,
+)
+
+BATCH = 32
+LEARNING_RATE = 1e-3
+KL_WEIGHT = 1e-6
+EVAL_EVERY = 200  # steps
+CHECKPOINT_EVERY_S = 120.0
+
+
+def build_autoencoder() -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=64, norm_num_groups=32,
+        block_out_channels=(32, 64, 128),  # three levels: 64 → 32 → 16, f = 4
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1,
+    )
+
+
+def loss_of(vae: Any, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    posterior = vae.encode(batch).latent_dist
+    noise = torch.randn(posterior.mean.shape, generator=generator)
+    latents = posterior.mean + posterior.std * noise  # the reparameterised sample (B, 4, 16, 16)
+    rebuilt = vae.decode(latents).sample
+    l1, mse = F.l1_loss(rebuilt, batch), F.mse_loss(rebuilt, batch)
+    kl = posterior.kl().mean() / batch[0].numel()  # per pixel, as the pixel losses are
+    return l1 + mse + KL_WEIGHT * kl, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+
+
+@torch.no_grad()
+def validate(vae: Any, images: torch.Tensor) -> tuple[float, torch.Tensor]:
+    vae.eval()
+    rebuilt = torch.cat([vae.decode(vae.encode(chunk).latent_dist.mode()).sample
+                         for chunk in images.split(64)])
+    vae.train()
+    return psnr(rebuilt, images), rebuilt
+
+
+@torch.no_grad()
+def latent_scale(vae: Any, images: torch.Tensor) -> float:
+    """1 / std of the posterior means over `images`: the factor that makes the latents unit-variance."""
+    vae.eval()
+    latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in images.split(128)])
+    return float(1.0 / latents.std())
+
+
+def main() -> None:
+    args = base_arguments("latent_vae", __doc__).parse_args()
+    torch.manual_seed(args.seed)
+    data = load_dataset(args.data, args.limit)
+    vae = build_autoencoder().train()
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(args.seed)
+    step, minutes_before = 0, 0.0
+    if (state := load_checkpoint(args.work)) is not None:
+        vae.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        step, minutes_before = state["step"], state["minutes"]
+        print(f"resuming at step {step} ({minutes_before:.1f} min trained)")  # noqa: T201
+    train = torch.tensor(data.train)
+    validation = data.images[data.validation]
+    progress, last_save = Progress(args.steps, args.minutes), time.monotonic()
+    while (args.steps is None or step < args.steps) and progress.elapsed_minutes() < args.minutes:
+        picks = train[torch.randint(len(train), (BATCH,), generator=generator)]
+        batch = data.images[picks]
+        flip = torch.rand(BATCH, generator=generator) < 0.5
+        batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+        loss, parts = loss_of(vae, batch, generator)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        progress.update(step, step * BATCH, parts)
+        if step % EVAL_EVERY == 0:
+            value, rebuilt = validate(vae, validation)
+            log_line(args.work, {"step": step, "minutes": minutes_before + progress.elapsed_minutes(),
+                                 "val_psnr": value, **parts})
+            save_grid(args.work / "samples" / f"step_{step:06d}.png",
+                      torch.cat([validation[:16], rebuilt[:16]]))
+        if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
+            save_checkpoint(args.work, {"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                                        "generator": generator.get_state(),
+                                        "minutes": minutes_before + progress.elapsed_minutes()})
+            last_save = time.monotonic()
+    minutes = minutes_before + progress.elapsed_minutes()
+    save_checkpoint(args.work, {"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                                "generator": generator.get_state(), "minutes": minutes})
+    value, rebuilt = validate(vae, validation)
+    vae.register_to_config(scaling_factor=latent_scale(vae, data.images[train[:2048]]))
+    facts = {"steps": step, "batch": BATCH, "minutes": round(minutes, 1), "val_psnr_db": round(value, 2),
+             "scaling_factor": vae.config.scaling_factor, "seed": args.seed, "train_images": len(data.train),
+             "validation_images": len(data.validation)}
+    save_model(vae, args.out, facts)
+    save_grid(args.out / "reconstructions.png", torch.cat([validation[:16], rebuilt[:16]]))
+    print("\n" + json.dumps(facts, indent=2))  # noqa: T201 -- a CLI report
+
+
+if __name__ == "__main__":
+    main()
