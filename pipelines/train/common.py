@@ -10,6 +10,7 @@ to `--out` as a diffusers folder (config.json + fp16 safetensors) with the train
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -112,6 +113,5 @@ def save_grid(path: Path, images: torch.Tensor, columns: int = 8) -> None:
 def save_model(model: Any, out: Path, facts: dict[str, Any]) -> None:
     """The trained diffusers model as an fp16 folder (half the bytes; every loader upcasts as it needs)."""
     out.mkdir(parents=True, exist_ok=True)
-    model.to(torch.float16).save_pretrained(out)
-    model.to(torch.float32)
+    copy.deepcopy(model).half().save_pretrained(out)
     (out / "training.json").write_text(json.dumps(facts, indent=2), encoding="utf-8")
