@@ -47,7 +47,7 @@ def load_dataset(folder: Path, limit: int | None = None) -> Dataset:
     return Dataset(pixels.contiguous(), captions, train, validation)
 
 
-def base_arguments(model: str, description: str | None) -> argparse.ArgumentParser:
+def base_arguments(model: str, description: str | None, batch: int) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="where the trained model folder goes")
     parser.add_argument("--data", type=Path, default=default_dir(), help="the dataset cache")
@@ -56,6 +56,7 @@ def base_arguments(model: str, description: str | None) -> argparse.ArgumentPars
     parser.add_argument("--minutes", type=float, default=90.0, help="stop after this much training time")
     parser.add_argument("--steps", type=int, default=None, help="stop after this many steps in all")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images (tests)")
+    parser.add_argument("--batch", type=int, default=batch, help=f"images per step (default {batch})")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 

@@ -104,7 +104,7 @@ def diversity(vae_folder: Path, images: torch.Tensor) -> float:
 
 
 def main() -> None:
-    parser = base_arguments("gan", __doc__)
+    parser = base_arguments("gan", __doc__, BATCH)
     parser.add_argument("--vae", type=Path, default=Path("assets/models/atelier-latent-vae"),
                         help="the autoencoder whose latent space measures diversity (skipped when missing)")
     args = parser.parse_args()
@@ -138,12 +138,12 @@ def main() -> None:
 
     generator.train()
     while (args.steps is None or step < args.steps) and progress.elapsed_minutes() < args.minutes:
-        real = data.images[train[torch.randint(len(train), (BATCH,), generator=rng)]]
-        flip = torch.rand(BATCH, generator=rng) < 0.5
+        real = data.images[train[torch.randint(len(train), (args.batch,), generator=rng)]]
+        flip = torch.rand(args.batch, generator=rng) < 0.5
         real = torch.where(flip[:, None, None, None], real.flip(-1), real)
         losses = train_step(generator, discriminator, optimisers, real, rng)
         step += 1
-        progress.update(step, step * BATCH, losses)
+        progress.update(step, step * args.batch, losses)
         if step % SAMPLE_EVERY == 0:
             generator.eval()
             with torch.no_grad():
@@ -155,14 +155,17 @@ def main() -> None:
             last_save = time.monotonic()
     checkpoint()
     generator.eval()
+    count = min(DIVERSITY_SAMPLES, len(train))  # as many fakes as real images: the two means compare fairly
     with torch.no_grad():
-        samples = generator(torch.randn(DIVERSITY_SAMPLES, LATENT_DIM, generator=torch.Generator().manual_seed(7)))
-    facts: dict[str, Any] = {"steps": step, "batch": BATCH, "epochs": round(step * BATCH / len(data.train), 1),
+        z = torch.randn(max(count, 64), LATENT_DIM, generator=torch.Generator().manual_seed(7))
+        samples = generator(z)
+    epochs = round(step * args.batch / len(data.train), 1)
+    facts: dict[str, Any] = {"steps": step, "batch": args.batch, "epochs": epochs,
                              "minutes": round(minutes_before + progress.elapsed_minutes(), 1), "seed": args.seed,
                              "base_channels": CHANNELS, "train_images": len(data.train)}
     if args.vae.is_dir():
-        real = data.images[train[:DIVERSITY_SAMPLES]]
-        facts["diversity_samples"] = round(diversity(args.vae, samples), 3)
+        real = data.images[train[:count]]
+        facts["diversity_samples"] = round(diversity(args.vae, samples[:count]), 3)
         facts["diversity_real"] = round(diversity(args.vae, real), 3)
     save_model(generator, args.out, facts)
     save_grid(args.out / "samples.png", samples[:64])

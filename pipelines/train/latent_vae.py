@@ -77,7 +77,7 @@ def latent_scale(vae: Any, images: torch.Tensor) -> float:
 
 
 def main() -> None:
-    args = base_arguments("latent_vae", __doc__).parse_args()
+    args = base_arguments("latent_vae", __doc__, BATCH).parse_args()
     torch.manual_seed(args.seed)
     data = load_dataset(args.data, args.limit)
     vae = build_autoencoder().train()
@@ -94,16 +94,16 @@ def main() -> None:
     validation = data.images[data.validation]
     progress, last_save = Progress(args.steps, args.minutes), time.monotonic()
     while (args.steps is None or step < args.steps) and progress.elapsed_minutes() < args.minutes:
-        picks = train[torch.randint(len(train), (BATCH,), generator=generator)]
+        picks = train[torch.randint(len(train), (args.batch,), generator=generator)]
         batch = data.images[picks]
-        flip = torch.rand(BATCH, generator=generator) < 0.5
+        flip = torch.rand(args.batch, generator=generator) < 0.5
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
         loss, parts = loss_of(vae, batch, generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         step += 1
-        progress.update(step, step * BATCH, parts)
+        progress.update(step, step * args.batch, parts)
         if step % EVAL_EVERY == 0:
             value, rebuilt = validate(vae, validation)
             log_line(args.work, {"step": step, "minutes": minutes_before + progress.elapsed_minutes(),
@@ -120,7 +120,7 @@ def main() -> None:
                                 "generator": generator.get_state(), "minutes": minutes})
     value, rebuilt = validate(vae, validation)
     vae.register_to_config(scaling_factor=latent_scale(vae, data.images[train[:2048]]))
-    facts = {"steps": step, "batch": BATCH, "minutes": round(minutes, 1), "val_psnr_db": round(value, 2),
+    facts = {"steps": step, "batch": args.batch, "minutes": round(minutes, 1), "val_psnr_db": round(value, 2),
              "scaling_factor": vae.config.scaling_factor, "seed": args.seed, "train_images": len(data.train),
              "validation_images": len(data.validation)}
     save_model(vae, args.out, facts)

@@ -119,17 +119,18 @@ def build_pipeline(vae_folder: Path, unet: Any, tokenizer: Any, encoder: Any) ->
 
 
 @torch.no_grad()
-def sample_grid(pipeline: Any, path: Path, seed: int = 0) -> None:
-    """The 24 evaluation prompts, one image each (20 Euler steps, guidance 5), seen ones on the first rows."""
+def sample_grid(pipeline: Any, path: Path, steps: int, seed: int = 0) -> None:
+    """The 24 evaluation prompts, one image each (Euler, guidance 5), seen ones on the first rows."""
     pipeline.set_progress_bar_config(disable=True)
-    images = pipeline([*SEEN_PROMPTS, *UNSEEN_PROMPTS], num_inference_steps=20, guidance_scale=5.0,
+    images = pipeline([*SEEN_PROMPTS, *UNSEEN_PROMPTS], num_inference_steps=steps, guidance_scale=5.0,
                       generator=torch.Generator().manual_seed(seed), output_type="pt").images  # (24, 3, 64, 64)
     save_grid(path, images * 2 - 1, columns=6)
 
 
 def main() -> None:
-    parser = base_arguments("text_to_image", __doc__)
+    parser = base_arguments("text_to_image", __doc__, BATCH)
     parser.add_argument("--vae", type=Path, default=Path("assets/models/atelier-latent-vae"))
+    parser.add_argument("--grid-steps", type=int, default=20, help="sampling steps of the 24-prompt grids")
     args = parser.parse_args()
     from diffusers import DDPMScheduler
 
@@ -161,14 +162,14 @@ def main() -> None:
                                     "minutes": minutes_before + progress.elapsed_minutes()})
 
     while (args.steps is None or step < args.steps) and progress.elapsed_minutes() < args.minutes:
-        rows = torch.randint(len(train), (BATCH,), generator=rng)
-        mirrored = torch.randint(2, (BATCH,), generator=rng)
+        rows = torch.randint(len(train), (args.batch,), generator=rng)
+        mirrored = torch.randint(2, (args.batch,), generator=rng)
         clean = latents[rows, mirrored]  # (B, 4, 16, 16)
         context = captions[rows].clone()  # (B, 32, 384)
-        dropped = torch.rand(BATCH, generator=rng) < CAPTION_DROPOUT
+        dropped = torch.rand(args.batch, generator=rng) < CAPTION_DROPOUT
         context[dropped] = empty[0]
         noise = torch.randn(clean.shape, generator=rng)
-        timesteps = torch.randint(SCHEDULE["num_train_timesteps"], (BATCH,), generator=rng)
+        timesteps = torch.randint(SCHEDULE["num_train_timesteps"], (args.batch,), generator=rng)
         noisy = noise_schedule.add_noise(clean, noise, timesteps)
         loss = F.mse_loss(unet(noisy, timesteps, encoder_hidden_states=context).sample, noise)
         optimiser.zero_grad(set_to_none=True)
@@ -179,21 +180,21 @@ def main() -> None:
             for average, current in zip(ema.parameters(), unet.parameters(), strict=True):
                 average.lerp_(current, 1 - EMA_DECAY)
         step += 1
-        progress.update(step, step * BATCH, {"loss": loss.item()})
+        progress.update(step, step * args.batch, {"loss": loss.item()})
         if step % 100 == 0:
             log_line(args.work, {"step": step, "minutes": minutes_before + progress.elapsed_minutes(),
                                  "loss": loss.item()})
         if step % SAMPLE_EVERY == 0:
             sample_grid(build_pipeline(args.vae, ema, tokenizer, encoder),
-                        args.work / "samples" / f"step_{step:06d}.png")
+                        args.work / "samples" / f"step_{step:06d}.png", args.grid_steps)
         if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
             checkpoint()
             last_save = time.monotonic()
     checkpoint()
-    export(args, ema, tokenizer, encoder, step, minutes_before + progress.elapsed_minutes())
+    export(args, ema, tokenizer, encoder, step, minutes_before + progress.elapsed_minutes(), len(data.train))
 
 
-def export(args: Any, ema: Any, tokenizer: Any, encoder: Any, step: int, minutes: float) -> None:
+def export(args: Any, ema: Any, tokenizer: Any, encoder: Any, step: int, minutes: float, images: int) -> None:
     """The EMA weights as a diffusers pipeline folder; the text encoder stays in its package (see the card)."""
     pipeline = build_pipeline(args.vae, ema, tokenizer, encoder)
     out: Path = args.out
@@ -202,9 +203,9 @@ def export(args: Any, ema: Any, tokenizer: Any, encoder: Any, step: int, minutes
     copy.deepcopy(pipeline.vae).half().save_pretrained(out / "vae")
     pipeline.scheduler.save_pretrained(out / "scheduler")
     tokenizer.save_pretrained(out / "tokenizer")
-    sample_grid(pipeline, out / "prompts.png")
-    facts = {"steps": step, "batch": BATCH, "minutes": round(minutes, 1), "seed": args.seed,
-             "epochs": round(step * BATCH / len(load_dataset(args.data, args.limit).train), 1),
+    sample_grid(pipeline, out / "prompts.png", args.grid_steps)
+    facts = {"steps": step, "batch": args.batch, "minutes": round(minutes, 1), "seed": args.seed,
+             "epochs": round(step * args.batch / images, 1),
              "text_encoder": f"package:{TEXT_PACKAGE}", "max_tokens": MAX_TOKENS,
              "seen_prompts": SEEN_PROMPTS, "unseen_prompts": UNSEEN_PROMPTS}
     (out / "training.json").write_text(json.dumps(facts, indent=2), encoding="utf-8")

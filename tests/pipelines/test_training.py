@@ -1,0 +1,115 @@
+"""The training scripts of the bundled models: the dataset's conversions, and each training loop for a few steps on
+a tiny synthetic set — it runs, checkpoints, resumes, and writes a folder the studio's pipelines load."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from pipelines.train.dataset import caption_of_clipart, caption_of_emoji, fit
+
+pytestmark = pytest.mark.slow
+
+SVG = """<svg xmlns="http://www.w3.org/2000/svg" xmlns:cc="http://web.resource.org/cc/"
+ xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+ <metadata><rdf:RDF><cc:Work rdf:about="">
+  <dc:title>Clipart by Nicu Buculei - Red_Apple</dc:title>
+  <dc:subject><rdf:Bag><rdf:li>fruit</rdf:li><rdf:li>food</rdf:li><rdf:li>0xa0f5150</rdf:li>
+   <rdf:li>apple</rdf:li></rdf:Bag></dc:subject>
+ </cc:Work></rdf:RDF></metadata></svg>"""
+
+
+def test_fit_centres_any_picture_on_white_at_64() -> None:
+    picture = Image.new("RGBA", (200, 100), (0, 0, 0, 0))
+    ImageDraw.Draw(picture).rectangle((50, 25, 149, 74), fill=(255, 0, 0, 255))  # 100 × 50 red, margins transparent
+    fitted = np.asarray(fit(picture))
+    assert fitted.shape == (64, 64, 3)
+    assert (fitted[0, 0] == 255).all()  # padding is white
+    assert tuple(fitted[32, 32]) == (255, 0, 0)
+    assert (fitted[15, 32] == 255).all() and tuple(fitted[17, 32]) == (255, 0, 0)  # 64 × 32, centred
+
+
+def test_captions_from_emoji_names_and_clipart_metadata(tmp_path: Path) -> None:
+    assert caption_of_emoji(":woman_health_worker_medium_skin_tone:") == "woman health worker medium skin tone"
+    svg = tmp_path / "apple.svg"
+    svg.write_text(SVG)
+    assert caption_of_clipart(svg) == "red apple: fruit, food"
+    assert caption_of_clipart(tmp_path / "missing.svg") == ""
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 coloured discs and squares with captions, in the layout `pipelines.train.dataset` writes."""
+    folder = tmp_path_factory.mktemp("dataset")
+    rng = np.random.default_rng(0)
+    images, captions = [], []
+    for i in range(40):
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        picture = Image.new("RGB", (64, 64), "white")
+        shape = "disc" if i % 2 else "square"
+        (ImageDraw.Draw(picture).ellipse if i % 2 else ImageDraw.Draw(picture).rectangle)((12, 12, 52, 52), colour)
+        images.append(np.asarray(picture))
+        captions.append({"caption": f"a {shape}", "source": "emoji"})
+    np.save(folder / "images.npy", np.stack(images))
+    (folder / "captions.json").write_text(json.dumps(captions))
+    (folder / "split.json").write_text(json.dumps({"train": list(range(36)), "validation": list(range(36, 40))}))
+    return folder
+
+
+def train(module: str, monkeypatch: pytest.MonkeyPatch, *args: object) -> None:
+    import importlib
+
+    monkeypatch.setattr(sys, "argv", [module, *map(str, args)])
+    importlib.import_module(f"pipelines.train.{module}").main()
+
+
+@pytest.fixture(scope="module")
+def latent_vae(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model folder, work folder) of a latent autoencoder trained 2 steps, then resumed to 3."""
+    root = tmp_path_factory.mktemp("latent_vae")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        common = ("--data", dataset, "--work", root / "work", "--out", root / "model", "--batch", 4)
+        train("latent_vae", monkeypatch, *common, "--steps", 2)
+        train("latent_vae", monkeypatch, *common, "--steps", 3)
+    return root / "model", root / "work"
+
+
+def test_the_latent_autoencoder_trains_resumes_and_loads_in_the_vae_tab(latent_vae: tuple[Path, Path]) -> None:
+    from pipelines.vae import VaeParams, VaePipeline
+
+    model, work = latent_vae
+    facts = json.loads((model / "training.json").read_text())
+    assert facts["steps"] == 3 and facts["scaling_factor"] > 0  # resumed from step 2, not restarted
+    assert (work / "checkpoint.pt").is_file() and (model / "reconstructions.png").is_file()
+    pipe = VaePipeline.load(str(model), device="cpu")
+    assert pipe.factor == 4 and pipe.latent_channels == 4
+    image = pipe(VaeParams.from_dict({"num_images": 1}), seed=0).images[0]
+    assert image.size == (64, 64)
+
+
+def test_the_gan_trains_and_loads_in_the_gan_tab(dataset: Path, latent_vae: tuple[Path, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.gan import GanParams, GanPipeline
+
+    train("gan", monkeypatch, "--data", dataset, "--work", tmp_path / "work", "--out", tmp_path / "model",
+          "--steps", 2, "--batch", 4, "--vae", latent_vae[0])
+    facts = json.loads((tmp_path / "model" / "training.json").read_text())
+    assert facts["steps"] == 2 and facts["diversity_real"] > 0 and facts["diversity_samples"] > 0
+    pipe = GanPipeline.load(str(tmp_path / "model"), device="cpu")
+    assert pipe(GanParams.from_dict({"num_images": 1}), seed=1).images[0].size == (64, 64)
+
+
+def test_the_text_to_image_model_trains_and_exports(dataset: Path, latent_vae: tuple[Path, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    train("text_to_image", monkeypatch, "--data", dataset, "--work", tmp_path / "work", "--out", tmp_path / "model",
+          "--steps", 2, "--batch", 4, "--grid-steps", 2, "--vae", latent_vae[0])
+    out = tmp_path / "model"
+    assert json.loads((out / "training.json").read_text())["steps"] == 2
+    assert {p.name for p in out.iterdir()} >= {"unet", "vae", "scheduler", "tokenizer", "prompts.png"}
+    with Image.open(out / "prompts.png") as grid:
+        assert grid.size == (6 * 64 + 5 * 2, 4 * 64 + 3 * 2)  # 24 prompts, 6 per row
