@@ -62,7 +62,7 @@ FACES_PACKAGE = "gan_face_generate"
 FACES_ID = "dcgan-faces"
 FACES_RESTRICTION = ("non-commercial use only: trained on DigiFace-1M, whose licence forbids commercial use of "
                      "the data and of models trained on it")
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "gan"
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"  # each model folder names its class
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 VAE_CLASS = "AutoencoderKL"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 HUB_FILES = ["config.json", WEIGHTS]  # a VAE repo may also hold .bin and .ckpt copies: fetch only these
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "vae"
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"  # each model folder names its class
 # Models a fresh install can name without typing an id; any other hub id of an AutoencoderKL works too.
 KNOWN_HUB_VAES = [
     ("stabilityai/sd-vae-ft-mse", "MIT", "",

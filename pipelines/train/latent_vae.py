@@ -12,14 +12,18 @@ Run: `python -m pipelines.train.latent_vae --out assets/models/atelier-latent-va
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from pipelines.train.common import (
+    Dataset,
     Progress,
     base_arguments,
     load_checkpoint,
@@ -76,11 +80,14 @@ def latent_scale(vae: Any, images: torch.Tensor) -> float:
     return float(1.0 / latents.std())
 
 
-def main() -> None:
-    args = base_arguments("latent_vae", __doc__, BATCH).parse_args()
+LossFn = Callable[[Any, torch.Tensor, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
+
+
+def train_autoencoder(args: argparse.Namespace, vae: Any, loss_fn: LossFn) -> tuple[Any, Dataset, dict[str, Any]]:
+    """The loop both autoencoders share: AdamW, flips, validation PSNR and grids, resumable checkpoints.
+    Returns the trained model, the data and the facts of the run."""
     torch.manual_seed(args.seed)
     data = load_dataset(args.data, args.limit)
-    vae = build_autoencoder().train()
     optimiser = torch.optim.AdamW(vae.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
     generator = torch.Generator().manual_seed(args.seed)
     step, minutes_before = 0, 0.0
@@ -93,12 +100,18 @@ def main() -> None:
     train = torch.tensor(data.train)
     validation = data.images[data.validation]
     progress, last_save = Progress(args.steps, args.minutes), time.monotonic()
+
+    def checkpoint() -> None:
+        save_checkpoint(args.work, {"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                                    "generator": generator.get_state(),
+                                    "minutes": minutes_before + progress.elapsed_minutes()})
+
+    vae.train()
     while (args.steps is None or step < args.steps) and progress.elapsed_minutes() < args.minutes:
-        picks = train[torch.randint(len(train), (args.batch,), generator=generator)]
-        batch = data.images[picks]
+        batch = data.images[train[torch.randint(len(train), (args.batch,), generator=generator)]]
         flip = torch.rand(args.batch, generator=generator) < 0.5
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
-        loss, parts = loss_of(vae, batch, generator)
+        loss, parts = loss_fn(vae, batch, generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -108,23 +121,26 @@ def main() -> None:
             value, rebuilt = validate(vae, validation)
             log_line(args.work, {"step": step, "minutes": minutes_before + progress.elapsed_minutes(),
                                  "val_psnr": value, **parts})
-            save_grid(args.work / "samples" / f"step_{step:06d}.png",
-                      torch.cat([validation[:16], rebuilt[:16]]))
+            save_grid(args.work / "samples" / f"step_{step:06d}.png", torch.cat([validation[:16], rebuilt[:16]]))
         if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
-            save_checkpoint(args.work, {"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                                        "generator": generator.get_state(),
-                                        "minutes": minutes_before + progress.elapsed_minutes()})
+            checkpoint()
             last_save = time.monotonic()
-    minutes = minutes_before + progress.elapsed_minutes()
-    save_checkpoint(args.work, {"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                                "generator": generator.get_state(), "minutes": minutes})
+    checkpoint()
     value, rebuilt = validate(vae, validation)
-    vae.register_to_config(scaling_factor=latent_scale(vae, data.images[train[:2048]]))
-    facts = {"steps": step, "batch": args.batch, "minutes": round(minutes, 1), "val_psnr_db": round(value, 2),
-             "scaling_factor": vae.config.scaling_factor, "seed": args.seed, "train_images": len(data.train),
+    save_grid(args.work / "reconstructions.png", torch.cat([validation[:16], rebuilt[:16]]))
+    facts = {"steps": step, "batch": args.batch, "minutes": round(minutes_before + progress.elapsed_minutes(), 1),
+             "val_psnr_db": round(value, 2), "seed": args.seed, "train_images": len(data.train),
              "validation_images": len(data.validation)}
+    return vae.eval(), data, facts
+
+
+def main() -> None:
+    args = base_arguments("latent_vae", __doc__, BATCH).parse_args()
+    vae, data, facts = train_autoencoder(args, build_autoencoder(), loss_of)
+    vae.register_to_config(scaling_factor=latent_scale(vae, data.images[data.train[:2048]]))
+    facts["scaling_factor"] = vae.config.scaling_factor
     save_model(vae, args.out, facts)
-    save_grid(args.out / "reconstructions.png", torch.cat([validation[:16], rebuilt[:16]]))
+    shutil.copy(args.work / "reconstructions.png", args.out / "reconstructions.png")
     print("\n" + json.dumps(facts, indent=2))  # noqa: T201 -- a CLI report
 
 

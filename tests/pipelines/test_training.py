@@ -92,6 +92,20 @@ def test_the_latent_autoencoder_trains_resumes_and_loads_in_the_vae_tab(latent_v
     assert image.size == (64, 64)
 
 
+def test_the_sampling_vae_reports_its_elbo_and_prior_samples(dataset: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.vae import VaePipeline
+
+    train("sampling_vae", monkeypatch, "--data", dataset, "--work", tmp_path / "work", "--out", tmp_path / "model",
+          "--steps", 2, "--batch", 4)
+    facts = json.loads((tmp_path / "model" / "training.json").read_text())
+    assert facts["neg_elbo_nats"] > facts["kl_nats"] > 0 and facts["bits_per_dim"] > 0
+    with Image.open(tmp_path / "model" / "prior_samples.png") as grid:
+        assert grid.size == (8 * 64 + 14, 8 * 64 + 14)
+    pipe = VaePipeline.load(str(tmp_path / "model"), device="cpu")
+    assert pipe.factor == 16 and pipe.latent_channels == 8
+
+
 def test_the_gan_trains_and_loads_in_the_gan_tab(dataset: Path, latent_vae: tuple[Path, Path], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.gan import GanParams, GanPipeline
