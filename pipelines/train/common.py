@@ -116,3 +116,34 @@ def save_model(model: Any, out: Path, facts: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     copy.deepcopy(model).half().save_pretrained(out)
     (out / "training.json").write_text(json.dumps(facts, indent=2), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What MODEL_CARD.md says about a trained model; the front matter is what the Models tab shows."""
+
+    title: str
+    description: str  # one line, for the Models tab
+    architecture: str
+    command: str
+    limits: str
+    images: tuple[tuple[str, str], ...]  # (file in the model folder, caption)
+    licence: str = "Apache-2.0 (weights, as Atelier); training data: OFL-1.1 emoji font, public-domain clip art"
+
+
+def write_model_card(out: Path, card: ModelCard, model: Any, facts: dict[str, Any], data: Path) -> None:
+    parameters = sum(p.numel() for p in model.parameters())
+    stats = json.loads((data / "stats.json").read_text(encoding="utf-8")) if (data / "stats.json").is_file() else {}
+    sources = ", ".join(f"{count:,} {source}" for source, count in stats.get("by_source", {}).items())
+    lines = ["---", f"licence: {card.licence}", f"description: {card.description}", "---", "",
+             f"# {card.title}", "", card.description, "", "## Architecture", "", card.architecture, "",
+             f"{parameters / 1e6:.2f} M parameters, stored in fp16.", "", "## Data", "",
+             f"The emoji + clip-art set of `pipelines/train/dataset.py`: {stats.get('images', '?'):,} images "
+             f"({sources}), 64×64 on white; {stats.get('train', '?'):,} for training and "
+             f"{stats.get('validation', '?'):,} held out for validation. Licences: "
+             + "; ".join(f"{k}: {v}" for k, v in stats.get("licences", {}).items()) + ".", "",
+             "## Training", "", f"`{card.command}` (resumable; fixed seeds).", "",
+             "| fact | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts.items()), "",
+             *(line for file, caption in card.images for line in (f"![{caption}]({file})", "", f"*{caption}*", "")),
+             "## Known limits", "", card.limits, ""]
+    (out / "MODEL_CARD.md").write_text("\n".join(lines), encoding="utf-8")

