@@ -53,7 +53,12 @@ def make_scheduler(sampler: str, default: Any) -> Any:
 
 
 def model_family(pipe: Any) -> str:
-    return "sdxl" if type(pipe).__name__.startswith("StableDiffusionXL") else "sd"
+    """"sdxl", "sd" (SD 1.x/2.x with a CLIP text encoder) or "sentence" (an SD pipeline whose text encoder is a
+    BERT-style sentence encoder, like the bundled model's MiniLM: no CLIP start/end tokens, no clip skip)."""
+    if type(pipe).__name__.startswith("StableDiffusionXL"):
+        return "sdxl"
+    tokenizer = getattr(pipe, "tokenizer", None)
+    return "sentence" if tokenizer is not None and tokenizer.bos_token_id is None else "sd"
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -82,7 +87,7 @@ def latent_preview(latents: torch.Tensor, family: str) -> Image.Image:
     """A small RGB picture of one latent (C, H, W) without running the VAE: a fixed linear map per pixel."""
     latents = latents.detach().float().cpu()
     channels = latents.shape[0]
-    if channels == 4:
+    if channels == 4 and family in ("sd", "sdxl"):  # fitted to Stable Diffusion's VAEs, not to other latent spaces
         factors = torch.tensor(LATENT_RGB["sdxl" if family == "sdxl" else "sd"])  # (4, 3)
         rgb = torch.einsum("chw,cr->rhw", latents, factors)  # (3, H, W), roughly in [-1, 1]
         rgb = (rgb + 1) / 2

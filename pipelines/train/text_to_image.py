@@ -211,6 +211,22 @@ def main() -> None:
     export(args, ema, tokenizer, encoder, step, minutes_before + progress.elapsed_minutes(), len(data.train))
 
 
+def write_index(out: Path, encoder: Any, tokenizer: Any) -> None:
+    """model_index.json of a StableDiffusionPipeline, so diffusers (and the studio) load the folder as any SD model;
+    the text encoder is named there but read from its package, as `atelier.json` says (no 90 MB copy)."""
+    import diffusers
+
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+             "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False,
+             "safety_checker": [None, None], "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+             "text_encoder": ["transformers", type(encoder).__name__],
+             "tokenizer": ["transformers", type(tokenizer).__name__],
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    packaged = {"packaged": {"text_encoder": f"{TEXT_PACKAGE}/model"}}
+    (out / "atelier.json").write_text(json.dumps(packaged, indent=2), encoding="utf-8")
+
+
 def export(args: Any, ema: Any, tokenizer: Any, encoder: Any, step: int, minutes: float, images: int) -> None:
     """The EMA weights as a diffusers pipeline folder; the text encoder stays in its package (see the card)."""
     pipeline = build_pipeline(args.vae, ema, tokenizer, encoder)
@@ -220,6 +236,7 @@ def export(args: Any, ema: Any, tokenizer: Any, encoder: Any, step: int, minutes
     copy.deepcopy(pipeline.vae).half().save_pretrained(out / "vae")
     pipeline.scheduler.save_pretrained(out / "scheduler")
     tokenizer.save_pretrained(out / "tokenizer")
+    write_index(out, encoder, tokenizer)
     sample_grid(pipeline, out / "prompts.png", args.grid_steps)
     facts = {"steps": step, "batch": args.batch, "minutes": round(minutes, 1), "seed": args.seed,
              "epochs": round(step * args.batch / images, 1),

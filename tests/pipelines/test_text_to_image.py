@@ -111,8 +111,9 @@ def test_long_prompts_are_encoded_in_chunks_and_every_word_counts(pipe: TextToIm
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"width": 500}, "`width` must be a positive multiple of 8, got 500"),
-        ({"height": 0}, "`height` must be a positive multiple of 8, got 0"),
+        ({"width": 500}, "`width` must be 0 for the model's native size, or a multiple of 8 from 64, got 500"),
+        ({"height": -8}, "`height` must be 0 for the model's native size, or a multiple of 8 from 64, got -8"),
+        ({"height": 32}, "`height` must be 0 .* got 32"),
         ({"width": 100_000}, "`width` must be at most 2048, got 100000"),
         ({"width": 2048, "height": 2048 + 8}, "`height` must be at most 2048"),
         ({"sampler": "Euler b"}, "`sampler` must be one of"),

@@ -86,6 +86,10 @@ def test_the_latent_autoencoder_trains_resumes_and_loads_in_the_vae_tab(latent_v
     facts = json.loads((model / "training.json").read_text())
     assert facts["steps"] == 3 and facts["scaling_factor"] > 0  # resumed from step 2, not restarted
     assert (work / "checkpoint.pt").is_file() and (model / "reconstructions.png").is_file()
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "| val_psnr_db |" in card and "![validation images" in card and "## Known limits" in card
+    entry = next(e for e in VaePipeline.list_models(models_dir=model.parent, allow_pickle=False) if e.id == model.name)
+    assert entry.licence.startswith("Apache-2.0") and "16×16×4" in entry.description  # the card's front matter
     pipe = VaePipeline.load(str(model), device="cpu")
     assert pipe.factor == 4 and pipe.latent_channels == 4
     image = pipe(VaeParams.from_dict({"num_images": 1}), seed=0).images[0]
@@ -127,3 +131,13 @@ def test_the_text_to_image_model_trains_and_exports(dataset: Path, latent_vae: t
     assert {p.name for p in out.iterdir()} >= {"unet", "vae", "scheduler", "tokenizer", "prompts.png"}
     with Image.open(out / "prompts.png") as grid:
         assert grid.size == (6 * 64 + 5 * 2, 4 * 64 + 3 * 2)  # 24 prompts, 6 per row
+
+    # the text-to-image tab's own loader reads it like any diffusers folder, text encoder from its package
+    from pipelines.text_to_image import TextToImageParams, TextToImagePipeline
+
+    pipe = TextToImagePipeline.load(str(out), device="cpu")
+    assert pipe.family == "sentence" and pipe.native_size() == 64
+    params = TextToImageParams.from_dict({"prompt": "a red apple", "num_steps": 2, "clip_skip": 2})
+    result = pipe(params, seed=3)
+    assert result.images[0].size == (64, 64) and result.info["size"] == "64x64"
+    assert result.info["warnings"] == ["clip skip applies to CLIP text encoders only; this model ignored it"]
