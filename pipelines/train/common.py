@@ -64,11 +64,13 @@ def base_arguments(model: str, description: str | None, batch: int) -> argparse.
 class Progress:
     """A one-line progress bar on stderr with the step, rate and latest losses (for humans watching a run)."""
 
-    def __init__(self, total_steps: int | None, minutes: float) -> None:
+    def __init__(self, total_steps: int | None, minutes: float, first_step: int = 0) -> None:
         self.total, self.minutes, self.start = total_steps, minutes, time.monotonic()
+        self.first_step = first_step  # a resumed run counts its speed from where it started
 
-    def update(self, step: int, images: int, losses: dict[str, float]) -> None:
+    def update(self, step: int, batch: int, losses: dict[str, float]) -> None:
         elapsed = time.monotonic() - self.start
+        images = (step - self.first_step) * batch
         done = min(1.0, elapsed / (self.minutes * 60)) if self.total is None else min(1.0, step / self.total)
         bar = "#" * int(done * 30)
         loss_text = " ".join(f"{k} {v:.4g}" for k, v in losses.items())

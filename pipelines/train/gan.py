@@ -144,7 +144,7 @@ def main() -> None:
         step, minutes_before = state["step"], state["minutes"]
         print(f"resuming at step {step} ({minutes_before:.1f} min trained)")  # noqa: T201
     train = torch.tensor(data.train)
-    progress, last_save = Progress(args.steps, args.minutes), time.monotonic()
+    progress, last_save = Progress(args.steps, args.minutes, step), time.monotonic()
 
     def checkpoint() -> None:
         save_checkpoint(args.work, {
@@ -159,7 +159,7 @@ def main() -> None:
         real = torch.where(flip[:, None, None, None], real.flip(-1), real)
         losses = train_step(generator, discriminator, optimisers, real, rng)
         step += 1
-        progress.update(step, step * args.batch, losses)
+        progress.update(step, args.batch, losses)
         if step % SAMPLE_EVERY == 0:
             generator.eval()
             with torch.no_grad():

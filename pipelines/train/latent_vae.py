@@ -101,7 +101,7 @@ def train_autoencoder(args: argparse.Namespace, vae: Any, loss_fn: LossFn) -> tu
         print(f"resuming at step {step} ({minutes_before:.1f} min trained)")  # noqa: T201
     train = torch.tensor(data.train)
     validation = data.images[data.validation]
-    progress, last_save = Progress(args.steps, args.minutes), time.monotonic()
+    progress, last_save = Progress(args.steps, args.minutes, step), time.monotonic()
 
     def checkpoint() -> None:
         save_checkpoint(args.work, {"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
@@ -118,7 +118,7 @@ def train_autoencoder(args: argparse.Namespace, vae: Any, loss_fn: LossFn) -> tu
         loss.backward()
         optimiser.step()
         step += 1
-        progress.update(step, step * args.batch, parts)
+        progress.update(step, args.batch, parts)
         if step % EVAL_EVERY == 0:
             value, rebuilt = validate(vae, validation)
             log_line(args.work, {"step": step, "minutes": minutes_before + progress.elapsed_minutes(),

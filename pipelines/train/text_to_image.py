@@ -171,7 +171,7 @@ def main() -> None:
         rng.set_state(state["rng"])
         step, minutes_before = state["step"], state["minutes"]
         print(f"resuming at step {step} ({minutes_before:.1f} min trained)")  # noqa: T201
-    progress, last_save = Progress(args.steps, args.minutes), time.monotonic()
+    progress, last_save = Progress(args.steps, args.minutes, step), time.monotonic()
 
     def checkpoint() -> None:
         save_checkpoint(args.work, {"unet": unet.state_dict(), "ema": ema.state_dict(),
@@ -197,7 +197,7 @@ def main() -> None:
             for average, current in zip(ema.parameters(), unet.parameters(), strict=True):
                 average.lerp_(current, 1 - EMA_DECAY)
         step += 1
-        progress.update(step, step * args.batch, {"loss": loss.item()})
+        progress.update(step, args.batch, {"loss": loss.item()})
         if step % 100 == 0:
             log_line(args.work, {"step": step, "minutes": minutes_before + progress.elapsed_minutes(),
                                  "loss": loss.item()})
