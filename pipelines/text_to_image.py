@@ -9,6 +9,7 @@ Hugging Face hub (by id), a local diffusers folder, or a single A1111-style `.sa
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,11 +215,14 @@ class TextToImagePipeline(Pipeline):
         return int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
 
     def _mode_kwargs(self, params: TextToImageParams, inputs: ImageInputs) -> dict[str, Any]:
-        width, height = params.width or self.native_size(), params.height or self.native_size()
-        size = (width, height)
         if params.mode == "txt2img":
-            return {"width": width, "height": height}
+            return {"width": params.width or self.native_size(), "height": params.height or self.native_size()}
         image = input_image(inputs, params.init_image, "init_image").convert("RGB")
+        # size 0 for img2img and inpaint: the picture's own shape, at about the model's native area
+        width, height = params.width, params.height
+        if not (width and height):
+            width, height = native_shape(image.size, self.native_size())
+        size = (width, height)
         if image.size != size:
             image = image.resize(size, Image.Resampling.LANCZOS)  # as A1111's "just resize"
         kwargs: dict[str, Any] = {"image": image, "strength": params.strength}
@@ -252,6 +256,12 @@ class TextToImagePipeline(Pipeline):
         with torch.no_grad():
             return {"prompt_embeds": _encode(self.pipe, positive, params.clip_skip),
                     "negative_prompt_embeds": _encode(self.pipe, negative, params.clip_skip)}
+
+
+def native_shape(size: tuple[int, int], native: int) -> tuple[int, int]:
+    """A width and height in multiples of 8 with the aspect ratio of `size` and about native² pixels."""
+    scale = math.sqrt(native * native / (size[0] * size[1]))
+    return tuple(max(MIN_SIDE, round(side * scale / 8) * 8) for side in size)  # type: ignore[return-value]
 
 
 def _sentence_prompt(tokenizer: Any, params: TextToImageParams, warnings: list[str]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from pipelines.base import Interrupted, PipelineError
 from pipelines.diffusion_utils import SAMPLERS
-from pipelines.text_to_image import Sampler, TextToImageParams, TextToImagePipeline
+from pipelines.text_to_image import Sampler, TextToImageParams, TextToImagePipeline, native_shape
 from tests.support.tiny_sd import install_in_hub_cache, save_tiny_sd
 
 BASE = {"prompt": "a red apple on a table", "width": 64, "height": 64, "num_steps": 3}
@@ -77,6 +77,16 @@ def test_img2img_and_inpaint_share_the_loaded_components(pipe: TextToImagePipeli
     result = pixels(inpaint.images[0])
     assert (result[:16, :] == [200, 40, 40]).all()  # outside the mask: the photo, exactly
     assert not (result[20:44, 20:44] == [200, 40, 40]).all()  # inside: repainted
+
+
+def test_size_zero_is_the_models_native_size_or_the_pictures_shape(pipe: TextToImagePipeline) -> None:
+    native = pipe.native_size()
+    plain = run(pipe, width=0, height=0)
+    assert plain.images[0].size == (native, native) and plain.info["size"] == f"{native}x{native}"
+    wide = {"in-wide": Image.new("RGB", (400, 200), (10, 90, 200))}
+    img2img = run(pipe, inputs=wide, init_image="in-wide", strength=0.5, width=0, height=0)
+    assert img2img.images[0].size == native_shape((400, 200), native) == (88, 64)  # 64 px is the floor
+    assert native_shape((768, 512), 512) == (624, 416)  # SD 1.x: the photo's shape at about 512² pixels
 
 
 def test_stop_between_steps_keeps_nothing_unless_asked(pipe: TextToImagePipeline) -> None:
