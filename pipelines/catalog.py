@@ -8,8 +8,9 @@ studio resolves a job's model here before enqueueing, so an unknown model never 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,43 @@ def model_card_facts(folder: Path) -> dict[str, str]:
         if key.strip() in ("licence", "restriction", "description"):
             found[key.strip()] = value.strip()
     return found
+
+
+def read_model_config(folder: Path) -> dict[str, Any] | None:
+    """A model folder's config.json as a dict; None when it is missing, unreadable or not a JSON object."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of every file under `path` (0 when it is not a folder)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+# What a pipeline says about one model folder it recognises: the entry's own fields (at least `description`,
+# used when the folder has no card), or None for a folder it does not load.
+FolderCheck = Callable[[Path, dict[str, Any]], dict[str, Any] | None]
+
+
+def folder_models(root: Path, kind: str, origin: str, check: FolderCheck) -> list[ModelEntry]:
+    """An entry for each folder of `root` whose config.json `check` accepts, in name order; the licence,
+    restriction and description of its MODEL_CARD.md front matter win over the defaults."""
+    if not root.is_dir():
+        return []
+    entries = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        config = read_model_config(folder)
+        fields = check(folder, config) if config is not None else None
+        if fields is None:
+            continue
+        card = model_card_facts(folder)
+        entries.append(ModelEntry(**{
+            "id": folder.name, "kind": kind, "source": str(folder), "origin": origin,
+            "licence": "unknown (see the model's own files)", "size_bytes": tree_size(folder), **fields, **card}))
+    return entries
 
 
 def pipeline_path(cls: type[Pipeline]) -> str:

@@ -37,7 +37,7 @@ from pipelines.base import (
     ShouldStop,
     param,
 )
-from pipelines.catalog import ModelEntry, model_card_facts
+from pipelines.catalog import ModelEntry, folder_models
 from pipelines.imaging import contact_sheet, frame_sheet, upscale
 from pipelines.latents import (
     NoiseType,
@@ -47,7 +47,7 @@ from pipelines.latents import (
     sample_noise,
     variations,
 )
-from pipelines.nets.gan_base import GanGenerator, architecture_of, architectures, load_generator
+from pipelines.nets.gan_base import GanGenerator, architectures, load_generator
 
 logger = logging.getLogger(__name__)
 
@@ -118,9 +118,9 @@ class GanPipeline(Pipeline):
     @classmethod
     def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[ModelEntry]:
         entries = [_faces_entry()] if importlib.util.find_spec(FACES_PACKAGE) else []
-        entries += _folder_entries(BUNDLED_DIR, "bundled")
+        entries += folder_models(BUNDLED_DIR, "gan", "bundled", _accept_gan)
         if models_dir is not None:
-            entries += _folder_entries(models_dir, "local")
+            entries += folder_models(models_dir, "gan", "local", _accept_gan)
         return entries
 
     @classmethod
@@ -264,21 +264,6 @@ def _faces_entry() -> ModelEntry:
     )
 
 
-def _folder_entries(root: Path, origin: str) -> list[ModelEntry]:
-    """Every folder in `root` whose config names a known GAN architecture; a card's first lines describe it."""
-    if not root.is_dir():
-        return []
-    known, entries = architectures(), []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        name = architecture_of(folder)
-        if name not in known:
-            continue
-        card = model_card_facts(folder)
-        entries.append(ModelEntry(
-            id=folder.name, kind="gan", source=str(folder), origin=origin,
-            licence=card.get("licence", "unknown (see the model's own files)"),
-            restriction=card.get("restriction", ""),
-            size_bytes=sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),
-            description=card.get("description", name),
-        ))
-    return entries
+def _accept_gan(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    name = config.get("_class_name")
+    return {"description": name} if name in architectures() else None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.base import OnStatus, PipelineError
-from pipelines.catalog import ModelEntry, model_card_facts
+from pipelines.catalog import ModelEntry, model_card_facts, tree_size
 from pipelines.hashing import short_file_hash
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def _bundled() -> list[ModelEntry]:
         card = model_card_facts(folder)
         entries.append(ModelEntry(id=folder.name, kind="text_to_image", source=str(folder), origin="bundled",
                                   licence=card.get("licence", "see its MODEL_CARD.md"),
-                                  restriction=card.get("restriction", ""), size_bytes=_tree_size(folder),
+                                  restriction=card.get("restriction", ""), size_bytes=tree_size(folder),
                                   description=card.get("description", "diffusers folder")))
     return entries
 
@@ -71,7 +71,7 @@ def hub_entry(repo_id: str, licence: str = "see the model card on the hub", rest
               about: str = "", *, kind: str = "text_to_image") -> ModelEntry:
     folder = hub_repo_folder(repo_id)
     cached = (folder / "snapshots").is_dir()
-    size = _tree_size(folder / "blobs") if cached else None
+    size = tree_size(folder / "blobs") if cached else None
     status = "downloaded" if cached else ("not downloaded (offline)" if hub_offline() else "downloads on first use")
     return ModelEntry(id=repo_id, kind=kind, source=repo_id, origin="hub", licence=licence,
                       restriction=restriction, size_bytes=size, description=about, status=status)
@@ -82,7 +82,7 @@ def _scan(models_dir: Path, allow_pickle: bool) -> list[ModelEntry]:
     for path in sorted(models_dir.iterdir()):
         if path.is_dir() and (path / "model_index.json").is_file():
             entries.append(ModelEntry(id=path.name, kind="text_to_image", source=str(path), origin="local",
-                                      licence="unknown (see the model's own files)", size_bytes=_tree_size(path),
+                                      licence="unknown (see the model's own files)", size_bytes=tree_size(path),
                                       description="diffusers folder"))
         elif path.suffix.lower() in CHECKPOINT_SUFFIXES and path.is_file():
             entries.append(ModelEntry(id=path.name, kind="text_to_image", source=str(path), origin="local",
@@ -102,10 +102,6 @@ def _pickle_entry(path: Path, allow_pickle: bool) -> ModelEntry:
                       description="pickle checkpoint (loaded with weights_only=True)",
                       status="installed" if allow_pickle else "refused: pickle (needs --allow-pickle)",
                       refusal=refusal, load_options={"allow_pickle": True} if allow_pickle else {})
-
-
-def _tree_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
 
 
 def hub_cache_dir() -> Path:

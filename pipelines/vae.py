@@ -19,7 +19,6 @@ time an image depends only on its latent (an animation's first frame is the reco
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -44,7 +43,7 @@ from pipelines.base import (
     ShouldStop,
     param,
 )
-from pipelines.catalog import ModelEntry, model_card_facts
+from pipelines.catalog import ModelEntry, folder_models, read_model_config
 from pipelines.diffusion_utils import pick_dtype
 from pipelines.hashing import short_file_hash
 from pipelines.imaging import contact_sheet, frame_sheet, input_image, rgb, to_image, to_tensor, upscale
@@ -142,9 +141,9 @@ class VaePipeline(Pipeline):
     def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[ModelEntry]:
         entries = [hub_entry(repo, licence, restriction, about, kind="vae")
                    for repo, licence, restriction, about in KNOWN_HUB_VAES]
-        entries += _folder_entries(BUNDLED_DIR, "bundled")
+        entries += folder_models(BUNDLED_DIR, "vae", "bundled", _accept_vae)
         if models_dir is not None:
-            entries += _folder_entries(models_dir, "local")
+            entries += folder_models(models_dir, "vae", "local", _accept_vae)
         return entries
 
     @classmethod
@@ -313,18 +312,10 @@ def _difference(a: Image.Image, b: Image.Image) -> Image.Image:
 
 
 # -- model folders --------------------------------------------------------------------------------------
-def _read_config(folder: Path) -> dict[str, Any] | None:
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return config if isinstance(config, dict) else None
-
-
 def _load_vae(folder: Path, torch_dtype: torch.dtype) -> Any:
     from diffusers import AutoencoderKL
 
-    config = _read_config(folder)
+    config = read_model_config(folder)
     if config is None:
         hint = f"; its VAE is in {folder / 'vae'}" if (folder / "vae" / "config.json").is_file() else ""
         raise PipelineError(f"{folder} is not a VAE model folder: no readable config.json{hint}")
@@ -341,27 +332,12 @@ def _load_vae(folder: Path, torch_dtype: torch.dtype) -> Any:
         raise PipelineError(f"cannot load the VAE in {folder}: {e}") from e
 
 
-def _folder_entries(root: Path, origin: str) -> list[ModelEntry]:
-    """Every folder in `root` whose config.json names an AutoencoderKL; a MODEL_CARD.md front matter adds the
-    licence and a description."""
-    if not root.is_dir():
-        return []
-    entries = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        config = _read_config(folder)
-        if config is None or config.get("_class_name") != VAE_CLASS:
-            continue
-        card = model_card_facts(folder)
-        weights = (folder / WEIGHTS).is_file() or (folder / f"{WEIGHTS}.index.json").is_file()
-        factor = 2 ** (len(config.get("block_out_channels", [0])) - 1)
-        entries.append(ModelEntry(
-            id=folder.name, kind="vae", source=str(folder), origin=origin,
-            licence=card.get("licence", "unknown (see the model's own files)"),
-            restriction=card.get("restriction", ""),
-            size_bytes=sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),
-            description=card.get("description", f"AutoencoderKL folder (f = {factor})"),
-            status="installed" if weights else "refused: no safetensors weights",
-            refusal="" if weights else (f"VAE folder {folder.name} has no {WEIGHTS}; pickle weights (.bin) are not "
-                                        "loaded, convert them to safetensors"),
-        ))
-    return entries
+def _accept_vae(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    if config.get("_class_name") != VAE_CLASS:
+        return None
+    factor = 2 ** (len(config.get("block_out_channels", [0])) - 1)
+    if (folder / WEIGHTS).is_file() or (folder / f"{WEIGHTS}.index.json").is_file():
+        return {"description": f"AutoencoderKL folder (f = {factor})"}
+    return {"description": f"AutoencoderKL folder (f = {factor})", "status": "refused: no safetensors weights",
+            "refusal": f"VAE folder {folder.name} has no {WEIGHTS}; pickle weights (.bin) are not loaded, convert "
+                       "them to safetensors"}

@@ -14,7 +14,6 @@ Adversarial Networks", CVPR 2019), because the truncation trick works on w.
 from __future__ import annotations
 
 import importlib
-import json
 import pkgutil
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from diffusers import ConfigMixin, ModelMixin
 
 import pipelines.nets
 from pipelines.base import PipelineError
+from pipelines.catalog import read_model_config
 
 
 class GanGenerator(ModelMixin, ConfigMixin):
@@ -74,11 +74,7 @@ def architectures() -> dict[str, type[GanGenerator]]:
 
 def architecture_of(folder: Path) -> str | None:
     """The `_class_name` in a folder's config.json, or None when there is no readable config."""
-    try:
-        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    name = config.get("_class_name") if isinstance(config, dict) else None
+    name = (read_model_config(folder) or {}).get("_class_name")
     return name if isinstance(name, str) else None
 
 
