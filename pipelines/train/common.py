@@ -81,17 +81,37 @@ class Progress:
         return (time.monotonic() - self.start) / 60
 
 
-def save_checkpoint(work: Path, state: dict[str, Any]) -> None:
-    work.mkdir(parents=True, exist_ok=True)
-    temp = work / "checkpoint.pt.tmp"
-    torch.save(state, temp)
-    temp.replace(work / "checkpoint.pt")  # a crash mid-save keeps the previous checkpoint
+class Checkpoints:
+    """A run's resumable state in `<work>/checkpoint.pt`: named parts (modules and optimisers, anything with
+    `state_dict`), the random generator, the step and the minutes trained. Saves are atomic."""
 
+    def __init__(self, work: Path, parts: dict[str, Any], rng: torch.Generator) -> None:
+        self.path, self.parts, self.rng = work / "checkpoint.pt", parts, rng
+        self.last_save = time.monotonic()
 
-def load_checkpoint(work: Path) -> dict[str, Any] | None:
-    path = work / "checkpoint.pt"
-    # our own file, written by save_checkpoint: optimiser states hold plain containers and tensors only
-    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    def resume(self) -> tuple[int, float]:
+        """Load the last checkpoint into the parts, if there is one: (step, minutes trained so far)."""
+        if not self.path.is_file():
+            return 0, 0.0
+        # our own file: module and optimiser states hold plain containers and tensors only
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        for name, part in self.parts.items():
+            part.load_state_dict(state[name])
+        self.rng.set_state(state["rng"])
+        print(f"resuming at step {state['step']} ({state['minutes']:.1f} min trained)")  # noqa: T201
+        return state["step"], state["minutes"]
+
+    def save(self, step: int, minutes: float) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        state = {name: part.state_dict() for name, part in self.parts.items()}
+        temp = self.path.with_suffix(".tmp")
+        torch.save({**state, "rng": self.rng.get_state(), "step": step, "minutes": minutes}, temp)
+        temp.replace(self.path)  # a crash mid-save keeps the previous checkpoint
+        self.last_save = time.monotonic()
+
+    def save_now_and_then(self, step: int, minutes: float, every_s: float = 120.0) -> None:
+        if time.monotonic() - self.last_save > every_s:
+            self.save(step, minutes)
 
 
 def log_line(work: Path, values: dict[str, Any]) -> None:

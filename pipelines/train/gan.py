@@ -15,7 +15,6 @@ Run: `python -m pipelines.train.gan --out assets/models/atelier-emoji-gan [--min
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,12 @@ from torch import nn
 
 from pipelines.nets.gan_dcgan import DCGANGenerator
 from pipelines.train.common import (
+    Checkpoints,
     ModelCard,
     Progress,
     base_arguments,
-    load_checkpoint,
     load_dataset,
     log_line,
-    save_checkpoint,
     save_grid,
     save_model,
     write_model_card,
@@ -44,7 +42,6 @@ REAL_LABEL = 0.9
 CHANNELS = 48  # base channels of generator and discriminator: sized so a run of ~45 min sees ~30 epochs on 2 cores
 LATENT_DIM = 100
 SAMPLE_EVERY = 300  # steps
-CHECKPOINT_EVERY_S = 120.0
 DIVERSITY_SAMPLES = 500
 
 
@@ -134,23 +131,12 @@ def main() -> None:
                   torch.optim.Adam(discriminator.parameters(), LEARNING_RATE, betas=BETAS))
     rng = torch.Generator().manual_seed(args.seed)
     fixed = torch.randn(64, LATENT_DIM, generator=torch.Generator().manual_seed(args.seed + 1))
-    step, minutes_before = 0, 0.0
-    if (state := load_checkpoint(args.work)) is not None:
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        for optimiser, saved in zip(optimisers, state["optimisers"], strict=True):
-            optimiser.load_state_dict(saved)
-        rng.set_state(state["rng"])
-        step, minutes_before = state["step"], state["minutes"]
-        print(f"resuming at step {step} ({minutes_before:.1f} min trained)")  # noqa: T201
+    checkpoints = Checkpoints(args.work, {"generator": generator, "discriminator": discriminator,
+                                          "generator_optimiser": optimisers[0],
+                                          "discriminator_optimiser": optimisers[1]}, rng)
+    step, minutes_before = checkpoints.resume()
     train = torch.tensor(data.train)
-    progress, last_save = Progress(args.steps, args.minutes, step), time.monotonic()
-
-    def checkpoint() -> None:
-        save_checkpoint(args.work, {
-            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-            "optimisers": [o.state_dict() for o in optimisers], "rng": rng.get_state(), "step": step,
-            "minutes": minutes_before + progress.elapsed_minutes()})
+    progress = Progress(args.steps, args.minutes, step)
 
     generator.train()
     while (args.steps is None or step < args.steps) and progress.elapsed_minutes() < args.minutes:
@@ -166,10 +152,8 @@ def main() -> None:
                 save_grid(args.work / "samples" / f"step_{step:06d}.png", generator(fixed))
             generator.train()
             log_line(args.work, {"step": step, "minutes": minutes_before + progress.elapsed_minutes(), **losses})
-        if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
-            checkpoint()
-            last_save = time.monotonic()
-    checkpoint()
+        checkpoints.save_now_and_then(step, minutes_before + progress.elapsed_minutes())
+    checkpoints.save(step, minutes_before + progress.elapsed_minutes())
     generator.eval()
     count = min(DIVERSITY_SAMPLES, len(train))  # as many fakes as real images: the two means compare fairly
     with torch.no_grad():

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,15 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.train.common import (
+    Checkpoints,
     Dataset,
     ModelCard,
     Progress,
     base_arguments,
-    load_checkpoint,
     load_dataset,
     log_line,
     psnr,
-    save_checkpoint,
     save_grid,
     save_model,
     write_model_card,
@@ -41,7 +39,6 @@ BATCH = 32
 LEARNING_RATE = 1e-3
 KL_WEIGHT = 1e-6
 EVAL_EVERY = 200  # steps
-CHECKPOINT_EVERY_S = 120.0
 
 
 def build_autoencoder() -> Any:
@@ -92,21 +89,11 @@ def train_autoencoder(args: argparse.Namespace, vae: Any, loss_fn: LossFn) -> tu
     data = load_dataset(args.data, args.limit)
     optimiser = torch.optim.AdamW(vae.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
     generator = torch.Generator().manual_seed(args.seed)
-    step, minutes_before = 0, 0.0
-    if (state := load_checkpoint(args.work)) is not None:
-        vae.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        generator.set_state(state["generator"])
-        step, minutes_before = state["step"], state["minutes"]
-        print(f"resuming at step {step} ({minutes_before:.1f} min trained)")  # noqa: T201
+    checkpoints = Checkpoints(args.work, {"model": vae, "optimiser": optimiser}, generator)
+    step, minutes_before = checkpoints.resume()
     train = torch.tensor(data.train)
     validation = data.images[data.validation]
-    progress, last_save = Progress(args.steps, args.minutes, step), time.monotonic()
-
-    def checkpoint() -> None:
-        save_checkpoint(args.work, {"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                                    "generator": generator.get_state(),
-                                    "minutes": minutes_before + progress.elapsed_minutes()})
+    progress = Progress(args.steps, args.minutes, step)
 
     vae.train()
     while (args.steps is None or step < args.steps) and progress.elapsed_minutes() < args.minutes:
@@ -124,10 +111,8 @@ def train_autoencoder(args: argparse.Namespace, vae: Any, loss_fn: LossFn) -> tu
             log_line(args.work, {"step": step, "minutes": minutes_before + progress.elapsed_minutes(),
                                  "val_psnr": value, **parts})
             save_grid(args.work / "samples" / f"step_{step:06d}.png", torch.cat([validation[:16], rebuilt[:16]]))
-        if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
-            checkpoint()
-            last_save = time.monotonic()
-    checkpoint()
+        checkpoints.save_now_and_then(step, minutes_before + progress.elapsed_minutes())
+    checkpoints.save(step, minutes_before + progress.elapsed_minutes())
     value, rebuilt = validate(vae, validation)
     save_grid(args.work / "reconstructions.png", torch.cat([validation[:16], rebuilt[:16]]))
     facts = {"steps": step, "batch": args.batch, "minutes": round(minutes_before + progress.elapsed_minutes(), 1),

