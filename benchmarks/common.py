@@ -6,6 +6,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -59,3 +60,16 @@ def ratio_table(baseline: Timing, others: list[Timing]) -> list[str]:
              f"| {baseline.name} (baseline) | {baseline.seconds:.3f} | 1.00× |"]
     lines += [f"| {t.name} | {t.seconds:.3f} | {baseline.seconds / t.seconds:.2f}× |" for t in others]
     return lines
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_report(name: str, report: str) -> Path:
+    """Print a benchmark's Markdown report and keep it as benchmarks/results/<name>.md."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.md"
+    out.write_text(report, encoding="utf-8")
+    print(report)  # noqa: T201 -- a CLI report
+    print(f"written to {out}")  # noqa: T201
+    return out

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import Timing, matmul_peak, measure_interleaved, ratio_table
+from benchmarks.common import Timing, matmul_peak, measure_interleaved, ratio_table, write_report
 from pipelines.gan import FACES_PACKAGE, GanParams, GanPipeline, load_faces_generator
 from pipelines.nets.gan_dcgan import DCGANGenerator
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_IMAGES_PER_S = 500
 GFLOP_PER_IMAGE = 0.21  # the 64×64 DCGAN generator: about 105 M multiply-adds per image
 BATCH = 256
@@ -117,11 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     count, rounds = (1024, 5) if args.full else (512, 3)
     report = run(count, rounds)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "gan.md"
-    out.write_text(report, encoding="utf-8")
-    print(report)  # noqa: T201 -- a CLI report
-    print(f"written to {out}")  # noqa: T201
+    write_report("gan", report)
 
 
 if __name__ == "__main__":

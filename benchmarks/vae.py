@@ -17,12 +17,11 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import matmul_peak, measure_interleaved, ratio_table
+from benchmarks.common import matmul_peak, measure_interleaved, ratio_table, write_report
 from pipelines.diffusion_utils import cpu_has_fast_bf16
 from pipelines.vae import VaeParams, VaePipeline
 
 CONFIGS = Path(__file__).resolve().parent.parent / "assets" / "configs" / "sd15"
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def sd_vae(sample_size: int) -> torch.nn.Module:
@@ -76,11 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     side, rounds = (512, 3) if args.full else (256, 2)
     report = run(side, rounds)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"vae_{side}.md"
-    out.write_text(report, encoding="utf-8")
-    print(report)  # noqa: T201 -- a CLI report
-    print(f"written to {out}")  # noqa: T201
+    write_report(f"vae_{side}", report)
 
 
 if __name__ == "__main__":
