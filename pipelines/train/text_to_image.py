@@ -12,7 +12,9 @@
 Every few thousand steps a grid of 24 prompts (12 from the captions, 12 never seen) is drawn to `samples/`.
 
 Run: `python -m pipelines.train.text_to_image --out assets/models/atelier-emoji-diffusion [--minutes 90]`;
-runs resume from the work folder, so a long training is several runs of the same command.
+runs resume from the work folder, so a long training is several runs of the same command. Where the work folder
+is gone (another machine) but `--out` holds an earlier export, the run continues from the exported weights with a
+fresh optimiser (a "warm start", counted in training.json) rather than from scratch.
 """
 
 from __future__ import annotations
@@ -162,6 +164,11 @@ def main() -> None:
     rng = torch.Generator().manual_seed(args.seed)
     checkpoints = Checkpoints(args.work, {"unet": unet, "ema": ema, "optimiser": optimiser}, rng)
     step, minutes_before = checkpoints.resume()
+    warm_starts = 0
+    if step == 0:
+        step, minutes_before, warm_starts = warm_start(args.out, unet, ema)
+        if step:
+            rng.manual_seed(args.seed + step)  # new batches, not a replay of the first run's
     progress = Progress(args.steps, args.minutes, step)
 
     while (args.steps is None or step < args.steps) and progress.elapsed_minutes() < args.minutes:
@@ -192,7 +199,24 @@ def main() -> None:
                         args.work / "samples" / f"step_{step:06d}.png", args.grid_steps)
         checkpoints.save_now_and_then(step, minutes_before + progress.elapsed_minutes())
     checkpoints.save(step, minutes_before + progress.elapsed_minutes())
-    export(args, ema, tokenizer, encoder, step, minutes_before + progress.elapsed_minutes(), len(data.train))
+    export(args, ema, tokenizer, encoder, step, minutes_before + progress.elapsed_minutes(), len(data.train),
+           warm_starts)
+
+
+def warm_start(out: Path, unet: Any, ema: Any) -> tuple[int, float, int]:
+    """Continue from an earlier export in `out` (its EMA weights start both networks): (step, minutes, warm starts
+    so far, this one included); (0, 0.0, 0) when there is none."""
+    from diffusers import UNet2DConditionModel
+
+    facts_path = out / "training.json"
+    if not (facts_path.is_file() and (out / "unet" / "config.json").is_file()):
+        return 0, 0.0, 0
+    facts = json.loads(facts_path.read_text(encoding="utf-8"))
+    weights = UNet2DConditionModel.from_pretrained(out / "unet", torch_dtype=torch.float32).state_dict()
+    unet.load_state_dict(weights)
+    ema.load_state_dict(weights)
+    print(f"warm start from {out} at step {facts['steps']} ({facts['minutes']} min trained)")  # noqa: T201
+    return facts["steps"], float(facts["minutes"]), facts.get("warm_starts", 0) + 1
 
 
 def write_index(out: Path, encoder: Any, tokenizer: Any) -> None:
@@ -211,7 +235,8 @@ def write_index(out: Path, encoder: Any, tokenizer: Any) -> None:
     (out / "atelier.json").write_text(json.dumps(packaged, indent=2), encoding="utf-8")
 
 
-def export(args: Any, ema: Any, tokenizer: Any, encoder: Any, step: int, minutes: float, images: int) -> None:
+def export(args: Any, ema: Any, tokenizer: Any, encoder: Any, step: int, minutes: float, images: int,
+           warm_starts: int) -> None:
     """The EMA weights as a diffusers pipeline folder; the text encoder stays in its package (see the card)."""
     pipeline = build_pipeline(args.vae, ema, tokenizer, encoder)
     out: Path = args.out
@@ -223,7 +248,7 @@ def export(args: Any, ema: Any, tokenizer: Any, encoder: Any, step: int, minutes
     write_index(out, encoder, tokenizer)
     sample_grid(pipeline, out / "prompts.png", args.grid_steps)
     facts = {"steps": step, "batch": args.batch, "minutes": round(minutes, 1), "seed": args.seed,
-             "epochs": round(step * args.batch / images, 1),
+             "epochs": round(step * args.batch / images, 1), "warm_starts": warm_starts,
              "text_encoder": f"package:{TEXT_PACKAGE}", "max_tokens": MAX_TOKENS,
              "seen_prompts": SEEN_PROMPTS, "unseen_prompts": UNSEEN_PROMPTS}
     (out / "training.json").write_text(json.dumps(facts, indent=2), encoding="utf-8")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from pipelines.train.dataset import caption_of_clipart, caption_of_emoji, fit
@@ -141,3 +142,14 @@ def test_the_text_to_image_model_trains_and_exports(dataset: Path, latent_vae: t
     result = pipe(params, seed=3)
     assert result.images[0].size == (64, 64) and result.info["size"] == "64x64"
     assert result.info["warnings"] == ["clip skip applies to CLIP text encoders only; this model ignored it"]
+
+    # the work folder lost (another machine): the same command continues from the export, not from scratch
+    from diffusers import UNet2DConditionModel
+
+    exported = UNet2DConditionModel.from_pretrained(out / "unet").state_dict()
+    train("text_to_image", monkeypatch, "--data", dataset, "--work", tmp_path / "other-work", "--out", out,
+          "--steps", 3, "--batch", 4, "--grid-steps", 2, "--vae", latent_vae[0])
+    facts = json.loads((out / "training.json").read_text())
+    assert facts["steps"] == 3 and facts["warm_starts"] == 1  # one more step on top of the export's two
+    changed = UNet2DConditionModel.from_pretrained(out / "unet").state_dict()
+    assert any(not torch.equal(exported[k], changed[k]) for k in exported)
