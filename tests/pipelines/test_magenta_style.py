@@ -14,6 +14,7 @@ The end-to-end figures are asserted loosely and reported in the messages.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,6 +145,14 @@ def test_every_quantisation_point_rounds_as_the_graph_does(nets, graphs, inputs,
     assert flips / values < 1e-5, figures
 
 
+def _exact_int8_cpu() -> bool:
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text(encoding="utf-8").split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def test_end_to_end_outputs_match_onnxruntime_within_its_own_sensitivity(nets, graphs, inputs) -> None:
     style, content = inputs
     predictor, transformer = nets
@@ -166,7 +175,9 @@ def test_end_to_end_outputs_match_onnxruntime_within_its_own_sensitivity(nets, g
                f"mean {image_err.mean():.4f}, PSNR {_psnr(ours_image, image):.1f} dB. onnxruntime against itself "
                f"with one input value raised by 1/255: max {ort_err.max():.4f}, mean {ort_err.mean():.4f}, "
                f"PSNR {_psnr(image_nudged, image):.1f} dB")
-    assert vector_err.max() <= 3 * step + 1e-6, figures
+    # onnxruntime's int8 kernels are exact only with VNNI/AMX; its AVX2 kernel (vpmaddubsw) saturates pairs of
+    # u8×s8 products at int16, so there its own style vector drifts (26 steps seen on an AVX2-only EPYC)
+    assert vector_err.max() <= (3 if _exact_int8_cpu() else 32) * step + 1e-6, figures
     assert image_err.mean() < 0.04, figures
     assert _psnr(ours_image, image) > 25.0, figures
 
