@@ -176,10 +176,11 @@ class Catalog:
             raise UnknownPipeline(kind, self._pipelines) from None
 
     def models(self, kind: str | None = None) -> list[ModelEntry]:
-        """Models ready to run first (installed, then downloaded), then those that would download."""
+        """Models ready to run first (installed, then downloaded), then those that would download; among
+        equals, those free for any use before licence-restricted ones. The first is a tab's default."""
         ready = {"installed": 0, "downloaded": 1}
         listed = [m for m in self._models.values() if kind is None or m.kind == kind]
-        return sorted(listed, key=lambda m: (bool(m.refusal), ready.get(m.status, 2)))
+        return sorted(listed, key=lambda m: (bool(m.refusal), ready.get(m.status, 2), bool(m.restriction)))
 
     def model(self, model_id: str, kind: str | None = None) -> ModelEntry:
         """The entry for `model_id`: a listed model, or any hub id for text-to-image (the default) or a VAE

@@ -34,6 +34,13 @@ def test_a_models_folder_is_listed_with_sizes_installed_first(models_dir: Path) 
     assert {m.id for m in catalog.models()} .isdisjoint({"not-a-model", "notes.txt"})
 
 
+def test_among_installed_gans_the_one_free_for_any_use_is_the_default(models_dir: Path) -> None:
+    gans = Catalog(models_dir=models_dir).models("gan")
+    assert gans[0].id == "atelier-emoji-gan" and not gans[0].restriction
+    faces = next(m for m in gans if m.id == "dcgan-faces")
+    assert faces.status == "installed" and "non-commercial" in faces.restriction.lower()
+
+
 def test_pickles_are_refused_with_the_reason_unless_allowed(models_dir: Path) -> None:
     with pytest.raises(ValueError, match="old.ckpt is a pickle checkpoint, which can run code when loaded"):
         Catalog(models_dir=models_dir).model("old.ckpt", "text_to_image")
