@@ -83,10 +83,12 @@ class Progress:
 
 class Checkpoints:
     """A run's resumable state in `<work>/checkpoint.pt`: named parts (modules and optimisers, anything with
-    `state_dict`), the random generator, the step and the minutes trained. Saves are atomic."""
+    `state_dict`), the random generator, the step, the minutes trained and `extras` (plain numbers and strings a
+    run keeps about itself). Saves are atomic."""
 
     def __init__(self, work: Path, parts: dict[str, Any], rng: torch.Generator) -> None:
         self.path, self.parts, self.rng = work / "checkpoint.pt", parts, rng
+        self.extras: dict[str, Any] = {}
         self.last_save = time.monotonic()
 
     def resume(self) -> tuple[int, float]:
@@ -98,6 +100,7 @@ class Checkpoints:
         for name, part in self.parts.items():
             part.load_state_dict(state[name])
         self.rng.set_state(state["rng"])
+        self.extras = dict(state.get("extras", {}))
         print(f"resuming at step {state['step']} ({state['minutes']:.1f} min trained)")  # noqa: T201
         return state["step"], state["minutes"]
 
@@ -105,7 +108,8 @@ class Checkpoints:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         state = {name: part.state_dict() for name, part in self.parts.items()}
         temp = self.path.with_suffix(".tmp")
-        torch.save({**state, "rng": self.rng.get_state(), "step": step, "minutes": minutes}, temp)
+        torch.save({**state, "rng": self.rng.get_state(), "step": step, "minutes": minutes,
+                    "extras": self.extras}, temp)
         temp.replace(self.path)  # a crash mid-save keeps the previous checkpoint
         self.last_save = time.monotonic()
 

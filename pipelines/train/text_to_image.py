@@ -164,11 +164,11 @@ def main() -> None:
     rng = torch.Generator().manual_seed(args.seed)
     checkpoints = Checkpoints(args.work, {"unet": unet, "ema": ema, "optimiser": optimiser}, rng)
     step, minutes_before = checkpoints.resume()
-    warm_starts = 0
     if step == 0:
-        step, minutes_before, warm_starts = warm_start(args.out, unet, ema)
+        step, minutes_before, checkpoints.extras["warm_starts"] = warm_start(args.out, unet, ema)
         if step:
             rng.manual_seed(args.seed + step)  # new batches, not a replay of the first run's
+    warm_starts = checkpoints.extras.get("warm_starts", 0)  # kept in the checkpoint, so a resumed run still counts
     progress = Progress(args.steps, args.minutes, step)
 
     while (args.steps is None or step < args.steps) and progress.elapsed_minutes() < args.minutes:

@@ -108,7 +108,7 @@ def test_the_sampling_vae_reports_its_elbo_and_prior_samples(dataset: Path, tmp_
     with Image.open(tmp_path / "model" / "prior_samples.png") as grid:
         assert grid.size == (8 * 64 + 14, 8 * 64 + 14)
     pipe = VaePipeline.load(str(tmp_path / "model"), device="cpu")
-    assert pipe.factor == 16 and pipe.latent_channels == 8
+    assert pipe.factor == 64 and pipe.latent_channels == 128  # one latent vector per 64×64 image
 
 
 def test_the_gan_trains_and_loads_in_the_gan_tab(dataset: Path, latent_vae: tuple[Path, Path], tmp_path: Path,
@@ -153,3 +153,8 @@ def test_the_text_to_image_model_trains_and_exports(dataset: Path, latent_vae: t
     assert facts["steps"] == 3 and facts["warm_starts"] == 1  # one more step on top of the export's two
     changed = UNet2DConditionModel.from_pretrained(out / "unet").state_dict()
     assert any(not torch.equal(exported[k], changed[k]) for k in exported)
+    # resuming the warm-started run from its own work folder still counts the warm start
+    train("text_to_image", monkeypatch, "--data", dataset, "--work", tmp_path / "other-work", "--out", out,
+          "--steps", 4, "--batch", 4, "--grid-steps", 2, "--vae", latent_vae[0])
+    facts = json.loads((out / "training.json").read_text())
+    assert facts["steps"] == 4 and facts["warm_starts"] == 1
