@@ -170,11 +170,17 @@ class GalleryRecords:
             raise ArtworkNotFound(artwork_id)
         return _record(rows[0])
 
-    def page(self, filters: ArtworkFilter, limit: int, offset: int = 0) -> list[ArtworkRecord]:
-        """Newest first (created_at DESC, id DESC as tie-break, so pages never overlap or skip)."""
+    def page(self, filters: ArtworkFilter, limit: int, offset: int = 0,
+             before: tuple[float, str] | None = None) -> list[ArtworkRecord]:
+        """Newest first (created_at DESC, id DESC as tie-break, so pages never overlap or skip). `before` =
+        (created_at, id) of the last artwork already seen starts after it: pages that stay put while new
+        artworks arrive (a cursor), where an offset would shift."""
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must be non-negative, got limit={limit}, offset={offset}")
         where, params = _where(filters)
+        if before is not None:
+            where += (" AND " if where else " WHERE ") + "(created_at < ? OR (created_at = ? AND id < ?))"
+            params = (*params, before[0], before[0], before[1])
         sql = f"SELECT {_COLUMNS} FROM artworks{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
         return [_record(row) for row in self._read(sql, (*params, limit, offset))]
 

@@ -176,11 +176,12 @@ class GalleryStore:
     def page(
         self, *, owner: str | None = None, pipeline: str | None = None, model: str | None = None,
         favourite: bool | None = None, query: str | None = None, limit: int = 48, offset: int = 0,
+        before: tuple[float, str] | None = None,
     ) -> list[Artwork]:
         """Newest first. `query` is free text searched in prompt, negative prompt and model (prefix on the last
-        word); any text is safe to pass."""
+        word); any text is safe to pass. `before` = (created_at, id) of an artwork: only those after it."""
         filters = ArtworkFilter(owner, pipeline, model, favourite, query)
-        return [self._artwork(r) for r in self._records.page(filters, limit, offset)]
+        return [self._artwork(r) for r in self._records.page(filters, limit, offset, before)]
 
     def count(
         self, *, owner: str | None = None, pipeline: str | None = None, model: str | None = None,

@@ -79,6 +79,18 @@ def test_page_orders_by_time_then_id_and_pages_do_not_overlap(records: GalleryRe
         records.page(ArtworkFilter(), limit=-1)
 
 
+def test_a_cursor_page_starts_after_the_last_artwork_seen_even_when_new_ones_arrive(records: GalleryRecords) -> None:
+    for i in range(6):
+        records.upsert(record(f"j{i}", created_at=T0 + i // 2))  # ties in created_at
+    first = records.page(ArtworkFilter(), limit=3)
+    assert [r.id for r in first] == ["j5-0", "j4-0", "j3-0"]
+    records.upsert(record("new", created_at=T0 + 10))  # would shift an offset-based second page
+    last = first[-1]
+    rest = records.page(ArtworkFilter(), limit=10, before=(last.recipe.created_at, last.id))
+    assert [r.id for r in rest] == ["j2-0", "j1-0", "j0-0"]
+    assert records.page(ArtworkFilter(owner="nobody"), limit=10, before=(T0 + 5, "x")) == []
+
+
 def test_missing_ids_raise_artwork_not_found(records: GalleryRecords) -> None:
     for call in (records.get, records.delete, lambda i: records.set_favourite(i, True)):
         with pytest.raises(ArtworkNotFound, match="no artwork nope"):
