@@ -36,6 +36,7 @@ def find_port(host: str, port: int) -> int:
 
 def serve(config: StudioConfig) -> None:
     """Run the studio until Ctrl-C or SIGTERM; always stops the UI, then the workers, before returning."""
+    from studio.api import mount_api
     from studio.services import DataDirBusy, build_services
     from studio.ui import build_app
 
@@ -52,11 +53,12 @@ def serve(config: StudioConfig) -> None:
         app = build_app(services)
         port = find_port(config.host, config.port)
         app.queue(default_concurrency_limit=8)
-        _, local_url, share_url = app.launch(
+        server, local_url, share_url = app.launch(
             server_name=config.host, server_port=port, share=config.share, auth=config.auth_pairs or None,
             inbrowser=config.open_browser, prevent_thread_lock=True, quiet=True,
             allowed_paths=[str(services.gallery.root)], footer_links=["api", "settings"],
         )
+        mount_api(server, services)
         print(f"Atelier is running at {local_url}", flush=True)  # noqa: T201 -- the CLI's one line for the user
         if share_url:
             print(f"Public link: {share_url}", flush=True)  # noqa: T201

@@ -1,4 +1,4 @@
-"""Serve the studio's Gradio app in-process on a free port, for tests that drive it with gradio_client."""
+"""Serve the studio (Gradio app and REST API) in-process on a free port, for tests that drive it over HTTP."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from contextlib import contextmanager
 
 from gradio_client import Client
 
+from studio.api import mount_api
 from studio.config import StudioConfig
 from studio.services import Services, build_services
 from studio.ui import build_app
 
 
 @contextmanager
-def serve(config: StudioConfig) -> Iterator[tuple[Services, Client]]:
+def serve_http(config: StudioConfig) -> Iterator[tuple[Services, str]]:
+    """The studio as `launch.py` serves it (UI, API, the config's logins): (services, base URL ending in /)."""
     services = build_services(config)
     services.start()
     app = build_app(services)
@@ -23,9 +25,16 @@ def serve(config: StudioConfig) -> Iterator[tuple[Services, Client]]:
         port = s.getsockname()[1]
     app.queue()
     try:
-        _, url, _ = app.launch(server_port=port, prevent_thread_lock=True, quiet=True,
-                               allowed_paths=[str(services.gallery.root)])
-        yield services, Client(url, verbose=False)
+        server, url, _ = app.launch(server_port=port, prevent_thread_lock=True, quiet=True,
+                                    allowed_paths=[str(services.gallery.root)], auth=config.auth_pairs or None)
+        mount_api(server, services)
+        yield services, url
     finally:
         app.close()
         services.stop()
+
+
+@contextmanager
+def serve(config: StudioConfig) -> Iterator[tuple[Services, Client]]:
+    with serve_http(config) as (services, url):
+        yield services, Client(url, verbose=False)

@@ -1,0 +1,62 @@
+"""Who is calling the API: the studio's logins over HTTP Basic, or the browser session of the UI's login page.
+
+Without logins (no --auth / --auth-file) every caller is "local", as in the UI. With them, every API route needs
+valid credentials and answers 401 with a Basic challenge otherwise; the caller's user name owns the jobs and
+artworks it makes, exactly as a UI login does, so a user sees the same gallery in the browser and over the API.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+LOCAL_USER = "local"
+BASIC = HTTPBasic(auto_error=False, realm="Atelier",
+                  description="The studio's logins (--auth / --auth-file); not needed when it has none.")
+
+
+class ApiUsers:
+    """A FastAPI dependency: `user: str = Depends(users)` is the caller's user name, or a 401."""
+
+    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self._pairs = [(user.encode(), password.encode()) for user, password in pairs]
+
+    @property
+    def required(self) -> bool:
+        return bool(self._pairs)
+
+    def __call__(self, request: Request,
+                 credentials: Annotated[HTTPBasicCredentials | None, Depends(BASIC)]) -> str:
+        if not self._pairs:
+            return LOCAL_USER
+        if credentials is not None and self._valid(credentials.username, credentials.password):
+            return credentials.username
+        user = _ui_session_user(request)
+        if user:
+            return user
+        raise HTTPException(401, "this studio needs a login: send its user name and password (HTTP Basic)",
+                            headers={"WWW-Authenticate": 'Basic realm="Atelier"'})
+
+    def _valid(self, user: str, password: str) -> bool:
+        given = (user.encode(), password.encode())
+        found = False
+        for pair in self._pairs:  # compare with every pair in constant time: no timing hint of which users exist
+            found |= secrets.compare_digest(given[0], pair[0]) & secrets.compare_digest(given[1], pair[1])
+        return found
+
+
+def _ui_session_user(request: Request) -> str | None:
+    """The user logged in through Gradio's login page, from its session cookie (so the browser can open API
+    URLs such as an artwork's PNG). Gradio keeps the sessions on its app; another app has none."""
+    app = request.app
+    cookie_id, tokens = getattr(app, "cookie_id", None), getattr(app, "tokens", None)
+    if cookie_id is None or not isinstance(tokens, dict):
+        return None
+    cookies = request.cookies
+    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+    user = tokens.get(token) if token else None
+    return user if isinstance(user, str) else None

@@ -1,0 +1,253 @@
+"""The native job API over real HTTP: jobs, events, inputs, the gallery, the catalogue, errors, logins, schema."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from studio.services import Services
+from tests.conftest import make_config, wait_for
+from tests.support.photos import photo
+from tests.support.tiny_sd import save_tiny_sd
+from tests.ui.serving import serve_http
+
+API = "api/v1"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, httpx.Client]]:
+    root = tmp_path_factory.mktemp("api")
+    models = root / "models"
+    save_tiny_sd(models / "tiny-sd")
+    with serve_http(make_config(root / "data", models_dir=models, max_queue=50)) as (services, url), \
+            httpx.Client(base_url=url, timeout=60) as client:
+        yield services, client
+
+
+def finished(client: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        job = client.get(f"{API}/jobs/{job_id}").json()
+        return job if job["status"] in ("completed", "failed", "canceled") else None
+    return wait_for(done, timeout, f"job {job_id}")  # type: ignore[return-value]
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_job_runs_and_its_artworks_are_served_paged_and_edited(api) -> None:
+    _, client = api
+    accepted = client.post(f"{API}/jobs", json={"pipeline": "pattern", "model": "pattern-v1", "seed": 5,
+                                                "params": {"prompt": "a tidal pool", "num_images": 3}})
+    assert accepted.status_code == 202, accepted.text
+    body = accepted.json()
+    assert body["seed"] == 5 and body["links"]["events"] == f"/{API}/jobs/{body['id']}/events"
+    job = finished(client, body["id"])
+    assert job["status"] == "completed" and job["params"]["prompt"] == "a tidal pool"
+    assert job["params"]["palette"] == "warm"  # the full recipe: defaults filled in by the pipeline's Params
+    assert len(job["image_ids"]) == 3 and job["progress"] == 1.0
+
+    first = job["image_ids"][0]
+    png = client.get(f"{API}/images/{first}")
+    assert png.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(png.content)) as image:
+        assert image.size == (64, 64) and "a tidal pool" in image.info["parameters"]
+    thumb = client.get(f"{API}/images/{first}/thumbnail")
+    assert thumb.headers["content-type"] == "image/webp" and thumb.content[8:12] == b"WEBP"
+    assert client.get(f"{API}/images/{first}", params={"format": "gif"}).status_code == 404  # not an animation
+
+    # pages by cursor: three pages of one, then the end
+    seen, cursor = [], None
+    for _ in range(3):
+        page = client.get(f"{API}/images", params={"query": "tidal", "limit": 1, **({"cursor": cursor} if cursor
+                                                                                     else {})}).json()
+        seen += [i["id"] for i in page["images"]]
+        cursor = page["next_cursor"]
+    assert sorted(seen) == sorted(job["image_ids"])
+    assert client.get(f"{API}/images", params={"query": "tidal", "cursor": cursor}).json() == {
+        "images": [], "next_cursor": None}
+
+    record = client.patch(f"{API}/images/{first}/record", json={"favorite": True}).json()
+    assert record["favorite"] is True and record["recipe"]["seed"] == record["seed"]
+    assert "Seed: " in record["parameters"] and record["recipe"]["params"]["prompt"] == "a tidal pool"
+    assert [i["id"] for i in client.get(f"{API}/images", params={"favorite": True}).json()["images"]] == [first]
+    assert client.delete(f"{API}/images/{first}/record").status_code == 204
+    assert client.get(f"{API}/images/{first}/record").status_code == 404
+    assert first not in [i["id"] for i in client.get(f"{API}/images").json()["images"]]
+
+
+def test_events_stream_progress_until_the_job_ends(api) -> None:
+    _, client = api
+    job_id = client.post(f"{API}/jobs", json={"pipeline": "pattern", "params": {"num_steps": 5,
+                                                                               "step_delay": 0.1}}).json()["id"]
+    events = []
+    with client.stream("GET", f"{API}/jobs/{job_id}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line.removeprefix("data: "))))
+    steps = [data["step"] for kind, data in events if kind == "progress" and data["total"]]
+    assert steps == sorted(steps) and steps[-1] == 5 and len(steps) >= 3  # seen while running, not only at the end
+    assert events[-1][0] == "completed" and len(events[-1][1]["image_ids"]) == 1
+
+    # a stream opened after the end still ends, with the outcome
+    with client.stream("GET", f"{API}/jobs/{job_id}/events") as stream:
+        assert "event: completed" in stream.read().decode()
+
+
+def test_a_running_job_is_canceled(api) -> None:
+    services, client = api
+    job_id = client.post(f"{API}/jobs", json={"pipeline": "pattern", "params": {"num_steps": 200,
+                                                                               "step_delay": 0.05}}).json()["id"]
+    wait_for(lambda: services.queue.get(job_id).step > 0, 60, "the job to start")
+    assert client.delete(f"{API}/jobs/{job_id}").status_code == 200
+    job = finished(client, job_id)
+    assert job["status"] == "canceled" and job["image_ids"] == []
+    listed = client.get(f"{API}/jobs", params={"status": "canceled"}).json()["jobs"]
+    assert job_id in [j["id"] for j in listed]
+
+
+def test_every_pipeline_runs_through_the_api(api) -> None:
+    _, client = api
+    ref = client.post(f"{API}/inputs", content=png_bytes(photo("chelsea", 96)),
+                      headers={"content-type": "image/png"}).json()["ref"]
+    requests = [
+        {"pipeline": "text_to_image", "model": "tiny-sd", "params": {"prompt": "a red apple", "num_steps": 2,
+                                                                   "width": 64, "height": 64}},
+        {"pipeline": "gan", "params": {"num_images": 2}},
+        {"pipeline": "vae", "params": {"mode": "reconstruct", "image_a": ref}},
+        {"pipeline": "style_transfer", "params": {"content_image": ref}},
+    ]
+    ids = [client.post(f"{API}/jobs", json=r | {"seed": 1}).json()["id"] for r in requests]
+    for request, job_id in zip(requests, ids, strict=True):
+        job = finished(client, job_id, timeout=300)
+        assert job["status"] == "completed", (request["pipeline"], job["error"])
+        artwork = client.get(f"{API}/images/{job['image_ids'][0]}/record").json()
+        assert artwork["pipeline"] == request["pipeline"] and artwork["width"] >= 64
+    gan = client.get(f"{API}/jobs/{ids[1]}").json()
+    assert gan["model"] == "atelier-emoji-gan"  # no model named: the tab's default, free for any use
+
+
+def test_bad_requests_get_a_4xx_naming_the_problem(api, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, client = api
+
+    def job(**body: Any) -> httpx.Response:
+        return client.post(f"{API}/jobs", json={"pipeline": "pattern"} | body)
+
+    cases = [
+        (job(params={"colour": "red"}), 422, "colour"),
+        (job(params={"width": 9999}), 422, "width"),
+        (job(params={"width": 60}), 422, "divisible by 8"),
+        (job(params={"palette": "neon"}), 422, "palette"),
+        (job(params={"prompt": "x" * 10_000_000}), 422, "prompt"),
+        (job(seed=2**40), 422, "seed"),
+        (job(model="no-such-model"), 404, "unknown model 'no-such-model'"),
+        (client.post(f"{API}/jobs", json={"pipeline": "sculpture"}), 422, "pipeline"),
+        (client.post(f"{API}/jobs", content=b"{not json", headers={"content-type": "application/json"}), 422, ""),
+        (job(params={"step_delay": -1}), 422, "step_delay"),
+        (client.post(f"{API}/jobs", content=b'{"pipeline": "pattern", "params": {"step_delay": NaN}}',
+                     headers={"content-type": "application/json"}), 422, "step_delay"),
+        (client.get(f"{API}/jobs/nope"), 404, "no job nope"),
+        (client.get(f"{API}/images/nope"), 404, "no artwork"),
+        (client.get(f"{API}/images", params={"cursor": "garbage!"}), 422, "cursor"),
+        (client.get(f"{API}/images", params={"limit": 0}), 422, "limit"),
+        (client.post(f"{API}/inputs", content=b"not an image", headers={"content-type": "image/png"}), 422,
+         "not a readable image"),
+        (client.post(f"{API}/inputs", content=b""), 422, "empty"),
+    ]
+    for response, status, words in cases:
+        assert response.status_code == status, (response.request.url, response.text)
+        assert words in response.text, (response.request.url, response.text)
+
+    monkeypatch.setattr("studio.api.native.MAX_INPUT_BYTES", 1000)
+    big = client.post(f"{API}/inputs", content=png_bytes(photo("chelsea", 256)), headers={"content-type": "image/png"})
+    assert big.status_code == 413 and "larger than" in big.text
+
+
+def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
+    with serve_http(make_config(tmp_path / "data", max_queue=1)) as (services, url), \
+            httpx.Client(base_url=url, timeout=30) as client:
+        slow = {"pipeline": "pattern", "params": {"num_steps": 100, "step_delay": 0.05}}
+        running = client.post(f"{API}/jobs", json=slow).json()["id"]
+        wait_for(lambda: services.queue.get(running).status == "running", 60, "the first job to start")
+        assert client.post(f"{API}/jobs", json=slow).status_code == 202  # one may wait
+        full = client.post(f"{API}/jobs", json=slow)
+        assert full.status_code == 429 and "queue full" in full.text and int(full.headers["retry-after"]) > 0
+
+
+def test_with_logins_every_route_needs_one_and_users_see_only_their_own(tmp_path: Path) -> None:
+    logins = tmp_path / "logins"
+    logins.write_text("ann:apple-pie\nbob:blue-moon\n")
+    with serve_http(make_config(tmp_path / "data", auth_file=logins)) as (_, url):
+        schema = httpx.get(url + "openapi.json").json()
+        for path, methods in schema["paths"].items():
+            for method in methods:
+                concrete = path.replace("{job_id}", "x").replace("{image_id}", "x")
+                response = httpx.request(method.upper(), url + concrete.lstrip("/"), timeout=30)
+                assert response.status_code == 401, (method, path, response.status_code)
+                assert response.headers["www-authenticate"].startswith("Basic")
+        wrong = httpx.get(url + f"{API}/jobs", auth=("ann", "wrong"))
+        assert wrong.status_code == 401
+
+        with httpx.Client(base_url=url, auth=("ann", "apple-pie"), timeout=60) as ann, \
+                httpx.Client(base_url=url, auth=("bob", "blue-moon"), timeout=60) as bob:
+            job_id = ann.post(f"{API}/jobs", json={"pipeline": "pattern", "params": {"prompt": "ann's"}}).json()["id"]
+            image_id = finished(ann, job_id)["image_ids"][0]
+            assert bob.get(f"{API}/jobs/{job_id}").status_code == 404
+            assert bob.delete(f"{API}/jobs/{job_id}").status_code == 404
+            assert bob.get(f"{API}/images/{image_id}").status_code == 404
+            assert bob.get(f"{API}/images").json()["images"] == []
+            assert bob.get(f"{API}/jobs").json()["jobs"] == []
+            assert [i["id"] for i in ann.get(f"{API}/images").json()["images"]] == [image_id]
+            assert ann.get(f"{API}/images/{image_id}/record").json()["recipe"]["params"]["prompt"] == "ann's"
+
+
+def test_the_openapi_document_covers_the_api_and_derives_params_from_the_pipelines(api) -> None:
+    _, client = api
+    schema = client.get("openapi.json").json()
+    paths = set(schema["paths"])
+    assert {f"/{API}/jobs", f"/{API}/jobs/{{job_id}}", f"/{API}/jobs/{{job_id}}/events", f"/{API}/inputs",
+            f"/{API}/images", f"/{API}/images/{{image_id}}", f"/{API}/images/{{image_id}}/thumbnail",
+            f"/{API}/images/{{image_id}}/record", f"/{API}/models", f"/{API}/health"} <= paths
+    assert all(p.startswith(f"/{API}/") for p in paths)  # Gradio's own routes are not in it
+    parts = schema["components"]["schemas"]
+    assert {"PatternJob", "TextToImageJob", "GanJob", "VaeJob", "StyleTransferJob"} <= set(parts)
+    pattern = parts["PatternParams"]["properties"]
+    assert pattern["width"]["maximum"] == 512 and pattern["width"]["default"] == 64
+    assert pattern["palette"]["enum"] == ["warm", "cool"]
+    assert "input image" in parts["StyleTransferParams"]["properties"]["content_image"]["description"]
+    assert client.get("docs").status_code == 200
+
+
+def test_models_and_health_describe_the_studio(api) -> None:
+    _, client = api
+    models = client.get(f"{API}/models", params={"kind": "gan"}).json()
+    faces = next(m for m in models if m["id"] == "dcgan-faces")
+    assert "non-commercial" in faces["restriction"].lower() and faces["default"] is False
+    assert [m["id"] for m in models if m["default"]] == ["atelier-emoji-gan"]
+    health = client.get(f"{API}/health").json()
+    assert health["status"] == "ok" and "pattern" in health["pipelines"]
+    assert health["workers"][0]["device"] == "cpu" and health["workers"][0]["alive"] is True
+
+
+def test_seeds_reproduce_through_the_api(api) -> None:
+    _, client = api
+    images = []
+    for _ in range(2):
+        job_id = client.post(f"{API}/jobs", json={"pipeline": "pattern", "seed": 77}).json()["id"]
+        image_id = finished(client, job_id)["image_ids"][0]
+        images.append(client.get(f"{API}/images/{image_id}").content)
+    with Image.open(io.BytesIO(images[0])) as a, Image.open(io.BytesIO(images[1])) as b:
+        assert a.tobytes() == b.tobytes()
