@@ -1,4 +1,4 @@
-"""The REST API, mounted on the Gradio app's FastAPI server: /api/v1 (native jobs, gallery, models).
+"""The REST API, mounted on the Gradio app's FastAPI server: /api/v1 (native) and /sdapi/v1 (AUTOMATIC1111).
 
 `mount_api` runs after Gradio has built its app (as AUTOMATIC1111 mounts its API), so the routes share the port,
 the share link and the logins of the UI. /openapi.json documents the API's routes only — Gradio's internal
@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 
 from studio import __version__
+from studio.api.a1111 import a1111_router
 from studio.api.auth import ApiUsers
 from studio.api.native import native_router
 from studio.services import Services
@@ -24,7 +25,7 @@ DESCRIPTION = ("Generate with every Atelier pipeline through the same queue, wor
 
 def mount_api(app: FastAPI, services: Services) -> None:
     users = ApiUsers(services.config.auth_pairs)
-    routers = [native_router(services, users)]
+    routers = [native_router(services, users), a1111_router(services, users)]
     routes = [route for router in routers for route in router.routes]
     for router in routers:
         app.include_router(router)

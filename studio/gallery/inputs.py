@@ -32,7 +32,7 @@ class InputStore:
 
     def put(self, image: Image.Image | bytes | Path, *, field: str = "image") -> str:
         """Store an input and return its reference; ValueError naming `field` when it is not a usable image."""
-        decoded = _decode(image, field)
+        decoded = decode_image(image, field)
         if decoded.mode not in KEPT_MODES:
             decoded = decoded.convert("RGBA" if "A" in decoded.getbands() else "RGB")
         buffer = io.BytesIO()
@@ -63,7 +63,8 @@ class InputStore:
             return image.copy()
 
 
-def _decode(image: Image.Image | bytes | Path, field: str) -> Image.Image:
+def decode_image(image: Image.Image | bytes | Path, field: str) -> Image.Image:
+    """The image, checked (bytes, pixels, decodability, decompression bombs); ValueError naming `field` if not."""
     if isinstance(image, Image.Image):
         if image.width * image.height > MAX_INPUT_PIXELS:
             raise ValueError(f"`{field}` is {image.width}x{image.height}: more than {MAX_INPUT_PIXELS:,} pixels")

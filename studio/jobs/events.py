@@ -52,6 +52,11 @@ class JobEvents:
             for q in self._subscribers.get(event.job_id, []):
                 q.put(event)
 
+    def latest(self, job_id: str) -> JobEvent | None:
+        """The job's most recent event, if the hub still holds it."""
+        with self._lock:
+            return self._latest.get(job_id)
+
     def follow(self, job_id: str, *, poll_s: float = 0.5) -> Iterator[JobEvent | None]:
         """Yield the job's events as they come, None every `poll_s` of silence (so the caller can check the
         queue for a state it missed), until a final event. Unsubscribes when the caller stops iterating."""

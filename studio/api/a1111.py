@@ -1,0 +1,335 @@
+"""AUTOMATIC1111's web API (/sdapi/v1) over Atelier's text-to-image pipeline, so its clients work unchanged.
+
+A1111 answers txt2img and img2img synchronously: here the request becomes a job in the same queue as the UI's,
+the route waits for it, and returns its images as base64 PNGs (recipe inside) with A1111's `info` fields. The
+images stay in the caller's gallery unless `save_images` is false. Options (`sd_model_checkpoint`) are kept per
+user in the data dir, as A1111 keeps its own in config.json.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route signatures at run time, and they name the
+# caller dependency built inside `a1111_router`.
+
+import base64
+import binascii
+import io
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import psutil
+from fastapi import APIRouter, Body, Depends, HTTPException
+from PIL import Image
+
+from studio import __version__
+from studio.api.a1111_models import (
+    GenerationRequest,
+    GenerationResponse,
+    Img2ImgRequest,
+    MemoryResponse,
+    PngInfoRequest,
+    PngInfoResponse,
+    ProgressResponse,
+    SamplerItem,
+    SchedulerItem,
+    SDModelItem,
+    Txt2ImgRequest,
+)
+from studio.api.errors import ApiRoute, http_errors
+from studio.gallery import Artwork, metadata
+from studio.gallery.files import write_bytes_atomic
+from studio.gallery.inputs import decode_image
+from studio.jobs import Job, JobStatus
+from studio.services import Services
+
+PREFIX = "/sdapi/v1"
+KIND = "text_to_image"
+OPTIONS_FILE = "a1111_options.json"
+TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{6,64}\]$")  # "model.safetensors [6ce0161689]" → "model.safetensors"
+SCHEDULERS = {"automatic": "Automatic", "karras": "Karras"}
+UNSUPPORTED = {  # field → the value that means "not asked for"
+    "restore_faces": (None, False), "tiling": (None, False), "enable_hr": (False,), "script_name": (None, ""),
+    "subseed_strength": (0, 0.0), "styles": ([],), "alwayson_scripts": ({},), "resize_mode": (0,),
+}
+
+
+def a1111_router(services: Services, users: Callable[..., str]) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, tags=["AUTOMATIC1111-compatible"], route_class=ApiRoute)
+    User = Annotated[str, Depends(users)]  # noqa: N806 -- a type alias for the routes below
+    options = OptionsStore(services.config.data_dir / OPTIONS_FILE)
+
+    @router.post("/txt2img", response_model=GenerationResponse, summary="Text to image (waits for the result)")
+    def txt2img(request: Annotated[Txt2ImgRequest, Body()], user: User) -> GenerationResponse:
+        return _generate(services, options, user, request, {})
+
+    @router.post("/img2img", response_model=GenerationResponse, summary="Image to image or inpainting (waits)")
+    def img2img(request: Annotated[Img2ImgRequest, Body()], user: User) -> GenerationResponse:
+        with http_errors():
+            extra = {"init_image": services.inputs.put(_decode_image(request.init_images[0], "init_images")),
+                     "strength": request.denoising_strength}
+            if request.mask:
+                mask = _binary_mask(_decode_image(request.mask, "mask"), invert=bool(request.inpainting_mask_invert))
+                extra["mask"] = services.inputs.put(mask, field="mask")
+        return _generate(services, options, user, request, extra)
+
+    @router.get("/sd-models", response_model=list[SDModelItem], summary="Text-to-image models")
+    def sd_models(user: User) -> list[SDModelItem]:
+        return [SDModelItem(title=_title(m.id, m.hash), model_name=m.id, hash=m.hash, sha256=None, filename=m.source,
+                            config=None) for m in services.catalog.models(KIND) if not m.refusal]
+
+    @router.post("/refresh-checkpoints", summary="Rescan the models")
+    def refresh_checkpoints(user: User) -> None:
+        services.catalog.refresh()
+
+    @router.get("/samplers", response_model=list[SamplerItem], summary="Sampler names")
+    def samplers(user: User) -> list[SamplerItem]:
+        return [SamplerItem(name=name, aliases=[], options={}) for name in _sampler_names(services)]
+
+    @router.get("/schedulers", response_model=list[SchedulerItem], summary="Scheduler names (noise schedules)")
+    def schedulers(user: User) -> list[SchedulerItem]:
+        return [SchedulerItem(name=name, label=label, aliases=None, default_rho=-1, need_inner_model=False)
+                for name, label in SCHEDULERS.items()]
+
+    @router.get("/options", response_model=dict[str, Any], summary="Settings (the model in use)")
+    def get_options(user: User) -> dict[str, Any]:
+        model = _model_for(services, options, user, {})
+        entry = services.catalog.model(model, KIND)
+        return {"sd_model_checkpoint": _title(entry.id, entry.hash), "sd_checkpoint_hash": entry.hash,
+                "CLIP_stop_at_last_layers": options.get(user).get("CLIP_stop_at_last_layers", 1),
+                "samples_format": "png"}
+
+    @router.post("/options", summary="Change settings (the model in use)")
+    def set_options(change: Annotated[dict[str, Any], Body()], user: User) -> None:
+        kept: dict[str, Any] = {}
+        if "sd_model_checkpoint" in change:
+            kept["sd_model_checkpoint"] = _checked_model(services, change["sd_model_checkpoint"])
+        if "CLIP_stop_at_last_layers" in change:
+            value = change["CLIP_stop_at_last_layers"]
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 12:
+                raise HTTPException(422, "`CLIP_stop_at_last_layers` must be a whole number from 1 to 12, "
+                                         f"got {value!r}")
+            kept["CLIP_stop_at_last_layers"] = value
+        options.update(user, kept)  # other A1111 settings have no meaning here and are ignored, as A1111 does
+
+    @router.get("/progress", response_model=ProgressResponse, summary="The caller's current job")
+    def progress(user: User, skip_current_image: bool = False) -> ProgressResponse:
+        return _progress(services, user, skip_current_image)
+
+    @router.post("/interrupt", summary="Stop the caller's running job (its images so far are not kept)")
+    def interrupt(user: User) -> None:
+        for job in services.queue.list(owner=user, statuses=[JobStatus.RUNNING]):
+            services.queue.cancel(job.id)
+
+    @router.post("/skip", summary="As interrupt: Atelier runs a batch as one job")
+    def skip(user: User) -> None:
+        interrupt(user)
+
+    @router.post("/png-info", response_model=PngInfoResponse, summary="Read the generation parameters of a PNG")
+    def png_info(request: PngInfoRequest, user: User) -> PngInfoResponse:
+        with http_errors():
+            image = _decode_image(request.image, "image")
+        texts = {str(k): v for k, v in image.info.items() if isinstance(v, str)}  # the PNG's text chunks
+        info = texts.pop(metadata.PARAMETERS_KEY, "")
+        return PngInfoResponse(info=info, items=texts, parameters=_a1111_fields(info) if info else {})
+
+    @router.get("/memory", response_model=MemoryResponse, summary="Memory of this machine and its GPUs")
+    def memory(user: User) -> MemoryResponse:
+        ram = psutil.virtual_memory()
+        return MemoryResponse(ram={"free": ram.available, "used": ram.total - ram.available, "total": ram.total},
+                              cuda=_cuda_memory(services))
+
+    return router
+
+
+class OptionsStore:
+    """Each user's A1111 settings, in one JSON file written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def get(self, user: str) -> dict[str, Any]:
+        return dict(self._read().get(user, {}))
+
+    def update(self, user: str, values: dict[str, Any]) -> None:
+        with self._lock:
+            data = self._read()
+            data[user] = {**data.get(user, {}), **values}
+            write_bytes_atomic(self.path, json.dumps(data, indent=1).encode())
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+def _generate(services: Services, options: OptionsStore, user: str, request: GenerationRequest,
+              extra: dict[str, Any]) -> GenerationResponse:
+    _refuse_unsupported(request)
+    model = _model_for(services, options, user, request.override_settings)
+    params = {"prompt": request.prompt, "negative_prompt": request.negative_prompt,
+              "sampler": _sampler(services, request), "num_steps": request.steps, "cfg_scale": request.cfg_scale,
+              "width": request.width or 0, "height": request.height or 0, "batch_size": request.batch_size,
+              "batch_count": request.n_iter,
+              "clip_skip": request.override_settings.get("CLIP_stop_at_last_layers",
+                                                         options.get(user).get("CLIP_stop_at_last_layers", 1)),
+              **extra}
+    with http_errors():
+        job = services.generation.submit(KIND, model, params, request.seed, owner=user)
+    job = _wait(services, job)
+    if job.status is JobStatus.FAILED:
+        raise HTTPException(500, f"the job failed: {job.error}")
+    artworks = [services.gallery.get(i) for i in job.image_ids]
+    images = [base64.b64encode(a.path.read_bytes()).decode() for a in artworks] if request.send_images else []
+    info = _info(request, job, artworks)
+    if not request.save_images:
+        for a in artworks:
+            services.gallery.delete(a.id)
+    return GenerationResponse(images=images, parameters=request.model_dump(), info=json.dumps(info))
+
+
+def _wait(services: Services, job: Job) -> Job:
+    """Block until the job ends (this runs in FastAPI's thread pool, as A1111's own routes do)."""
+    for update in services.generation.follow(job.id):
+        if getattr(update, "final", False) or (isinstance(update, Job) and update.status.finished):
+            break
+    return services.queue.get(job.id)
+
+
+def _refuse_unsupported(request: GenerationRequest) -> None:
+    for name, defaults in UNSUPPORTED.items():
+        value = getattr(request, name, defaults[0])
+        if value not in defaults:
+            raise HTTPException(422, f"`{name}` is not supported by Atelier; leave it out (got {value!r})")
+
+
+def _sampler_names(services: Services) -> list[str]:
+    spec = next(s for s in services.catalog.pipeline(KIND).Params.describe() if s["name"] == "sampler")
+    return list(spec["choices"])
+
+
+def _sampler(services: Services, request: GenerationRequest) -> str:
+    """A1111 ≥ 1.9 sends the schedule apart ("DPM++ 2M" + "Karras"); earlier ones in the name."""
+    name = request.sampler_name or request.sampler_index
+    known = _sampler_names(services)
+    scheduler = (request.scheduler or "automatic").lower()
+    if scheduler not in SCHEDULERS:
+        raise HTTPException(422, f"unknown `scheduler` {request.scheduler!r}; known: {', '.join(SCHEDULERS)}")
+    if scheduler == "karras" and not name.endswith(" Karras"):
+        name += " Karras"
+    if name not in known:
+        raise HTTPException(422, f"unknown sampler {name!r}; known: {', '.join(known)}")
+    return name
+
+
+def _model_for(services: Services, options: OptionsStore, user: str, override: dict[str, Any]) -> str:
+    chosen = override.get("sd_model_checkpoint") or options.get(user).get("sd_model_checkpoint")
+    if chosen:
+        return _checked_model(services, chosen)
+    ready = [m for m in services.catalog.models(KIND) if not m.refusal]
+    if not ready:
+        raise HTTPException(404, "no text-to-image model is installed")
+    return ready[0].id
+
+
+def _checked_model(services: Services, title: Any) -> str:
+    if not isinstance(title, str) or not title.strip():
+        raise HTTPException(422, f"`sd_model_checkpoint` must be a model title or name, got {title!r}")
+    name = TITLE_HASH.sub("", title.strip())
+    with http_errors():
+        return services.catalog.model(name, KIND).id
+
+
+def _title(model_id: str, model_hash: str | None) -> str:
+    return f"{model_id} [{model_hash}]" if model_hash else model_id
+
+
+def _decode_image(text: str, field: str) -> Image.Image:
+    """A base64 image as A1111 accepts it: plain, or a data: URL."""
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"`{field}` is not base64") from None
+    return decode_image(data, field)
+
+
+def _binary_mask(mask: Image.Image, *, invert: bool) -> Image.Image:
+    """White repaints. A mask drawn on transparency uses its alpha (as A1111 does); otherwise its brightness."""
+    if "A" in mask.getbands() and mask.getchannel("A").getextrema() != (255, 255):
+        gray = mask.getchannel("A")
+    else:
+        gray = mask.convert("L")
+    return gray.point(lambda v: 255 - v) if invert else gray
+
+
+def _info(request: GenerationRequest, job: Job, artworks: list[Artwork]) -> dict[str, Any]:
+    seeds = [a.recipe.seed for a in artworks] or [job.spec.seed]
+    first = artworks[0] if artworks else None
+    params = job.spec.params
+    return {
+        "prompt": request.prompt, "all_prompts": [request.prompt] * len(seeds),
+        "negative_prompt": request.negative_prompt, "all_negative_prompts": [request.negative_prompt] * len(seeds),
+        "seed": seeds[0], "all_seeds": seeds, "subseed": -1, "all_subseeds": [-1] * len(seeds),
+        "subseed_strength": 0, "width": first.width if first else params["width"],
+        "height": first.height if first else params["height"], "sampler_name": params["sampler"],
+        "cfg_scale": params["cfg_scale"], "steps": params["num_steps"], "batch_size": params["batch_size"],
+        "restore_faces": False, "face_restoration_model": None, "sd_model_name": job.spec.model,
+        "sd_model_hash": first.recipe.model_hash if first else None, "sd_vae_name": None, "sd_vae_hash": None,
+        "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+        "denoising_strength": params["strength"] if params.get("init_image") else None,
+        "extra_generation_params": {}, "index_of_first_image": 0,
+        "infotexts": [metadata.format_parameters(a.recipe) for a in artworks], "styles": [],
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(job.created_at)),
+        "clip_skip": params["clip_skip"], "is_using_inpainting_conditioning": False,
+        "version": f"atelier {__version__}", "interrupted": job.status is JobStatus.CANCELED,
+    }
+
+
+def _a1111_fields(info: str) -> dict[str, Any]:
+    """The `parameters` text as A1111's png-info returns it: "Prompt", "Negative prompt", each pair, and the
+    size split into "Size-1" and "Size-2"."""
+    parsed = metadata.parse_parameters(info)
+    fields: dict[str, Any] = {"Prompt": parsed.pop("prompt"), "Negative prompt": parsed.pop("negative_prompt")}
+    fields.update(parsed)
+    width, _, height = str(parsed.get("Size", "")).partition("x")
+    if width.isdigit() and height.isdigit():
+        fields.update({"Size-1": width, "Size-2": height})
+    return fields
+
+
+def _progress(services: Services, user: str, skip_image: bool) -> ProgressResponse:
+    running = services.queue.list(owner=user, statuses=[JobStatus.RUNNING], limit=1)
+    pending = services.queue.list(owner=user, statuses=[JobStatus.PENDING], limit=1000)
+    job = running[0] if running else None
+    state = {"skipped": False, "interrupted": bool(job and job.cancel_requested), "job": f"task({job.id})" if job
+             else "", "job_count": len(running) + len(pending), "job_timestamp": time.strftime(
+                 "%Y%m%d%H%M%S", time.localtime(job.created_at)) if job else "0", "job_no": 0,
+             "sampling_step": job.step if job else 0, "sampling_steps": job.total_steps if job else 0}
+    if job is None:
+        return ProgressResponse(progress=0, eta_relative=0, state=state, textinfo="Waiting…" if pending else None)
+    elapsed = time.time() - (job.started_at or time.time())
+    eta = elapsed / job.progress - elapsed if job.progress > 0 else 0.0
+    image = None
+    event = services.events.latest(job.id)
+    if not skip_image and event is not None and event.preview is not None:
+        buffer = io.BytesIO()
+        event.preview.save(buffer, format="PNG")
+        image = base64.b64encode(buffer.getvalue()).decode()
+    return ProgressResponse(progress=job.progress, eta_relative=max(0.0, eta), state=state, current_image=image,
+                            textinfo=f"Step {job.step} of {job.total_steps}" if job.total_steps else "Loading…")
+
+
+def _cuda_memory(services: Services) -> dict[str, Any]:
+    if not any(w.device.startswith("cuda") for w in services.pool.status()):
+        return {"error": "no CUDA device is in use"}
+    import torch  # only when a worker uses CUDA: the server otherwise never needs torch's CUDA state
+
+    free, total = torch.cuda.mem_get_info()
+    return {"system": {"free": free, "used": total - free, "total": total}}

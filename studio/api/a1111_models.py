@@ -1,0 +1,117 @@
+"""The request and response shapes of AUTOMATIC1111's web API (/sdapi/v1), as its documentation names them.
+
+Clients written for A1111 send its whole field set, most of it at the defaults; unknown keys are ignored as A1111
+ignores them. A field Atelier cannot honour is accepted at its default and refused (422, naming it) when a client
+asks for something else: a request never silently produces something other than what was asked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from studio.api.schemas import MAX_TEXT
+from studio.generation import MAX_SEED
+
+MAX_IMAGE_TEXT = 70_000_000  # base64 of a 50 MB upload, the input store's limit
+
+
+class A1111Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class GenerationRequest(A1111Model):
+    prompt: str = Field("", max_length=MAX_TEXT)
+    negative_prompt: str = Field("", max_length=MAX_TEXT)
+    styles: list[str] = Field(default_factory=list, description="named prompt styles: none exist in Atelier")
+    seed: int = Field(-1, ge=-1, le=MAX_SEED)
+    subseed: int = -1
+    subseed_strength: float = Field(0.0, description="variation seeds: not supported, must stay 0")
+    sampler_name: str | None = Field(None, max_length=100, description="see GET /sdapi/v1/samplers")
+    sampler_index: str = Field("Euler", max_length=100, description="the sampler when `sampler_name` is not given")
+    scheduler: str | None = Field(None, max_length=100, description="see GET /sdapi/v1/schedulers")
+    batch_size: int = Field(1, ge=1, le=8)
+    n_iter: int = Field(1, ge=1, le=16, description="batches, one after another")
+    steps: int = Field(50, ge=1, le=150)
+    cfg_scale: float = Field(7.0, ge=0, le=30)
+    width: int | None = Field(None, ge=0, le=2048, description="missing or 0: the model's native size")
+    height: int | None = Field(None, ge=0, le=2048)
+    restore_faces: bool | None = Field(None, description="not supported: must be false or missing")
+    tiling: bool | None = Field(None, description="not supported: must be false or missing")
+    enable_hr: bool = Field(False, description="hires fix: not supported, must be false")
+    override_settings: dict[str, Any] = Field(default_factory=dict,
+                                              description="`sd_model_checkpoint` picks the model for this request")
+    override_settings_restore_afterwards: bool = True
+    script_name: str | None = Field(None, description="scripts: not supported, must be null")
+    script_args: list[Any] = Field(default_factory=list)
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict, description="extensions: none, must be empty")
+    send_images: bool = Field(True, description="return the images in the response")
+    save_images: bool = Field(True, description="keep them in the gallery (false: returned, then not kept)")
+
+
+class Txt2ImgRequest(GenerationRequest):
+    pass
+
+
+class Img2ImgRequest(GenerationRequest):
+    init_images: list[str] = Field(min_length=1, max_length=1, description="one base64 image (PNG, JPEG, WebP)")
+    mask: str | None = Field(None, max_length=MAX_IMAGE_TEXT, description="base64 mask: white is repainted")
+    denoising_strength: float = Field(0.75, ge=0, le=1)
+    resize_mode: int = Field(0, description="0 (resize) only")
+    inpainting_mask_invert: int = Field(0, ge=0, le=1, description="1: repaint the black part of the mask instead")
+    include_init_images: bool = False
+
+
+class GenerationResponse(BaseModel):
+    images: list[str] = Field(description="the images as base64 PNG, recipe inside")
+    parameters: dict[str, Any] = Field(description="the request as understood")
+    info: str = Field(description="a JSON object as a string: seeds, sizes, infotexts, model…")
+
+
+class ProgressResponse(BaseModel):
+    progress: float = Field(description="0 to 1")
+    eta_relative: float = Field(description="estimated seconds left")
+    state: dict[str, Any]
+    current_image: str | None = Field(None, description="the latest preview as base64 PNG")
+    textinfo: str | None = None
+
+
+class PngInfoRequest(A1111Model):
+    image: str = Field(max_length=MAX_IMAGE_TEXT, description="a base64 PNG (a data: URL is fine)")
+
+
+class PngInfoResponse(BaseModel):
+    info: str = Field(description="the `parameters` text")
+    items: dict[str, Any] = Field(description="every other text chunk of the PNG")
+    parameters: dict[str, Any] = Field(description="the `parameters` text as fields")
+
+
+class SDModelItem(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    title: str
+    model_name: str
+    hash: str | None
+    sha256: str | None
+    filename: str
+    config: str | None
+
+
+class SamplerItem(BaseModel):
+    name: str
+    aliases: list[str]
+    options: dict[str, Any]
+
+
+class SchedulerItem(BaseModel):
+    name: str
+    label: str
+    aliases: list[str] | None
+    default_rho: float | None
+    need_inner_model: bool | None
+
+
+class MemoryResponse(BaseModel):
+    ram: dict[str, Any]
+    cuda: dict[str, Any]
