@@ -138,7 +138,8 @@ def test_lists_options_and_memory_have_a1111s_shapes(a1111) -> None:
     assert set(tiny) == {"title", "model_name", "hash", "sha256", "filename", "config"}
     assert httpx.get(f"{url}{SD}/options").json()["sd_model_checkpoint"] == tiny["title"]
     # a title with its hash, as A1111 clients send it, selects the model too
-    assert httpx.post(f"{url}{SD}/options", json={"sd_model_checkpoint": tiny["title"], "unknown": 1}).status_code == 200
+    chosen = httpx.post(f"{url}{SD}/options", json={"sd_model_checkpoint": tiny["title"], "unknown": 1})
+    assert chosen.status_code == 200
     samplers = httpx.get(f"{url}{SD}/samplers").json()
     assert {"Euler a", "DPM++ 2M Karras"} <= {s["name"] for s in samplers} and set(samplers[0]) == {
         "name", "aliases", "options"}
