@@ -8,7 +8,8 @@ Their KL weight is tiny (1e-6), so the encoder's latents are far from N(0, I): p
 decoder makes of typical noise (textures more than pictures), and photos are best explored through their own
 latents, taken at the posterior mode so the same photo always gives the same latent.
 
-- sample: z ~ N(0, T²·I) at any size (decoded in tiles above the model's native size);
+- sample: z ~ N(0, T²·I) at any size (decoded in tiles above the model's native size), or, at the native size of
+  a model that ships a fitted prior (`prior.safetensors`, see pipelines/latent_prior.py), from that mixture;
 - reconstruct: encode → decode, with a comparison sheet and the PSNR;
 - interpolate: a slerp or lerp path through the latents of 2–4 photos, returned as an animation;
 - arithmetic: A − B + C on latents.
@@ -47,6 +48,7 @@ from pipelines.catalog import ModelEntry, folder_models, read_model_config
 from pipelines.diffusion_utils import pick_dtype
 from pipelines.hashing import short_file_hash
 from pipelines.imaging import contact_sheet, frame_sheet, input_image, rgb, to_image, to_tensor, upscale
+from pipelines.latent_prior import GaussianMixturePrior
 from pipelines.latents import MAX_SEED, interpolation_path, sample_noise
 from pipelines.model_sources import HUB_ID, download_hub_model, hub_entry
 
@@ -87,7 +89,8 @@ class VaeParams(BaseParams):
                        help="sample: decode random latents · reconstruct: encode and decode image A · "
                             "interpolate: an animation through images A–D · arithmetic: A − B + C")
     temperature: float = param(1.0, label="Temperature", minimum=0.0, maximum=3.0, step=0.05, modes=SAMPLE,
-                               help="spread of the latents, z ~ N(0, T²·I); 0 decodes the zero latent")
+                               help="spread of the latents, z ~ N(0, T²·I) (0 decodes the zero latent); with a "
+                                    "fitted prior, the spread around each mixture component (0: its centre)")
     num_images: int = param(4, label="Number of images", minimum=1, maximum=MAX_IMAGES, step=1, modes=SAMPLE,
                             help="image i comes from seed + i, so each can be made again alone")
     width: int = param(0, label="Width", minimum=0, maximum=MAX_SIDE, step=8, modes=SAMPLE,
@@ -126,10 +129,12 @@ class VaePipeline(Pipeline):
     kind = "vae"
     Params = VaeParams
 
-    def __init__(self, vae: Any, *, device: str, model_hash: str | None) -> None:
+    def __init__(self, vae: Any, *, device: str, model_hash: str | None,
+                 prior: GaussianMixturePrior | None = None) -> None:
         self.vae = vae  # an attribute, so Pipeline.nbytes counts its weights
         self.device = device
         self.model_hash = model_hash
+        self.prior = prior  # a mixture fitted to the training latents, sampled instead of N(0, I) at native size
         self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.latent_channels = int(vae.config.latent_channels)
         size = vae.config.sample_size
@@ -160,7 +165,7 @@ class VaePipeline(Pipeline):
             raise PipelineError(f"VAE model {str(source)!r} is neither a folder nor a Hugging Face hub id")
         vae = _load_vae(folder, pick_dtype(device, dtype)).to(device)
         logger.info("loaded VAE %s on %s in %s", source, device, vae.dtype)
-        return cls(vae, device=device, model_hash=model_hash)
+        return cls(vae, device=device, model_hash=model_hash, prior=GaussianMixturePrior.load(folder))
 
     # -- one job ----------------------------------------------------------------------------------------
     def __call__(self, params: VaeParams, *, seed: int, on_step: OnStep | None = None,
@@ -206,7 +211,15 @@ class VaePipeline(Pipeline):
         info.update(self._size_info(width, height, params.tiled))
         shape = (1, self.latent_channels, height // self.factor, width // self.factor)  # (B, C, H/f, W/f)
         seeds = [(seed + i) % (MAX_SEED + 1) for i in range(params.num_images)]
-        return ImageResult([self._decode(sample_noise(shape, s) * params.temperature, steps) for s in seeds], seeds)
+        prior = self.prior if self.prior is not None and self.prior.dim == math.prod(shape) else None
+        info["prior"] = f"fitted mixture of {prior.components} Gaussians" if prior else "N(0, I)"
+
+        def draw(s: int) -> torch.Tensor:
+            if prior is None:
+                return sample_noise(shape, s) * params.temperature
+            return prior.sample(1, torch.Generator("cpu").manual_seed(s), params.temperature).view(shape)
+
+        return ImageResult([self._decode(draw(s), steps) for s in seeds], seeds)
 
     def _reconstruct(self, original: Image.Image, seed: int, steps: _Steps, info: dict[str, Any],
                      notes: list[str]) -> ImageResult:

@@ -99,7 +99,7 @@ def test_the_latent_autoencoder_trains_resumes_and_loads_in_the_vae_tab(latent_v
 
 def test_the_sampling_vae_reports_its_elbo_and_prior_samples(dataset: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.vae import VaePipeline
+    from pipelines.vae import VaeParams, VaePipeline
 
     train("sampling_vae", monkeypatch, "--data", dataset, "--work", tmp_path / "work", "--out", tmp_path / "model",
           "--steps", 2, "--batch", 4)
@@ -108,7 +108,14 @@ def test_the_sampling_vae_reports_its_elbo_and_prior_samples(dataset: Path, tmp_
     with Image.open(tmp_path / "model" / "prior_samples.png") as grid:
         assert grid.size == (8 * 64 + 14, 8 * 64 + 14)
     pipe = VaePipeline.load(str(tmp_path / "model"), device="cpu")
-    assert pipe.factor == 64 and pipe.latent_channels == 128  # one latent vector per 64×64 image
+    assert pipe.factor == 16 and pipe.latent_channels == 8
+    # the tab samples the fitted mixture at the native size, reproducibly by seed
+    assert pipe.prior is not None and pipe.prior.dim == 8 * 4 * 4
+    assert facts["prior_components"] == pipe.prior.components
+    params = VaeParams.from_dict({"num_images": 2, "temperature": 0.7})
+    first, again = pipe(params, seed=5), pipe(params, seed=5)
+    assert first.info["prior"].startswith("fitted mixture") and first.images[0].tobytes() == again.images[0].tobytes()
+    assert pipe(VaeParams.from_dict({"width": 128, "height": 128}), seed=5).info["prior"] == "N(0, I)"
 
 
 def test_the_gan_trains_and_loads_in_the_gan_tab(dataset: Path, latent_vae: tuple[Path, Path], tmp_path: Path,
