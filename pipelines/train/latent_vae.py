@@ -112,10 +112,11 @@ def train_autoencoder(args: argparse.Namespace, vae: Any, loss_fn: LossFn) -> tu
                                  "val_psnr": value, **parts})
             save_grid(args.work / "samples" / f"step_{step:06d}.png", torch.cat([validation[:16], rebuilt[:16]]))
         checkpoints.save_now_and_then(step, minutes_before + progress.elapsed_minutes())
-    checkpoints.save(step, minutes_before + progress.elapsed_minutes())
+    trained = minutes_before + progress.elapsed_minutes()  # training time: the final checks below do not count
+    checkpoints.save(step, trained)
     value, rebuilt = validate(vae, validation)
     save_grid(args.work / "reconstructions.png", torch.cat([validation[:16], rebuilt[:16]]))
-    facts = {"steps": step, "batch": args.batch, "minutes": round(minutes_before + progress.elapsed_minutes(), 1),
+    facts = {"steps": step, "batch": args.batch, "minutes": round(trained, 1),
              "val_psnr_db": round(value, 2), "seed": args.seed, "train_images": len(data.train),
              "validation_images": len(data.validation)}
     return vae.eval(), data, facts
