@@ -165,3 +165,13 @@ def test_the_text_to_image_model_trains_and_exports(dataset: Path, latent_vae: t
           "--steps", 4, "--batch", 4, "--grid-steps", 2, "--vae", latent_vae[0])
     facts = json.loads((out / "training.json").read_text())
     assert facts["steps"] == 4 and facts["warm_starts"] == 1
+
+
+def test_the_text_to_image_average_warms_up_instead_of_keeping_the_random_start() -> None:
+    from pipelines.train.text_to_image import EMA_DECAY, ema_decay
+
+    assert ema_decay(0) == 0.1 and ema_decay(90) == 0.91 and ema_decay(100_000) == EMA_DECAY
+    kept = 1.0
+    for step in range(900):
+        kept *= ema_decay(step)
+    assert kept < 1e-3  # what is left of the initial weights after 900 steps (a fixed 0.999 would keep 41%)
