@@ -145,27 +145,30 @@ def a1111_router(services: Services, users: Callable[..., str]) -> APIRouter:
 
 
 class OptionsStore:
-    """Each user's A1111 settings, in one JSON file written atomically."""
+    """Each user's A1111 settings, in one JSON file written atomically; read once (one studio per data dir)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._data = _read_json_object(path)
 
     def get(self, user: str) -> dict[str, Any]:
-        return dict(self._read().get(user, {}))
+        with self._lock:
+            return dict(self._data.get(user, {}))
 
     def update(self, user: str, values: dict[str, Any]) -> None:
         with self._lock:
-            data = self._read()
-            data[user] = {**data.get(user, {}), **values}
+            data = {**self._data, user: {**self._data.get(user, {}), **values}}
             write_bytes_atomic(self.path, json.dumps(data, indent=1).encode())
+            self._data = data
 
-    def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _generate(services: Services, options: OptionsStore, user: str, request: GenerationRequest,
@@ -195,9 +198,8 @@ def _generate(services: Services, options: OptionsStore, user: str, request: Gen
 
 def _wait(services: Services, job: Job) -> Job:
     """Block until the job ends (this runs in FastAPI's thread pool, as A1111's own routes do)."""
-    for update in services.generation.follow(job.id):
-        if getattr(update, "final", False) or (isinstance(update, Job) and update.status.finished):
-            break
+    for _ in services.generation.follow(job.id):  # it ends with the job
+        pass
     return services.queue.get(job.id)
 
 
