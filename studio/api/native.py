@@ -30,6 +30,7 @@ from studio.api.schemas import (
     ModelOut,
     RecordOut,
     RecordPatch,
+    WorkerOut,
     job_request_model,
 )
 from studio.gallery import Artwork, ArtworkNotFound, metadata
@@ -147,16 +148,17 @@ def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
     def models(user: User, kind: str | None = None) -> list[ModelOut]:
         listed = services.catalog.models(kind or None)
         defaults = {k: _default_model(services, k) for k in {m.kind for m in listed}}
+        loaded = services.pool.loaded_models()
         return [ModelOut(id=m.id, kind=m.kind, origin=m.origin, status=m.status, licence=m.licence,
                          restriction=m.restriction, size_bytes=m.size_bytes, description=m.description,
-                         default=defaults.get(m.kind) == m.id) for m in listed]
+                         default=defaults.get(m.kind) == m.id, loaded=m.id in loaded) for m in listed]
 
     @router.get("/health", response_model=HealthOut, summary="Is the studio up, and what is it doing")
     def health(user: User) -> HealthOut:
         catalog = services.catalog
         return HealthOut(status="ok", version=__version__, pending_jobs=services.queue.pending_count(),
                          pipelines=[k for k in catalog.kinds if catalog.has_pipeline(k)],
-                         workers=[vars(w) for w in services.pool.status()])
+                         workers=[WorkerOut(**vars(w)) for w in services.pool.status()])
 
     return router
 

@@ -139,6 +139,7 @@ class ModelOut(BaseModel):
     size_bytes: int | None
     description: str
     default: bool = Field(description="what its pipeline uses when a job names no model")
+    loaded: bool = Field(description="a worker holds it in memory now: a job on it starts without loading")
 
 
 class WorkerOut(BaseModel):
@@ -147,6 +148,7 @@ class WorkerOut(BaseModel):
     alive: bool
     current_job: str | None
     restarts: int
+    loaded: list[str] = Field(description="model ids in this worker's memory, most recently used last")
 
 
 class HealthOut(BaseModel):

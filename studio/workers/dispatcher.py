@@ -33,6 +33,7 @@ class Dispatcher(threading.Thread):
         self._stopping = threading.Event()
         self.current_job: str | None = None
         self.restarts = 0
+        self.loaded: tuple[str, ...] = ()  # the model ids the worker last said it holds in memory
 
     def stop(self) -> None:
         self._stopping.set()
@@ -57,6 +58,7 @@ class Dispatcher(threading.Thread):
         if backoff_s > 0 and self._stopping.wait(backoff_s):
             return
         self.handle.kill()
+        self.loaded = ()
         self.handle.start()
         self.restarts += 1
 
@@ -89,12 +91,15 @@ class Dispatcher(threading.Thread):
                 self._events.publish(JobEvent(job.id, "progress", message.step, message.total, message.preview,
                                               message.message))
             elif isinstance(message, Finished):
+                self.loaded = message.loaded
                 self._finish(job, message)
                 return True
             elif isinstance(message, Failed):
+                self.loaded = message.loaded
                 self._failed(job, message)
                 return True
             elif not self.handle.alive():
+                self.loaded = ()
                 self._lost(job)
                 return False
             # checked on a clock, not only in silence: a job streaming progress must still be stoppable

@@ -22,6 +22,7 @@ class WorkerStatus:
     alive: bool
     current_job: str | None
     restarts: int
+    loaded: tuple[str, ...]  # model ids in the worker's memory
 
 
 def make_handles(devices: list[str], *, cache_bytes: int, log_level: int, in_process: bool,
@@ -56,8 +57,12 @@ class WorkerPool:
         logger.info("workers stopped")
 
     def status(self) -> list[WorkerStatus]:
-        return [WorkerStatus(d.handle.name, d.handle.device, d.handle.alive(), d.current_job, d.restarts)
+        return [WorkerStatus(d.handle.name, d.handle.device, d.handle.alive(), d.current_job, d.restarts, d.loaded)
                 for d in self._dispatchers]
+
+    def loaded_models(self) -> set[str]:
+        """The model ids some worker holds in memory: a job on one of them starts without loading."""
+        return {model for d in self._dispatchers for model in d.loaded}
 
     @property
     def handles(self) -> list[WorkerHandle]:

@@ -42,6 +42,7 @@ class Finished:
     seeds: list[int]
     info: dict[str, Any] = field(default_factory=dict)
     animations: dict[int, Animation] = field(default_factory=dict)  # by image index, as in ImageResult
+    loaded: tuple[str, ...] = ()  # the model ids the worker holds in memory after this job
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Failed:
     job_id: str
     error: str
     interrupted: bool = False  # stopped on request, not broken
+    loaded: tuple[str, ...] = ()  # as in Finished
 
 
 WorkerMessage = Progress | Finished | Failed

@@ -45,7 +45,7 @@ class WorkerRuntime:
             def on_status(message: str) -> None:
                 send(Progress(order.job_id, 0, 0, None, message))
 
-            pipe = self.cache.get(f"{order.pipeline}|{order.model}", lambda: cls.load(
+            pipe = self.cache.get(_cache_key(order), lambda: cls.load(
                 order.source, device=self.device, on_status=on_status, **self.device_options, **order.load_options))
 
             def on_step(step: int, total: int, preview: Image.Image | None) -> None:
@@ -56,18 +56,25 @@ class WorkerRuntime:
                 # diffusers' interrupt still returns (a partial image): kept only when the user asked for it
                 raise Interrupted("stopped after the last step")
         except Interrupted as e:
-            send(Failed(order.job_id, str(e) or "stopped", interrupted=True))
+            send(Failed(order.job_id, str(e) or "stopped", interrupted=True, loaded=self.loaded()))
         except (PipelineError, ValueError) as e:
-            send(Failed(order.job_id, str(e)))
+            send(Failed(order.job_id, str(e), loaded=self.loaded()))
         except Exception as e:  # noqa: BLE001 -- any bug in a pipeline fails its job, not the worker
             logger.exception("job %s failed", order.job_id)
             if _is_out_of_memory(e):
                 self.cache.clear()
-                send(Failed(order.job_id, f"out of memory on {self.device}: try a smaller size or batch"))
+                send(Failed(order.job_id, f"out of memory on {self.device}: try a smaller size or batch",
+                            loaded=self.loaded()))
             else:
-                send(Failed(order.job_id, f"{type(e).__name__}: {e}"))
+                send(Failed(order.job_id, f"{type(e).__name__}: {e}", loaded=self.loaded()))
         else:
-            send(Finished(order.job_id, result.images, result.seeds, result.info, result.animations))
+            send(Finished(order.job_id, result.images, result.seeds, result.info, result.animations,
+                          loaded=self.loaded()))
+
+    def loaded(self) -> tuple[str, ...]:
+        """The catalogue ids of the models in memory, least recently used first."""
+        held = self.cache.keys()
+        return tuple(key.split("|", 1)[1] for key in held)
 
 
 def worker_main(name: str, device: str, conn: Connection, cancel: Event, cache_bytes: int, log_level: int,
@@ -86,6 +93,10 @@ def worker_main(name: str, device: str, conn: Connection, cancel: Event, cache_b
             break
         runtime.run_job(order, conn.send, cancel.is_set)
     logger.info("worker %s stopped", name)
+
+
+def _cache_key(order: WorkOrder) -> str:
+    return f"{order.pipeline}|{order.model}"
 
 
 def _decode(data: bytes) -> Image.Image:

@@ -139,6 +139,12 @@ def test_every_pipeline_runs_through_the_api(api) -> None:
     gan = client.get(f"{API}/jobs/{ids[1]}").json()
     assert gan["model"] == "atelier-emoji-gan"  # no model named: the tab's default, free for any use
 
+    # the worker reports what it holds in memory: jobs on these models start without loading them again
+    loaded = {m["id"] for m in client.get(f"{API}/models").json() if m["loaded"]}
+    assert {"tiny-sd", "atelier-emoji-gan"} <= loaded and "dcgan-faces" not in loaded
+    worker = client.get(f"{API}/health").json()["workers"][0]
+    assert worker["loaded"][-1] == client.get(f"{API}/jobs/{ids[-1]}").json()["model"]  # most recent last
+
 
 def test_bad_requests_get_a_4xx_naming_the_problem(api, monkeypatch: pytest.MonkeyPatch) -> None:
     _, client = api
