@@ -7,7 +7,7 @@ asks for something else: a request never silently produces something other than 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,7 +55,8 @@ class Txt2ImgRequest(GenerationRequest):
 
 
 class Img2ImgRequest(GenerationRequest):
-    init_images: list[str] = Field(min_length=1, max_length=1, description="one base64 image (PNG, JPEG, WebP)")
+    init_images: list[Annotated[str, Field(max_length=MAX_IMAGE_TEXT)]] = Field(
+        min_length=1, max_length=1, description="one base64 image (PNG, JPEG, WebP)")
     mask: str | None = Field(None, max_length=MAX_IMAGE_TEXT, description="base64 mask: white is repainted")
     denoising_strength: float = Field(0.75, ge=0, le=1)
     resize_mode: int = Field(0, description="0 (resize) only")

@@ -181,6 +181,17 @@ def test_bad_requests_get_a_4xx_naming_the_problem(api, monkeypatch: pytest.Monk
     big = client.post(f"{API}/inputs", content=png_bytes(photo("chelsea", 256)), headers={"content-type": "image/png"})
     assert big.status_code == 413 and "larger than" in big.text
 
+    # any body past the API's limit is refused before it is read: with its length given, or streamed without one
+    monkeypatch.setattr("studio.api.errors.MAX_BODY_BYTES", 10_000)
+    huge = {"pipeline": "pattern", "params": {"prompt": "x" * 20_000}}
+    assert client.post(f"{API}/jobs", json=huge).status_code == 413
+    streamed = client.post(f"{API}/jobs", content=iter([json.dumps(huge).encode()]),
+                           headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and "limit" in streamed.text
+    small = client.post(f"{API}/jobs", content=iter([b'{"pipeline": "pattern"}']),
+                        headers={"content-type": "application/json"})
+    assert small.status_code == 202  # a streamed body under the limit reaches the route whole
+
 
 def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     with serve_http(make_config(tmp_path / "data", max_queue=1)) as (services, url), \
