@@ -88,8 +88,10 @@ class TextToImageParams(BaseParams):
                              f"{self.width}x{self.height}")
         if self.mask and not self.init_image:
             raise ValueError("`mask` needs an `init_image` to paint on")
-        if self.init_image and self.strength == 0:
-            raise ValueError("`strength` must be above 0 for img2img and inpaint, got 0")
+        if self.init_image and int(self.strength * self.num_steps) < 1:
+            # img2img runs strength × steps of the schedule (rounded down): none would leave nothing to decode
+            raise ValueError(f"`strength` × `num_steps` must come to at least one denoising step for img2img and "
+                             f"inpaint, got {self.strength} × {self.num_steps}: raise either")
 
     @property
     def mode(self) -> Literal["txt2img", "img2img", "inpaint"]:
@@ -298,6 +300,10 @@ def _encode(pipe: Any, chunks: list[list[int]], clip_skip: int) -> torch.Tensor:
     out = encoder(ids, output_hidden_states=clip_skip > 1)
     hidden = out.last_hidden_state
     if clip_skip > 1:
+        layers = len(out.hidden_states) - 1  # the embeddings come first
+        if clip_skip > layers:
+            raise ValueError(f"`clip_skip` is {clip_skip}, but this model's text encoder has {layers} layers: "
+                             f"use at most {layers}")
         final_norm = getattr(encoder, "text_model", encoder).final_layer_norm  # transformers 4 and 5 layouts
         hidden = final_norm(out.hidden_states[-clip_skip])
     return hidden.reshape(1, -1, hidden.shape[-1]).to(pipe.unet.dtype)  # (1, 77 × chunks, D)

@@ -15,6 +15,10 @@ from studio.api.schemas import MAX_TEXT
 from studio.generation import MAX_SEED
 
 MAX_IMAGE_TEXT = 70_000_000  # base64 of a 50 MB upload, the input store's limit
+# a 64×64 orange square as base64 PNG: the documented example, so "Try it out" in /docs sends a real image
+EXAMPLE_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAUUlEQVR42u3PMQ0AMAgAMJgaJCIRWVPBQdI6aE5XXPbiOAEBA"
+               "QEBAQEBAQEB"
+               "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAYF9HxzAAehaf9vAAAAAAElFTkSuQmCC")
 
 
 class A1111Model(BaseModel):
@@ -56,7 +60,7 @@ class Txt2ImgRequest(GenerationRequest):
 
 class Img2ImgRequest(GenerationRequest):
     init_images: list[Annotated[str, Field(max_length=MAX_IMAGE_TEXT)]] = Field(
-        min_length=1, max_length=1, description="one base64 image (PNG, JPEG, WebP)")
+        min_length=1, max_length=1, description="one base64 image (PNG, JPEG, WebP)", examples=[[EXAMPLE_PNG]])
     mask: str | None = Field(None, max_length=MAX_IMAGE_TEXT, description="base64 mask: white is repainted")
     denoising_strength: float = Field(0.75, ge=0, le=1)
     resize_mode: int = Field(0, description="0 (resize) only")
@@ -79,7 +83,8 @@ class ProgressResponse(BaseModel):
 
 
 class PngInfoRequest(A1111Model):
-    image: str = Field(max_length=MAX_IMAGE_TEXT, description="a base64 PNG (a data: URL is fine)")
+    image: str = Field(max_length=MAX_IMAGE_TEXT, description="a base64 PNG (a data: URL is fine)",
+                       examples=[EXAMPLE_PNG])
 
 
 class PngInfoResponse(BaseModel):

@@ -106,6 +106,9 @@ def test_stop_between_steps_keeps_nothing_unless_asked(pipe: TextToImagePipeline
 def test_clip_skip_changes_the_conditioning(pipe: TextToImagePipeline) -> None:
     one, two = run(pipe, clip_skip=1), run(pipe, clip_skip=2)
     assert not (pixels(one.images[0]) == pixels(two.images[0])).all()
+    run(pipe, clip_skip=3)  # the tiny encoder's first layer
+    with pytest.raises(ValueError, match="`clip_skip` is 4, but this model's text encoder has 3 layers"):
+        run(pipe, clip_skip=4)
 
 
 def test_long_prompts_are_encoded_in_chunks_and_every_word_counts(pipe: TextToImagePipeline) -> None:
@@ -132,6 +135,8 @@ def test_long_prompts_are_encoded_in_chunks_and_every_word_counts(pipe: TextToIm
         ({"cfg_scale": -1}, "`cfg_scale` must be at least 0.0, got -1.0"),
         ({"strength": -0.5}, "`strength` must be at least 0.0"),
         ({"mask": "in-abc"}, "`mask` needs an `init_image`"),
+        ({"init_image": "in-abc", "strength": 0.2, "num_steps": 3},  # int(0.6): no step would run
+         "`strength` × `num_steps` must come to at least one denoising step .* got 0.2 × 3"),
         ({"prompt": "x" * 10 * 1024 * 1024}, "`prompt` is 10,485,760 characters; at most 10,000"),
     ],
 )
