@@ -16,7 +16,9 @@ from pathlib import Path
 import platformdirs
 
 ENV_PREFIX = "ATELIER_"
+GENERATED_USER = "atelier"  # the login --share-generate-password makes
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOOPBACK_HOSTS = ("localhost", "::1")  # and 127.0.0.0/8
 
 
 def default_data_dir() -> Path:
@@ -30,7 +32,9 @@ class StudioConfig:
     port: int = 7860  # A1111's port, so clients that assume it find us; the next free one is taken if busy
     share: bool = False  # Gradio's public share link
     auth: str | None = None  # "USER:PASS"
-    auth_file: Path | None = None  # one "USER:PASS" per line
+    auth_file: Path | None = None  # logins file (USER:HASH lines); default: <data_dir>/logins when it exists
+    share_generate_password: bool = False  # make a random login for this run and print it once
+    insecure_no_auth: bool = False  # serve a shared or network-facing studio without logins, knowingly
     open_browser: bool = True  # the desktop launch opens the browser once the server is ready
     data_dir: Path = field(default_factory=default_data_dir)  # gallery, queue, settings
     models_dir: Path | None = None  # extra local models (diffusers folders, .safetensors files)
@@ -48,23 +52,34 @@ class StudioConfig:
 
     @property
     def auth_pairs(self) -> list[tuple[str, str]]:
-        """Credentials from --auth and --auth-file, validated (empty list: no login)."""
-        lines: list[str] = []
-        if self.auth:
-            lines.append(self.auth)
+        """The --auth login, validated (empty list: none given)."""
+        if not self.auth:
+            return []
+        user, sep, password = self.auth.partition(":")
+        if not sep or not user or not password:
+            raise ValueError("--auth must look like USER:PASS (neither part empty)")
+        return [(user, password)]
+
+    @property
+    def logins_file(self) -> Path:
+        """Where `launch.py users add` writes and the studio reads logins: --auth-file, else in the data dir."""
+        return self.auth_file or self.data_dir / "logins"
+
+    @property
+    def logins_files(self) -> list[Path]:
+        """The logins files in force: --auth-file (which must exist), else the data dir's when there is one."""
         if self.auth_file:
-            try:
-                text = self.auth_file.read_text(encoding="utf-8")
-            except OSError as e:
-                raise ValueError(f"--auth-file {self.auth_file}: {e.strerror}") from e
-            lines += [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-        pairs = []
-        for line in lines:
-            user, sep, password = line.partition(":")
-            if not sep or not user or not password:
-                raise ValueError("credentials must look like USER:PASS (neither part empty)")
-            pairs.append((user, password))
-        return pairs
+            return [self.auth_file]
+        return [self.logins_file] if self.logins_file.exists() else []
+
+    @property
+    def exposed(self) -> bool:
+        """Reachable from other machines: a share link, or listening beyond loopback."""
+        return self.share or self.host not in LOOPBACK_HOSTS and not self.host.startswith("127.")
+
+    @property
+    def has_logins(self) -> bool:
+        return bool(self.auth_pairs or self.logins_files or self.share_generate_password)
 
     def check(self) -> None:
         if not 0 < self.port < 65536:
@@ -76,6 +91,15 @@ class StudioConfig:
         if self.model_memory_gb <= 0:
             raise ValueError(f"--model-memory-gb must be positive, got {self.model_memory_gb}")
         self.auth_pairs  # noqa: B018 -- validates the credentials early, with the flag's name in the message
+        if self.auth_file and not self.auth_file.is_file():
+            raise ValueError(f"--auth-file {self.auth_file}: no such file (create it with `python launch.py users "
+                             f"add NAME --auth-file {self.auth_file}`)")
+        if self.exposed and not self.has_logins and not self.insecure_no_auth:
+            where = "--share puts the studio on the internet" if self.share else \
+                f"--host {self.host} lets other machines reach the studio"
+            raise ValueError(f"{where}, and it has no logins. Add one (`python launch.py users add NAME`, or --auth "
+                             "USER:PASS), or pass --share-generate-password for a random one; "
+                             "--insecure-no-auth serves it open to anyone, if you really mean that")
 
     @property
     def device_options(self) -> dict[str, bool]:
@@ -121,7 +145,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                    help="also serve through a public Gradio share link")
     p.add_argument("--auth", metavar="USER:PASS", default=default("auth", None), help="require this login")
     p.add_argument("--auth-file", metavar="PATH", type=Path, default=default("auth_file", None),
-                   help="require a login from this file (one USER:PASS per line)")
+                   help="require a login from this file (`launch.py users add NAME` writes it; default: the "
+                        "data dir's `logins`, when it exists)")
+    p.add_argument("--share-generate-password", action="store_true", default=flag("share_generate_password"),
+                   help=f"make a random password for the login '{GENERATED_USER}' and print it once")
+    p.add_argument("--insecure-no-auth", action="store_true", default=flag("insecure_no_auth"),
+                   help="allow --share or a network --host without any login (anyone with the address can use "
+                        "the studio and its GPU)")
     p.add_argument("--no-browser", action="store_true", default=flag("no_browser"),
                    help="do not open the browser when the server is ready")
     p.add_argument("--data-dir", type=Path, default=default("data_dir", d.data_dir),
@@ -161,6 +191,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         config = StudioConfig(
             host=ns.host, port=int(ns.port), share=ns.share, auth=ns.auth,
             auth_file=Path(ns.auth_file) if ns.auth_file else None, open_browser=not ns.no_browser,
+            share_generate_password=ns.share_generate_password, insecure_no_auth=ns.insecure_no_auth,
             data_dir=Path(ns.data_dir).expanduser(), models_dir=Path(ns.models_dir) if ns.models_dir else None,
             devices=ns.devices, offline=ns.offline, allow_pickle=ns.allow_pickle, log_level=ns.log_level,
             low_vram=ns.low_vram, vae_tiling=ns.vae_tiling, torch_compile=ns.torch_compile,

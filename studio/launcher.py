@@ -11,7 +11,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from studio.config import StudioConfig, parse_config
+from studio.accounts import generate_password
+from studio.config import GENERATED_USER, StudioConfig, parse_config
 
 logger = logging.getLogger("atelier")
 
@@ -47,6 +48,15 @@ def serve(config: StudioConfig) -> None:
         services = build_services(config)
     except (DataDirBusy, ValueError) as e:
         raise SystemExit(f"launch.py: error: {e}") from None
+    if config.share_generate_password:
+        password = generate_password()
+        services.accounts.add(GENERATED_USER, password)
+        # printed once, never logged or stored: the user copies it now or relaunches for a new one
+        print(f"Login: {GENERATED_USER} / {password}", flush=True)  # noqa: T201
+    if config.exposed and not services.accounts.required:
+        logger.warning("!!! --insecure-no-auth: the studio is open to anyone who can reach %s, with no login: "
+                       "they can use its GPU and see and delete every artwork !!!",
+                       "its share link" if config.share else f"{config.host}:{config.port}")
     app = None
     try:
         services.start()
@@ -54,7 +64,7 @@ def serve(config: StudioConfig) -> None:
         port = find_port(config.host, config.port)
         app.queue(default_concurrency_limit=8)
         server, local_url, share_url = app.launch(
-            server_name=config.host, server_port=port, share=config.share, auth=config.auth_pairs or None,
+            server_name=config.host, server_port=port, share=config.share, auth=services.accounts.gradio_auth,
             inbrowser=config.open_browser, prevent_thread_lock=True, quiet=True,
             allowed_paths=[str(services.gallery.root)], footer_links=["api", "settings"],
         )
@@ -62,6 +72,9 @@ def serve(config: StudioConfig) -> None:
         print(f"Atelier is running at {local_url}", flush=True)  # noqa: T201 -- the CLI's one line for the user
         if share_url:
             print(f"Public link: {share_url}", flush=True)  # noqa: T201
+        elif config.share:
+            print("No public link: Gradio could not open its share tunnel (the reason is above; it needs the "  # noqa: T201
+                  "internet). The studio keeps serving on this machine.", flush=True)
         while True:  # sleep, not Event.wait: a signal handler inside Event.wait can deadlock on its lock
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -74,7 +87,12 @@ def serve(config: StudioConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    config = parse_config(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["users"]:
+        from studio.users_cli import users_main
+
+        raise SystemExit(users_main(args[1:]))
+    config = parse_config(args)
     logging.basicConfig(level=config.logging_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     serve(config)

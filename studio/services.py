@@ -9,6 +9,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from pipelines.catalog import Catalog
+from studio.accounts import Accounts
 from studio.config import StudioConfig
 from studio.gallery import GalleryStore
 from studio.gallery.inputs import InputStore
@@ -34,6 +35,7 @@ class Services:
     events: JobEvents
     generation: GenerationService
     pool: WorkerPool
+    accounts: Accounts
     _lock: FileLock | None = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -57,6 +59,7 @@ class Services:
 
 
 def build_services(config: StudioConfig) -> Services:
+    accounts = Accounts.from_sources(config.auth_pairs, config.logins_files)  # a bad logins file stops us here
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock_data_dir(data_dir)
@@ -70,7 +73,7 @@ def build_services(config: StudioConfig) -> Services:
     handles = make_handles(devices, cache_bytes=int(config.model_memory_gb * 1e9), log_level=config.logging_level,
                            in_process=config.in_process_workers, device_options=config.device_options)
     pool = WorkerPool(handles, queue, events, generation.prepare, generation.deliver)
-    return Services(config, catalog, queue, gallery, inputs, events, generation, pool, lock)
+    return Services(config, catalog, queue, gallery, inputs, events, generation, pool, accounts, lock)
 
 
 def _lock_data_dir(data_dir: Path) -> FileLock:

@@ -37,18 +37,49 @@ def test_environment_sets_every_flag_and_the_command_line_wins() -> None:
     assert parse_config(["--port", "9000", "--host", "127.0.0.1"], env).port == 9000
 
 
-def test_auth_file_lines_become_credentials(tmp_path: Path) -> None:
+def test_logins_come_from_the_auth_file_or_the_data_dir(tmp_path: Path) -> None:
     auth = tmp_path / "users"
-    auth.write_text("# studio users\nana:s3cret:with:colons\n\nben:pw\n")
-    assert parse_config(["--auth-file", str(auth)], {}).auth_pairs == [("ana", "s3cret:with:colons"), ("ben", "pw")]
+    auth.write_text("ana:$argon2id$...\n")
+    assert parse_config(["--auth-file", str(auth)], {}).logins_files == [auth]
+    data = tmp_path / "data"
+    assert parse_config(["--data-dir", str(data)], {}).logins_files == []  # none yet: no login page
+    data.mkdir()
+    (data / "logins").write_text("ben:$argon2id$...\n")
+    assert parse_config(["--data-dir", str(data)], {}).logins_files == [data / "logins"]
+    assert parse_config(["--auth", "ana:pw:with:colons"], {}).auth_pairs == [("ana", "pw:with:colons")]
+
+
+@pytest.mark.parametrize(
+    ("argv", "refused"),
+    [
+        (["--share"], "--share puts the studio on the internet, and it has no logins"),
+        (["--host", "0.0.0.0"], "--host 0.0.0.0 lets other machines reach the studio, and it has no logins"),
+        (["--host", "192.168.1.5"], "--host 192.168.1.5 lets other machines"),
+        (["--share", "--auth", "ana:pw"], None),
+        (["--share", "--share-generate-password"], None),
+        (["--host", "0.0.0.0", "--insecure-no-auth"], None),
+        (["--host", "127.0.0.2"], None),
+        (["--host", "localhost"], None),
+        (["--host", "::1"], None),
+    ],
+)
+def test_a_shared_or_network_studio_needs_logins(argv, refused, tmp_path: Path, capsys) -> None:
+    argv = [*argv, "--data-dir", str(tmp_path)]
+    if refused is None:
+        parse_config(argv, {})
+        return
+    with pytest.raises(SystemExit):
+        parse_config(argv, {})
+    error = capsys.readouterr().err
+    assert refused in error and "launch.py users add NAME" in error and "--share-generate-password" in error
 
 
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
         (["--port", "70000"], {}, "--port must be between 1 and 65535, got 70000"),
-        (["--auth", "nopassword"], {}, "credentials must look like USER:PASS"),
-        (["--auth-file", "/nonexistent/users"], {}, "--auth-file /nonexistent/users: No such file"),
+        (["--auth", "nopassword"], {}, "--auth must look like USER:PASS"),
+        (["--auth-file", "/nonexistent/users"], {}, "--auth-file /nonexistent/users: no such file"),
         ([], {"ATELIER_SHARE": "maybe"}, "ATELIER_SHARE: expected a yes/no value, got 'maybe'"),
         ([], {"ATELIER_PORT": "http"}, "argument --port: invalid int value: 'http'"),
         (["--max-queue", "0"], {}, "--max-queue must be at least 1"),
@@ -81,7 +112,8 @@ def test_help_documents_every_flag() -> None:
     out = subprocess.run([sys.executable, "launch.py", "--help"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
     for flag in ("--host", "--port", "--share", "--auth", "--auth-file", "--no-browser", "--data-dir",
-                 "--models-dir", "--devices", "--offline", "--log-level", "ATELIER_"):
+                 "--models-dir", "--devices", "--offline", "--log-level", "--share-generate-password",
+                 "--insecure-no-auth", "ATELIER_"):
         assert flag in out
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client
 from PIL import Image
@@ -39,11 +40,12 @@ class Studio:
             [sys.executable, "launch.py", "--no-browser", "--data-dir", str(data_dir), "--port", str(port),
              "--log-level", "warning", *extra],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        match = re.search(r"running at (http://\S+)", line)
-        if not match:
+        self.printed: list[str] = []  # what it printed before its URL (e.g. a generated login)
+        while (line := self.proc.stdout.readline()) and not (match := re.search(r"running at (http://\S+)", line)):
+            self.printed.append(line)
+        if not line:
             self.proc.kill()
-            raise AssertionError(f"no URL printed: {line!r}\n{self.proc.stderr.read()}")
+            raise AssertionError(f"no URL printed: {self.printed}\n{self.proc.stderr.read()}")
         self.url = match.group(1)
 
     def interrupt(self, timeout: float = 60, how: signal.Signals = signal.SIGINT) -> int:
@@ -133,3 +135,58 @@ def test_a_second_studio_on_the_same_data_dir_is_refused(launched: tuple[Studio,
     proc = subprocess.run([sys.executable, "launch.py", "--no-browser", "--data-dir", str(data_dir),
                            "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "in use by another running Atelier" in proc.stderr
+
+
+def users(data_dir: Path, *args: str, password: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "launch.py", "users", "--data-dir", str(data_dir), *args], cwd=ROOT,
+                          input=password + "\n", capture_output=True, text=True, timeout=60)
+
+
+def test_users_added_on_the_command_line_are_the_studios_logins(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    assert users(data_dir, "add", "ana", password="apple-pie-42").stdout.startswith("added ana")
+    assert users(data_dir, "add", "ben", password="blue-moon-7").returncode == 0
+    short = users(data_dir, "add", "cy", password="short")
+    assert short.returncode == 2 and "at least 8" in short.stderr
+    assert users(data_dir, "add", "../evil", password="long-enough").returncode == 2
+    assert users(data_dir, "list").stdout.split() == ["ana", "ben"]
+    assert users(data_dir, "remove", "ben").returncode == 0
+    assert users(data_dir, "remove", "ben").returncode == 2
+    stored = (data_dir / "logins").read_text()
+    assert "apple-pie" not in stored and "ana:$argon2id$" in stored and "ben" not in stored
+    assert (data_dir / "logins").stat().st_mode & 0o077 == 0  # readable by its owner only
+
+    studio = Studio(data_dir, free_port())  # the data dir's logins file is read without a flag
+    try:
+        health = studio.url + "api/v1/health"
+        assert httpx.get(health, timeout=30).status_code == 401
+        assert httpx.get(health, auth=("ana", "wrong-password"), timeout=30).status_code == 401
+        assert httpx.get(health, auth=("ana", "apple-pie-42"), timeout=30).status_code == 200
+        Client(studio.url, auth=("ana", "apple-pie-42"), verbose=False)  # the UI's login page takes it too
+        with pytest.raises(ValueError, match="Could not login"):
+            Client(studio.url, auth=("ana", "nope"), verbose=False)
+        assert studio.interrupt() == 0
+    finally:
+        studio.proc.kill()
+
+
+def test_a_generated_password_is_printed_once_and_works(tmp_path: Path) -> None:
+    studio = Studio(tmp_path / "data", free_port(), "--share-generate-password")
+    try:
+        match = re.search(r"Login: (\S+) / (\S+)", "".join(studio.printed))
+        assert match, studio.printed
+        user, password = match.groups()
+        assert user == "atelier" and len(password) >= 20
+        assert httpx.get(studio.url + "api/v1/health", timeout=30).status_code == 401
+        assert httpx.get(studio.url + "api/v1/health", auth=(user, password), timeout=30).status_code == 200
+        assert studio.interrupt() == 0
+        assert password not in studio.proc.stderr.read()  # printed for the user, never logged
+        assert not (tmp_path / "data" / "logins").exists()  # nor stored
+    finally:
+        studio.proc.kill()
+
+
+def test_a_shared_studio_without_logins_refuses_to_start(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "launch.py", "--no-browser", "--share", "--data-dir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "--share puts the studio on the internet, and it has no logins" in proc.stderr

@@ -24,7 +24,7 @@ DESCRIPTION = ("Generate with every Atelier pipeline through the same queue, wor
 
 
 def mount_api(app: FastAPI, services: Services) -> None:
-    users = ApiUsers(services.config.auth_pairs)
+    users = ApiUsers(services.accounts)
     routers = [native_router(services, users), a1111_router(services, users)]
     routes = [route for router in routers for route in router.routes]
     for router in routers:

@@ -7,12 +7,12 @@ artworks it makes, exactly as a UI login does, so a user sees the same gallery i
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from studio.accounts import Accounts
 
 LOCAL_USER = "local"
 BASIC = HTTPBasic(auto_error=False, realm="Atelier",
@@ -22,31 +22,24 @@ BASIC = HTTPBasic(auto_error=False, realm="Atelier",
 class ApiUsers:
     """A FastAPI dependency: `user: str = Depends(users)` is the caller's user name, or a 401."""
 
-    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
-        self._pairs = [(user.encode(), password.encode()) for user, password in pairs]
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
 
     @property
     def required(self) -> bool:
-        return bool(self._pairs)
+        return self._accounts.required
 
     def __call__(self, request: Request,
                  credentials: Annotated[HTTPBasicCredentials | None, Depends(BASIC)]) -> str:
-        if not self._pairs:
+        if not self._accounts.required:
             return LOCAL_USER
-        if credentials is not None and self._valid(credentials.username, credentials.password):
+        if credentials is not None and self._accounts.verify(credentials.username, credentials.password):
             return credentials.username
         user = _ui_session_user(request)
         if user:
             return user
         raise HTTPException(401, "this studio needs a login: send its user name and password (HTTP Basic)",
                             headers={"WWW-Authenticate": 'Basic realm="Atelier"'})
-
-    def _valid(self, user: str, password: str) -> bool:
-        given = (user.encode(), password.encode())
-        found = False
-        for pair in self._pairs:  # compare with every pair in constant time: no timing hint of which users exist
-            found |= secrets.compare_digest(given[0], pair[0]) & secrets.compare_digest(given[1], pair[1])
-        return found
 
 
 def _ui_session_user(request: Request) -> str | None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from studio.accounts import add_user
 from studio.services import Services
 from tests.conftest import make_config, wait_for
 from tests.support.photos import photo
@@ -206,7 +207,8 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
 
 def test_with_logins_every_route_needs_one_and_users_see_only_their_own(tmp_path: Path) -> None:
     logins = tmp_path / "logins"
-    logins.write_text("ann:apple-pie\nbob:blue-moon\n")
+    add_user(logins, "ann", "apple-pie")
+    logins.write_text(logins.read_text() + "bob:blue-moon\n")  # an older plain line still works
     with serve_http(make_config(tmp_path / "data", auth_file=logins)) as (_, url):
         schema = httpx.get(url + "openapi.json").json()
         for path, methods in schema["paths"].items():

@@ -26,7 +26,7 @@ def serve_http(config: StudioConfig) -> Iterator[tuple[Services, str]]:
     app.queue()
     try:
         server, url, _ = app.launch(server_port=port, prevent_thread_lock=True, quiet=True,
-                                    allowed_paths=[str(services.gallery.root)], auth=config.auth_pairs or None)
+                                    allowed_paths=[str(services.gallery.root)], auth=services.accounts.gradio_auth)
         mount_api(server, services)
         yield services, url
     finally:

@@ -1,0 +1,166 @@
+"""Logins: who may use the studio, with salted password hashes (Argon2id, argon2-cffi), never plain passwords.
+
+The logins file holds one `USER:HASH` per line, written by `python launch.py users add NAME`. Lines of the older
+`USER:PASSWORD` form (AUTOMATIC1111's and Gradio's) are still read, with a warning to re-add those users. The
+same Accounts check the UI's login page, the REST API's HTTP Basic logins and so the gallery files behind them.
+
+Argon2 is slow on purpose (~0.2 s a check): a login once checked is remembered for the life of the server as
+an HMAC under a key made at start, so an API client sending Basic credentials with every request pays it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from studio.gallery.files import write_bytes_atomic
+
+logger = logging.getLogger(__name__)
+
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MIN_PASSWORD = 8
+_HASHER = PasswordHasher()  # Argon2id with the library's current recommended cost
+
+
+def check_user_name(name: str) -> str:
+    if not USER_NAME.fullmatch(name):
+        raise ValueError(f"user name {name!r}: use 1–64 letters, digits, '_', '.', '@' or '-', starting with a "
+                         "letter or digit")
+    return name
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"the password is {len(password)} characters; use at least {MIN_PASSWORD}")
+    return _HASHER.hash(password)
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(18)  # 144 random bits
+
+
+class Accounts:
+    """The studio's logins: `verify(user, password)`; no logins at all (`required` false) means the local user."""
+
+    def __init__(self, hashes: dict[str, str] | None = None, plain: dict[str, str] | None = None) -> None:
+        self._hashes = dict(hashes or {})
+        self._plain = {user: password.encode() for user, password in (plain or {}).items()}
+        self._key = secrets.token_bytes(32)
+        self._known: set[bytes] = set()  # HMACs of logins already verified against their hash
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_sources(cls, pairs: Iterable[tuple[str, str]], files: Iterable[Path]) -> Accounts:
+        """Logins from USER:PASS pairs (the --auth flag) and logins files (hashed or plain lines)."""
+        hashes: dict[str, str] = {}
+        plain = dict(pairs)
+        for path in files:
+            for user, secret in read_logins(path).items():
+                if secret.startswith("$argon2"):
+                    hashes[user] = secret
+                else:
+                    plain[user] = secret
+                    logger.warning("%s keeps %s's password in plain text; run `python launch.py users add %s` to "
+                                   "store a hash instead", path, user, user)
+        return cls(hashes, plain)
+
+    def add(self, user: str, password: str) -> None:
+        """A login for this run only (e.g. --share-generate-password's), kept in memory."""
+        self._plain[check_user_name(user)] = password.encode()
+
+    @property
+    def required(self) -> bool:
+        return bool(self._hashes or self._plain)
+
+    @property
+    def gradio_auth(self) -> Callable[[str, str], bool] | None:
+        """What Gradio's `launch(auth=...)` takes: the check, or None for no login page."""
+        return self.verify if self.required else None
+
+    @property
+    def users(self) -> list[str]:
+        return sorted({*self._hashes, *self._plain})
+
+    def verify(self, user: str, password: str) -> bool:
+        given = password.encode()
+        if user in self._plain:
+            return hmac.compare_digest(given, self._plain[user])
+        stored = self._hashes.get(user)
+        if stored is None:
+            _spend_a_check(password)  # as long as a real check: the answer's timing does not tell who exists
+            return False
+        token = hmac.new(self._key, user.encode() + b"\0" + given, hashlib.sha256).digest()
+        with self._lock:
+            if token in self._known:
+                return True
+        try:
+            _HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        with self._lock:
+            self._known.add(token)
+        return True
+
+
+_dummy: list[str] = []
+
+
+def _spend_a_check(password: str) -> None:
+    if not _dummy:
+        _dummy.append(_HASHER.hash(secrets.token_hex(16)))
+    with contextlib.suppress(VerificationError, InvalidHashError):
+        _HASHER.verify(_dummy[0], password)
+
+
+def read_logins(path: Path) -> dict[str, str]:
+    """USER → hash (or plain password) from a logins file; a clear error for a missing file or a bad line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"logins file {path}: {e.strerror}") from e
+    logins: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, secret = line.partition(":")
+        if not sep or not user or not secret:
+            raise ValueError(f"logins file {path}, line {number}: expected USER:HASH (or USER:PASSWORD)")
+        logins[user] = secret
+    return logins
+
+
+def add_user(path: Path, user: str, password: str) -> bool:
+    """Store USER with a hash of `password` (replacing an earlier one). True when the user is new."""
+    check_user_name(user)
+    logins = read_logins(path) if path.exists() else {}
+    new = user not in logins
+    logins[user] = hash_password(password)
+    _write(path, logins)
+    return new
+
+
+def remove_user(path: Path, user: str) -> None:
+    logins = read_logins(path) if path.exists() else {}
+    if user not in logins:
+        raise ValueError(f"no user {user!r} in {path}")
+    del logins[user]
+    _write(path, logins)
+
+
+def _write(path: Path, logins: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# Atelier logins: USER:HASH (Argon2id). Edit with `python launch.py users add|remove NAME`.\n"
+    text += "".join(f"{user}:{secret}\n" for user, secret in sorted(logins.items()))
+    write_bytes_atomic(path, text.encode())
+    path.chmod(0o600)

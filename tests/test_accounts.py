@@ -1,0 +1,58 @@
+"""Logins: Argon2id hashes in the logins file, plain lines still read, each login checked against its hash once."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from studio import accounts
+from studio.accounts import Accounts, add_user, read_logins, remove_user
+
+
+def test_stored_logins_verify_and_a_checked_login_is_remembered(tmp_path: Path, monkeypatch, caplog) -> None:
+    path = tmp_path / "logins"
+    assert add_user(path, "ana", "apple-pie-42") is True
+    assert add_user(path, "ana", "apple-pie-43") is False  # a new password replaces the old
+    path.write_text(path.read_text() + "ben:plain-password\n")
+    with caplog.at_level(logging.WARNING):
+        logins = Accounts.from_sources([("cy", "from-the-flag")], [path])
+    assert "keeps ben's password in plain text" in caplog.text and "apple-pie" not in caplog.text
+    assert logins.users == ["ana", "ben", "cy"] and logins.required
+
+    checks = []
+    real = accounts._HASHER
+
+    class Counting:
+        def hash(self, password: str) -> str:
+            return real.hash(password)
+
+        def verify(self, stored: str, password: str) -> bool:
+            checks.append(stored)
+            return real.verify(stored, password)
+
+    monkeypatch.setattr(accounts, "_HASHER", Counting())
+    assert logins.verify("ana", "apple-pie-43") and logins.verify("ana", "apple-pie-43")
+    assert len(checks) == 1  # the second request did not pay for Argon2 again
+    assert not logins.verify("ana", "apple-pie-42") and not logins.verify("Ana", "apple-pie-43")
+    assert logins.verify("ben", "plain-password") and logins.verify("cy", "from-the-flag")
+    assert not logins.verify("nobody", "apple-pie-43")
+    assert len(checks) == 4  # a wrong password and an unknown user cost a full check too: no timing hint
+
+
+def test_no_logins_means_no_login_page() -> None:
+    assert not Accounts().required and Accounts().gradio_auth is None
+
+
+def test_bad_logins_files_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "logins"
+    path.write_text("# ok\nana:$argon2id$x\njust-a-name\n")
+    with pytest.raises(ValueError, match="logins, line 3: expected USER:HASH"):
+        read_logins(path)
+    with pytest.raises(ValueError, match="No such file"):
+        read_logins(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no user 'zed'"):
+        remove_user(path.with_name("other"), "zed")
+    with pytest.raises(ValueError, match="user name"):
+        add_user(path, "ana:admin", "long-enough")
