@@ -7,6 +7,7 @@ with a progress callback and a stop poll (see ARCHITECTURE.md, "The pipeline con
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from abc import ABC, abstractmethod
@@ -170,13 +171,18 @@ def _coerce_number(name: str, tp: type, value: Any) -> int | float:
             raise ValueError(f"`{name}` must be a number, got {value!r}") from None
     if not isinstance(value, (int, float)):
         raise ValueError(f"`{name}` must be a number, got {type(value).__name__}")
-    if value != value or value in (float("inf"), float("-inf")):
+    if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"`{name}` must be a finite number, got {value}")
     if tp is int:
-        if float(value) != int(value):
-            raise ValueError(f"`{name}` must be a whole number, got {value}")
-        return int(value)
-    return float(value)
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"`{name}` must be a whole number, got {value}")
+            value = int(value)
+        return value  # its range is checked with the others
+    try:
+        return float(value)
+    except OverflowError:  # an integer past float's range (over 308 digits)
+        raise ValueError(f"`{name}` is far too large ({len(str(abs(value)))} digits)") from None
 
 
 @dataclass
