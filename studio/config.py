@@ -47,6 +47,7 @@ class StudioConfig:
     log_level: str = "info"
     plugins: tuple[str, ...] = ()  # extra pipeline modules to import ("package.module"), each defining Pipelines
     max_queue: int = 1000  # pending jobs beyond this are refused ("queue full"), so a flood cannot hang the UI
+    max_queue_per_user: int = 100  # and beyond this many of one user's, so one user cannot fill the queue
     model_memory_gb: float = 6.0  # byte budget of each worker's model cache; least recently used models go first
     in_process_workers: bool = False  # run workers as threads in the server (tests, debugging); default: processes
 
@@ -88,6 +89,8 @@ class StudioConfig:
             raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.max_queue < 1:
             raise ValueError(f"--max-queue must be at least 1, got {self.max_queue}")
+        if self.max_queue_per_user < 1:
+            raise ValueError(f"--max-queue-per-user must be at least 1, got {self.max_queue_per_user}")
         if self.model_memory_gb <= 0:
             raise ValueError(f"--model-memory-gb must be positive, got {self.model_memory_gb}")
         self.auth_pairs  # noqa: B018 -- validates the credentials early, with the flag's name in the message
@@ -175,6 +178,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                    help="comma-separated Python modules defining extra pipelines (e.g. mypkg.pipelines)")
     p.add_argument("--max-queue", type=int, default=default("max_queue", d.max_queue),
                    help="most pending jobs accepted at once (default %(default)s)")
+    p.add_argument("--max-queue-per-user", type=int, default=default("max_queue_per_user", d.max_queue_per_user),
+                   help="most pending jobs of one user (default %(default)s); users take turns in the queue")
     p.add_argument("--model-memory-gb", type=float, default=default("model_memory_gb", d.model_memory_gb),
                    help="memory each worker may spend on loaded models (default %(default)s GB)")
     return p
@@ -196,7 +201,8 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             devices=ns.devices, offline=ns.offline, allow_pickle=ns.allow_pickle, log_level=ns.log_level,
             low_vram=ns.low_vram, vae_tiling=ns.vae_tiling, torch_compile=ns.torch_compile,
             plugins=tuple(m.strip() for m in ns.plugins.split(",") if m.strip()),
-            max_queue=int(ns.max_queue), model_memory_gb=float(ns.model_memory_gb),
+            max_queue=int(ns.max_queue), max_queue_per_user=int(ns.max_queue_per_user),
+            model_memory_gb=float(ns.model_memory_gb),
         )
         config.check()
     except ValueError as e:

@@ -65,7 +65,8 @@ def build_services(config: StudioConfig) -> Services:
     lock = _lock_data_dir(data_dir)
     devices = resolve_devices(config.devices)
     catalog = Catalog(plugins=config.plugins, models_dir=config.models_dir, allow_pickle=config.allow_pickle)
-    queue = SqliteJobQueue(data_dir / "jobs.db", max_pending=config.max_queue)
+    queue = SqliteJobQueue(data_dir / "jobs.db", max_pending=config.max_queue,
+                           max_pending_per_owner=config.max_queue_per_user)
     gallery = GalleryStore(data_dir / "gallery")
     inputs = InputStore(data_dir / "inputs")
     events = JobEvents()

@@ -24,8 +24,12 @@ class JobError(RuntimeError):
 
 
 class QueueFull(JobError):
-    def __init__(self, ahead: int) -> None:
-        super().__init__(f"queue full, {ahead} jobs ahead; try again when some have finished")
+    def __init__(self, ahead: int, *, per_owner: bool = False) -> None:
+        if per_owner:
+            super().__init__(f"queue full for you: {ahead} of your jobs are waiting, the most one user may have; "
+                             "try again when some have finished")
+        else:
+            super().__init__(f"queue full, {ahead} jobs ahead; try again when some have finished")
         self.ahead = ahead
 
 

@@ -51,13 +51,24 @@ MIGRATIONS = [
     CREATE INDEX jobs_by_status ON jobs (status, priority DESC, seq);
     CREATE INDEX jobs_by_owner ON jobs (owner, seq DESC);
     """,
+    """
+    -- when each owner last had a job claimed: the fair queue serves the owner waited on longest first
+    CREATE TABLE owners_served (
+        owner TEXT PRIMARY KEY,
+        last_claim REAL NOT NULL
+    );
+    """,
 ]
 
 
 class SqliteJobQueue(JobQueue):
-    def __init__(self, path: Path, *, max_pending: int = 1000) -> None:
+    """Jobs run by priority, then fairly across owners (round robin: the owner whose last job was claimed
+    longest ago goes first, so one user's hundred jobs cannot starve another's one), then in submission order."""
+
+    def __init__(self, path: Path, *, max_pending: int = 1000, max_pending_per_owner: int | None = None) -> None:
         self.db = Database(path, MIGRATIONS)
         self.max_pending = max_pending
+        self.max_pending_per_owner = max_pending_per_owner or max_pending
         self._wakeup = threading.Condition()
 
     # -- submitting -----------------------------------------------------------------------------------
@@ -67,6 +78,10 @@ class SqliteJobQueue(JobQueue):
             pending = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'pending'").fetchone()[0]
             if pending >= self.max_pending:
                 raise QueueFull(pending)
+            own = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND owner = ?",
+                               (spec.owner,)).fetchone()[0]
+            if own >= self.max_pending_per_owner:
+                raise QueueFull(own, per_owner=True)
             conn.execute(
                 "INSERT INTO jobs (id, owner, pipeline, model, params, seed, priority, status, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
@@ -83,21 +98,25 @@ class SqliteJobQueue(JobQueue):
             self._wakeup.wait(timeout)
 
     def claim(self, worker: str, pipelines: Collection[str] | None = None) -> Job | None:
-        sql = "SELECT id FROM jobs WHERE status = 'pending'"
+        sql = ("SELECT j.id, j.owner FROM jobs j LEFT JOIN owners_served s ON s.owner = j.owner"
+               " WHERE j.status = 'pending'")
         args: list[object] = []
         if pipelines is not None:
-            sql += f" AND pipeline IN ({','.join('?' * len(pipelines))})"
+            sql += f" AND j.pipeline IN ({','.join('?' * len(pipelines))})"
             args += list(pipelines)
-        sql += " ORDER BY priority DESC, seq LIMIT 1"
+        sql += " ORDER BY j.priority DESC, COALESCE(s.last_claim, 0), j.seq LIMIT 1"
         with self.db.transaction() as conn:
             row = conn.execute(sql, args).fetchone()
             if row is None:
                 return None
+            now = time.time()
             conn.execute(
                 "UPDATE jobs SET status = 'running', worker = ?, attempts = attempts + 1, started_at = ?,"
                 " progress = 0, step = 0, total_steps = 0 WHERE id = ?",
-                (worker, time.time(), row["id"]),
+                (worker, now, row["id"]),
             )
+            conn.execute("INSERT INTO owners_served (owner, last_claim) VALUES (?, ?)"
+                         " ON CONFLICT (owner) DO UPDATE SET last_claim = excluded.last_claim", (row["owner"], now))
             return self._get(conn, row["id"])
 
     # -- reading --------------------------------------------------------------------------------------
@@ -119,15 +138,26 @@ class SqliteJobQueue(JobQueue):
         return [_row_to_job(r) for r in self.db.query(sql, args)]
 
     def position(self, job_id: str) -> int:
+        """How many jobs will be claimed before this one if no more arrive: every job of a higher priority, then,
+        at its own, the turns the fair queue gives each other owner before this job's turn comes."""
         with self.db.transaction() as conn:
             job = self._get(conn, job_id)
             if job.status is not JobStatus.PENDING:
                 return -1
-            row = conn.execute("SELECT seq, priority FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return conn.execute(
-                "SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND (priority > ? OR (priority = ? AND seq < ?))",
-                (row["priority"], row["priority"], row["seq"]),
-            ).fetchone()[0]
+            row = conn.execute("SELECT seq, priority, owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            higher = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND priority > ?",
+                                  (row["priority"],)).fetchone()[0]
+            peers = conn.execute(
+                "SELECT j.owner, COUNT(*) AS n, MIN(j.seq) AS first, COALESCE(s.last_claim, 0) AS last,"
+                " SUM(j.owner = ? AND j.seq < ?) AS mine_before FROM jobs j"
+                " LEFT JOIN owners_served s ON s.owner = j.owner"
+                " WHERE j.status = 'pending' AND j.priority = ? GROUP BY j.owner",
+                (row["owner"], row["seq"], row["priority"])).fetchall()
+        turn = {p["owner"]: (p["last"], p["first"]) for p in peers}
+        k = next(p["mine_before"] for p in peers if p["owner"] == row["owner"])  # this job is its owner's k-th
+        mine = turn[row["owner"]]
+        others = sum(min(p["n"], k + 1 if turn[p["owner"]] < mine else k) for p in peers if p["owner"] != row["owner"])
+        return higher + k + others
 
     def pending_count(self) -> int:
         return self.db.query("SELECT COUNT(*) FROM jobs WHERE status = 'pending'")[0][0]

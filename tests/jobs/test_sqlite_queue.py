@@ -137,3 +137,29 @@ def test_concurrent_processes_never_claim_the_same_job(tmp_path: Path) -> None:
     assert sum(1 for r in results if r) >= 2, "the test needs at least two processes actually competing"
     assert all(j.status is JobStatus.COMPLETED and j.attempts == 1 for j in q.list(limit=1000))
     q.close()
+
+
+def test_owners_take_turns_and_positions_say_so(tmp_path: Path) -> None:
+    queue = SqliteJobQueue(tmp_path / "jobs.db", max_pending=100)
+    heavy = [queue.enqueue(spec(i, owner="ana")) for i in range(5)]
+    queue.claim("w")  # ana's first is running
+    light = [queue.enqueue(spec(10 + i, owner="ben")) for i in range(2)]
+    late = queue.enqueue(spec(20, owner="cy"))
+    # ben and cy have waited without a turn: they go before ana's second, then everyone takes turns
+    expected = [light[0], late, heavy[1], light[1], heavy[2], heavy[3], heavy[4]]
+    positions = {job.id: queue.position(job.id) for job in expected}
+    assert [positions[job.id] for job in expected] == list(range(len(expected)))
+    assert [queue.claim("w").id for _ in expected] == [job.id for job in expected]
+    queue.close()
+
+
+def test_one_owner_cannot_fill_the_queue(tmp_path: Path) -> None:
+    queue = SqliteJobQueue(tmp_path / "jobs.db", max_pending=10, max_pending_per_owner=3)
+    for i in range(3):
+        queue.enqueue(spec(i, owner="ana"))
+    with pytest.raises(QueueFull, match="3 of your jobs are waiting"):
+        queue.enqueue(spec(3, owner="ana"))
+    queue.enqueue(spec(4, owner="ben"))  # others still get in
+    queue.claim("w")
+    queue.enqueue(spec(5, owner="ana"))  # and ana again once one of hers has started
+    queue.close()
