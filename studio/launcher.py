@@ -10,9 +10,15 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from studio.accounts import generate_password
 from studio.config import GENERATED_USER, StudioConfig, parse_config
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from studio.services import Services
 
 logger = logging.getLogger("atelier")
 
@@ -35,11 +41,32 @@ def find_port(host: str, port: int) -> int:
     raise SystemExit(f"launch.py: error: no free port between {port} and {port + PORT_SEARCH - 1} on {host}")
 
 
+def start_server(services: Services, *, host: str = "127.0.0.1", port: int, share: bool = False,
+                 inbrowser: bool = False) -> tuple[gr.Blocks, str, str | None]:
+    """Serve the UI and the REST API on one port, with the studio's logins; (app, local URL, share URL or None)."""
+    from studio.api import mount_api
+    from studio.ui import build_app
+    from studio.ui.file_guard import guard_gallery_files
+
+    app = build_app(services)
+    app.queue(default_concurrency_limit=8)
+    server, local_url, share_url = app.launch(
+        server_name=host, server_port=port, share=share, auth=services.accounts.gradio_auth, inbrowser=inbrowser,
+        prevent_thread_lock=True, quiet=True, allowed_paths=[str(p) for p in services.gallery.media_dirs],
+        footer_links=["api", "settings"],
+    )
+    try:
+        mount_api(server, services)
+        guard_gallery_files(server, services)
+    except Exception:
+        app.close()
+        raise
+    return app, local_url, share_url
+
+
 def serve(config: StudioConfig) -> None:
     """Run the studio until Ctrl-C or SIGTERM; always stops the UI, then the workers, before returning."""
-    from studio.api import mount_api
     from studio.services import DataDirBusy, build_services
-    from studio.ui import build_app
 
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (service managers, `kill`) ends the studio exactly as Ctrl-C does
@@ -60,15 +87,9 @@ def serve(config: StudioConfig) -> None:
     app = None
     try:
         services.start()
-        app = build_app(services)
         port = find_port(config.host, config.port)
-        app.queue(default_concurrency_limit=8)
-        server, local_url, share_url = app.launch(
-            server_name=config.host, server_port=port, share=config.share, auth=services.accounts.gradio_auth,
-            inbrowser=config.open_browser, prevent_thread_lock=True, quiet=True,
-            allowed_paths=[str(services.gallery.root)], footer_links=["api", "settings"],
-        )
-        mount_api(server, services)
+        app, local_url, share_url = start_server(services, host=config.host, port=port, share=config.share,
+                                                 inbrowser=config.open_browser)
         print(f"Atelier is running at {local_url}", flush=True)  # noqa: T201 -- the CLI's one line for the user
         if share_url:
             print(f"Public link: {share_url}", flush=True)  # noqa: T201

@@ -35,14 +35,14 @@ class ApiUsers:
             return LOCAL_USER
         if credentials is not None and self._accounts.verify(credentials.username, credentials.password):
             return credentials.username
-        user = _ui_session_user(request)
+        user = session_user(request)
         if user:
             return user
         raise HTTPException(401, "this studio needs a login: send its user name and password (HTTP Basic)",
                             headers={"WWW-Authenticate": 'Basic realm="Atelier"'})
 
 
-def _ui_session_user(request: Request) -> str | None:
+def session_user(request: Request) -> str | None:
     """The user logged in through Gradio's login page, from its session cookie (so the browser can open API
     URLs such as an artwork's PNG). Gradio keeps the sessions on its app; another app has none."""
     app = request.app

@@ -19,7 +19,9 @@ from PIL import Image
 
 from studio.db import Database
 from studio.gallery.files import (
+    IMAGES_DIR,
     THUMB_SIZE,
+    THUMBS_DIR,
     image_relpath,
     iter_pngs,
     iter_temp_files,
@@ -168,6 +170,11 @@ class GalleryStore:
             for old in (self.root / previous.path, *_media_paths(self.root / previous.path, previous.recipe)):
                 unlink_quietly(old)
         return self._artwork(record)
+
+    @property
+    def media_dirs(self) -> list[Path]:
+        """The folders holding artworks' files (images, animations, thumbnails): what a browser may be served."""
+        return [self.root / IMAGES_DIR, self.root / THUMBS_DIR]
 
     def get(self, artwork_id: str) -> Artwork:
         """The artwork with this id; ArtworkNotFound if none, ValueError if the id is malformed."""

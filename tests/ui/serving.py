@@ -8,10 +8,9 @@ from contextlib import contextmanager
 
 from gradio_client import Client
 
-from studio.api import mount_api
 from studio.config import StudioConfig
+from studio.launcher import start_server
 from studio.services import Services, build_services
-from studio.ui import build_app
 
 
 @contextmanager
@@ -19,18 +18,16 @@ def serve_http(config: StudioConfig) -> Iterator[tuple[Services, str]]:
     """The studio as `launch.py` serves it (UI, API, the config's logins): (services, base URL ending in /)."""
     services = build_services(config)
     services.start()
-    app = build_app(services)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app.queue()
+    app = None
     try:
-        server, url, _ = app.launch(server_port=port, prevent_thread_lock=True, quiet=True,
-                                    allowed_paths=[str(services.gallery.root)], auth=services.accounts.gradio_auth)
-        mount_api(server, services)
+        app, url, _ = start_server(services, port=port)
         yield services, url
     finally:
-        app.close()
+        if app is not None:
+            app.close()
         services.stop()
 
 

@@ -1,0 +1,58 @@
+"""Gradio's file route over real HTTP: a user's browser gets that user's artwork files and nothing else."""
+
+from __future__ import annotations
+
+import os
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from studio.accounts import add_user
+from tests.conftest import make_config, wait_finished
+from tests.ui.serving import serve_http
+
+
+def browser(url: str, user: str, password: str) -> httpx.Client:
+    """A client logged in through the UI's login page, holding its session cookie as a browser does."""
+    client = httpx.Client(base_url=url, timeout=60)
+    assert client.post("login", data={"username": user, "password": password}).status_code == 200
+    return client
+
+
+def test_artwork_files_are_served_to_their_owner_only(tmp_path: Path) -> None:
+    logins = tmp_path / "logins"
+    add_user(logins, "ann", "apple-pie-9")
+    add_user(logins, "bob", "blue-moon-9")
+    with serve_http(make_config(tmp_path / "data", auth_file=logins)) as (services, url), \
+            closing(browser(url, "ann", "apple-pie-9")) as ann, closing(browser(url, "bob", "blue-moon-9")) as bob:
+        job = services.generation.submit("pattern", "pattern-v1", {"prompt": "ann's tide"}, 3, owner="ann")
+        artwork = services.gallery.get(wait_finished(services, job.id).image_ids[0])
+        root = services.gallery.root
+
+        def fetch(client: httpx.Client, path: str) -> int:
+            return client.get(f"gradio_api/file={path}").status_code
+
+        assert fetch(ann, str(artwork.path)) == 200 and fetch(ann, str(artwork.thumb_path)) == 200
+        assert ann.head(f"gradio_api/file={artwork.path}").status_code == 200
+        assert fetch(bob, str(artwork.path)) == 404 and fetch(bob, str(artwork.thumb_path)) == 404
+        assert httpx.get(f"{url}gradio_api/file={artwork.path}").status_code in (401, 403)  # no login at all
+
+        # the store's database and anything that is not an artwork's file: refused, however it is spelled
+        (root / "images" / "notes.png").write_bytes(artwork.path.read_bytes())
+        os.symlink(root / "gallery.db", root / "images" / f"{artwork.id}.gif")
+        tricks = [str(root / "gallery.db"), f"{root}/images/../gallery.db", quote(f"{root}/images/../gallery.db"),
+                  f"{root}/images/{artwork.id}.gif", f"{root}/images/notes.png", f"{root}/images//../../jobs.db",
+                  str(root.parent / "logins"), "/etc/passwd"]
+        for trick in tricks:
+            assert fetch(ann, trick) in (403, 404), trick
+
+
+def test_without_logins_the_local_user_sees_the_gallery(tmp_path: Path) -> None:
+    with serve_http(make_config(tmp_path / "data")) as (services, url):
+        job = services.generation.submit("pattern", "pattern-v1", {}, 1)
+        artwork = services.gallery.get(wait_finished(services, job.id).image_ids[0])
+        assert httpx.get(f"{url}gradio_api/file={artwork.path}", timeout=30).status_code == 200
+        assert httpx.get(f"{url}gradio_api/file={services.gallery.root / 'gallery.db'}", timeout=30).status_code \
+            in (403, 404)
