@@ -18,7 +18,7 @@ from studio import __version__
 from studio.gallery import GalleryStore, Recipe
 from studio.gallery.inputs import InputStore
 from studio.jobs import Job, JobEvent, JobEvents, JobQueue, JobSpec
-from studio.workers.protocol import Finished, WorkOrder
+from studio.workers.protocol import DeliveryFailed, Finished, WorkOrder
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,10 @@ class GenerationService:
                 app_version=__version__, a1111=a1111, info={**result.info, **terms, "job_seed": job.spec.seed},
                 created_at=created,
             )
-            ids.append(self.gallery.add(image, recipe, result.animations.get(index)).id)
+            try:
+                ids.append(self.gallery.add(image, recipe, result.animations.get(index)).id)
+            except Exception as e:  # noqa: BLE001 -- e.g. a full disk: what was saved stays, and is named
+                raise DeliveryFailed(ids, len(result.images), e) from e
         return ids
 
     def settle_recovered(self, jobs: list[Job]) -> None:

@@ -37,7 +37,8 @@ class JobQueue(ABC):
     def complete(self, job_id: str, image_ids: list[str]) -> Job: ...
 
     @abstractmethod
-    def fail(self, job_id: str, error: str) -> Job: ...
+    def fail(self, job_id: str, error: str, image_ids: list[str] | None = None) -> Job:
+        """Failed with the reason; `image_ids`: artworks it did save before failing (kept, and listed)."""
 
     @abstractmethod
     def cancel(self, job_id: str) -> Job:

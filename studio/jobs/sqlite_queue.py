@@ -173,8 +173,8 @@ class SqliteJobQueue(JobQueue):
     def complete(self, job_id: str, image_ids: list[str]) -> Job:
         return self._finish(job_id, JobStatus.COMPLETED, None, image_ids)
 
-    def fail(self, job_id: str, error: str) -> Job:
-        return self._finish(job_id, JobStatus.FAILED, error, [])
+    def fail(self, job_id: str, error: str, image_ids: list[str] | None = None) -> Job:
+        return self._finish(job_id, JobStatus.FAILED, error, image_ids or [])
 
     def mark_canceled(self, job_id: str) -> Job:
         return self._finish(job_id, JobStatus.CANCELED, "canceled by the user", [])

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from studio.jobs import Job, JobEvent, JobEvents, JobQueue
 from studio.workers.backend import WorkerHandle
-from studio.workers.protocol import Failed, Finished, Progress, WorkOrder
+from studio.workers.protocol import DeliveryFailed, Failed, Finished, Progress, WorkOrder
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,10 @@ class Dispatcher(threading.Thread):
             image_ids = self._deliver(job, message)
         except Exception as e:  # noqa: BLE001 -- a gallery failure fails this job; the studio keeps serving
             logger.exception("saving the images of job %s failed", job.id)
-            self._end(job.id, "failed", f"could not save the images: {e}", self._queue.fail)
+            saved = e.saved if isinstance(e, DeliveryFailed) else []
+            error = str(e) if isinstance(e, DeliveryFailed) else f"could not save the images: {e}"
+            self._queue.fail(job.id, error, saved)  # the images saved before the failure stay the job's
+            self._events.publish(JobEvent(job.id, "failed", message=error, image_ids=saved))
             return
         self._queue.complete(job.id, image_ids)
         self._events.publish(JobEvent(job.id, "completed", message="done", image_ids=image_ids))

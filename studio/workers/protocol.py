@@ -54,3 +54,13 @@ class Failed:
 
 
 WorkerMessage = Progress | Finished | Failed
+
+
+class DeliveryFailed(Exception):
+    """A finished job's images could not all be stored; `saved` holds the ids of those that were (kept)."""
+
+    def __init__(self, saved: list[str], total: int, cause: Exception) -> None:
+        done = f"saved {len(saved)} of {total} images; could not save the rest" if saved else \
+            "could not save the images"
+        super().__init__(f"{done}: {cause}")
+        self.saved = saved
