@@ -35,6 +35,7 @@ class StudioConfig:
     auth_file: Path | None = None  # logins file (USER:HASH lines); default: <data_dir>/logins when it exists
     share_generate_password: bool = False  # make a random login for this run and print it once
     insecure_no_auth: bool = False  # serve a shared or network-facing studio without logins, knowingly
+    shared_gallery: bool = False  # every user sees (not changes) everyone's artworks
     open_browser: bool = True  # the desktop launch opens the browser once the server is ready
     data_dir: Path = field(default_factory=default_data_dir)  # gallery, queue, settings
     models_dir: Path | None = None  # extra local models (diffusers folders, .safetensors files)
@@ -155,6 +156,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     p.add_argument("--insecure-no-auth", action="store_true", default=flag("insecure_no_auth"),
                    help="allow --share or a network --host without any login (anyone with the address can use "
                         "the studio and its GPU)")
+    p.add_argument("--shared-gallery", action="store_true", default=flag("shared_gallery"),
+                   help="let every user see everyone's artworks (each still changes and deletes only their own)")
     p.add_argument("--no-browser", action="store_true", default=flag("no_browser"),
                    help="do not open the browser when the server is ready")
     p.add_argument("--data-dir", type=Path, default=default("data_dir", d.data_dir),
@@ -197,6 +200,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             host=ns.host, port=int(ns.port), share=ns.share, auth=ns.auth,
             auth_file=Path(ns.auth_file) if ns.auth_file else None, open_browser=not ns.no_browser,
             share_generate_password=ns.share_generate_password, insecure_no_auth=ns.insecure_no_auth,
+            shared_gallery=ns.shared_gallery,
             data_dir=Path(ns.data_dir).expanduser(), models_dir=Path(ns.models_dir) if ns.models_dir else None,
             devices=ns.devices, offline=ns.offline, allow_pickle=ns.allow_pickle, log_level=ns.log_level,
             low_vram=ns.low_vram, vae_tiling=ns.vae_tiling, torch_compile=ns.torch_compile,

@@ -11,7 +11,7 @@ from filelock import FileLock, Timeout
 from pipelines.catalog import Catalog
 from studio.accounts import Accounts
 from studio.config import StudioConfig
-from studio.gallery import GalleryStore
+from studio.gallery import Artwork, GalleryStore
 from studio.gallery.inputs import InputStore
 from studio.generation import GenerationService
 from studio.jobs import JobEvents, SqliteJobQueue
@@ -48,6 +48,18 @@ class Services:
         logger.info("gallery: %d re-indexed, %d missing removed; %d jobs pending", report.indexed, report.removed,
                     self.queue.pending_count())
         self.pool.start()
+
+    # -- who sees which artworks: the one place of the rule, for the UI, the API and the file routes -------
+    def gallery_owner(self, user: str) -> str | None:
+        """The owner filter of `user`'s gallery: their own artworks, or everyone's with --shared-gallery."""
+        return None if self.config.shared_gallery else user
+
+    def may_view(self, artwork: Artwork, user: str) -> bool:
+        return artwork.owner == user or self.config.shared_gallery
+
+    def may_change(self, artwork: Artwork, user: str) -> bool:
+        """Favourite, delete: the owner only, shared gallery or not."""
+        return artwork.owner == user
 
     def stop(self) -> None:
         self.pool.stop()

@@ -105,8 +105,9 @@ def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
                pipeline: str | None = None, model: str | None = None, favorite: bool | None = None,
                cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 48) -> ImagePage:
         with http_errors():
-            found = services.gallery.page(owner=user, pipeline=pipeline or None, model=model or None,
-                                          favourite=favorite, query=(query or "").strip() or None, limit=limit,
+            found = services.gallery.page(owner=services.gallery_owner(user), pipeline=pipeline or None,
+                                          model=model or None, favourite=favorite,
+                                          query=(query or "").strip() or None, limit=limit,
                                           before=_decode_cursor(cursor) if cursor else None)
         last = found[-1] if len(found) == limit else None
         return ImagePage(images=[_image_out(a) for a in found],
@@ -133,13 +134,13 @@ def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
 
     @router.patch("/images/{image_id}/record", response_model=RecordOut, summary="Mark or unmark a favourite")
     def update_record(image_id: str, change: RecordPatch, user: User) -> RecordOut:
-        artwork = _own_artwork(services, image_id, user)
+        artwork = _own_artwork(services, image_id, user, change=True)
         with http_errors():
             return _record_out(services.gallery.set_favourite(artwork.id, change.favorite))
 
     @router.delete("/images/{image_id}/record", status_code=204, summary="Delete an artwork (record and files)")
     def delete_record(image_id: str, user: User) -> Response:
-        artwork = _own_artwork(services, image_id, user)
+        artwork = _own_artwork(services, image_id, user, change=True)
         with http_errors():
             services.gallery.delete(artwork.id)
         return Response(status_code=204)
@@ -180,13 +181,17 @@ def _own_job(services: Services, job_id: str, user: str) -> Job:
     return job
 
 
-def _own_artwork(services: Services, image_id: str, user: str) -> Artwork:
+def _own_artwork(services: Services, image_id: str, user: str, *, change: bool = False) -> Artwork:
+    """The artwork if `user` may see it (and, with `change`, change it); 404 otherwise, 403 for another user's
+    artwork in a shared gallery."""
     try:
         artwork = services.gallery.get(image_id)
     except (ArtworkNotFound, ValueError):
         artwork = None
-    if artwork is None or artwork.owner != user:
+    if artwork is None or not services.may_view(artwork, user):
         raise HTTPException(404, f"no artwork {image_id[:80]!r}")
+    if change and not services.may_change(artwork, user):
+        raise HTTPException(403, f"artwork {image_id} is {artwork.owner}'s: only they can change or delete it")
     return artwork
 
 
@@ -201,9 +206,9 @@ def _job_out(services: Services, job: Job) -> JobOut:
 
 def _image_out(a: Artwork) -> ImageOut:
     url = f"{PREFIX}/images/{a.id}"
-    return ImageOut(id=a.id, job_id=a.recipe.job_id, pipeline=a.pipeline, model=a.model, seed=a.recipe.seed,
-                    prompt=a.prompt, width=a.width, height=a.height, favorite=a.favourite, created_at=a.created_at,
-                    url=url, thumbnail_url=f"{url}/thumbnail",
+    return ImageOut(id=a.id, owner=a.owner, job_id=a.recipe.job_id, pipeline=a.pipeline, model=a.model,
+                    seed=a.recipe.seed, prompt=a.prompt, width=a.width, height=a.height, favorite=a.favourite,
+                    created_at=a.created_at, url=url, thumbnail_url=f"{url}/thumbnail",
                     animation={fmt: f"{url}?format={fmt}" for fmt in sorted(a.media)})
 
 

@@ -95,6 +95,7 @@ class JobAccepted(BaseModel):
 
 class ImageOut(BaseModel):
     id: str
+    owner: str = Field(description="who made it (others' appear only in a studio with --shared-gallery)")
     job_id: str
     pipeline: str
     model: str

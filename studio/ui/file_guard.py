@@ -73,5 +73,5 @@ def _check_owner(services: Services, root: Path, target: Path, request: Request)
     except (ArtworkNotFound, ValueError):
         raise refused from None
     files = {artwork.path.resolve(), artwork.thumb_path.resolve(), *(p.resolve() for p in artwork.media.values())}
-    if artwork.owner != user or target not in files:
+    if not services.may_view(artwork, user) or target not in files:
         raise refused

@@ -119,22 +119,26 @@ class Handlers:
     # -- gallery ----------------------------------------------------------------------------------------
     def gallery_page(self, query: str | None, pipeline: str | None, model: str | None, favourites: bool, page: float,
                      request: gr.Request | None) -> tuple[list[tuple[str, str]], list[str], str]:
-        filters = {"owner": user_of(request), "pipeline": pipeline or None, "model": model or None,
+        user = user_of(request)
+        filters = {"owner": self.services.gallery_owner(user), "pipeline": pipeline or None, "model": model or None,
                    "favourite": True if favourites else None, "query": (query or "").strip() or None}
         total = self.services.gallery.count(**filters)
         pages = max(1, -(-total // PAGE_SIZE))
         page = min(max(1, int(page or 1)), pages)
         artworks = self.services.gallery.page(**filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-        items = [(str(a.thumb_path), _caption(a)) for a in artworks]  # the grid shows thumbnails
+        items = [(str(a.thumb_path), _caption(a, user)) for a in artworks]  # the grid shows thumbnails
         return items, [a.id for a in artworks], f"Page {page} of {pages} · {total} artwork(s)"
 
-    def artwork(self, image_id: str, request: gr.Request | None) -> Artwork:
+    def artwork(self, image_id: str, request: gr.Request | None, *, change: bool = False) -> Artwork:
         try:
             artwork = self.services.gallery.get(image_id)
         except (ArtworkNotFound, ValueError):
             raise gr.Error(f"no artwork {image_id!r}") from None
-        if artwork.owner != user_of(request):
+        user = user_of(request)
+        if not self.services.may_view(artwork, user):
             raise gr.Error(f"no artwork {image_id!r}")  # not "forbidden": do not confirm it exists
+        if change and not self.services.may_change(artwork, user):
+            raise gr.Error(f"{image_id} is {artwork.owner}'s: only they can change or delete it")
         return artwork
 
     def detail(self, image_id: str, request: gr.Request | None) -> tuple[Any, ...]:
@@ -149,12 +153,12 @@ class Handlers:
                 *buttons)
 
     def toggle_favourite(self, image_id: str, request: gr.Request | None) -> str:
-        a = self.artwork(image_id, request)
+        a = self.artwork(image_id, request, change=True)
         updated = self.services.gallery.set_favourite(a.id, not a.favourite)
         return "★ Unfavourite" if updated.favourite else "☆ Favourite"
 
     def delete(self, image_id: str, request: gr.Request | None) -> str:
-        a = self.artwork(image_id, request)
+        a = self.artwork(image_id, request, change=True)
         self.services.gallery.delete(a.id)
         return f"Deleted {a.id}."
 
@@ -197,9 +201,10 @@ def _gallery_item(a: Artwork) -> tuple[str, str]:
     return str(a.media.get("gif", a.path)), _caption(a)
 
 
-def _caption(a: Artwork) -> str:
+def _caption(a: Artwork, user: str) -> str:
     prompt = a.prompt.strip().splitlines()[0] if a.prompt.strip() else a.pipeline.replace("_", " ")
-    return prompt[:60] + ("…" if len(prompt) > 60 else "")
+    caption = prompt[:60] + ("…" if len(prompt) > 60 else "")
+    return caption if a.owner == user else f"{caption} — by {a.owner}"  # someone else's, in a shared gallery
 
 
 def _recipe_view(a: Artwork) -> dict[str, Any]:

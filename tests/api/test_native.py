@@ -270,3 +270,23 @@ def test_seeds_reproduce_through_the_api(api) -> None:
         images.append(client.get(f"{API}/images/{image_id}").content)
     with Image.open(io.BytesIO(images[0])) as a, Image.open(io.BytesIO(images[1])) as b:
         assert a.tobytes() == b.tobytes()
+
+
+def test_a_shared_gallery_shows_everyone_everything_but_only_owners_change(tmp_path: Path) -> None:
+    logins = tmp_path / "logins"
+    add_user(logins, "ann", "apple-pie")
+    add_user(logins, "bob", "blue-moon")
+    with serve_http(make_config(tmp_path / "data", auth_file=logins, shared_gallery=True)) as (_, url), \
+            httpx.Client(base_url=url, auth=("ann", "apple-pie"), timeout=60) as ann, \
+            httpx.Client(base_url=url, auth=("bob", "blue-moon"), timeout=60) as bob:
+        job_id = ann.post(f"{API}/jobs", json={"pipeline": "pattern", "params": {"prompt": "ann's"}}).json()["id"]
+        image_id = finished(ann, job_id)["image_ids"][0]
+        listed = bob.get(f"{API}/images").json()["images"]
+        assert [(i["id"], i["owner"]) for i in listed] == [(image_id, "ann")]
+        assert bob.get(f"{API}/images/{image_id}").status_code == 200
+        assert bob.get(f"{API}/images/{image_id}/record").json()["recipe"]["params"]["prompt"] == "ann's"
+        assert bob.patch(f"{API}/images/{image_id}/record", json={"favorite": True}).status_code == 403
+        refused = bob.delete(f"{API}/images/{image_id}/record")
+        assert refused.status_code == 403 and "ann's" in refused.text
+        assert bob.get(f"{API}/jobs/{job_id}").status_code == 404  # jobs stay private
+        assert ann.delete(f"{API}/images/{image_id}/record").status_code == 204
