@@ -198,7 +198,7 @@ def _saved(artworks: list[Artwork]) -> str:
 
 def _gallery_item(a: Artwork) -> tuple[str, str]:
     """A finished result as the generator tab shows it: the picture, or an animation as its (moving) GIF."""
-    return str(a.media.get("gif", a.path)), _caption(a)
+    return str(a.media.get("gif", a.path)), _caption(a, a.owner)
 
 
 def _caption(a: Artwork, user: str) -> str:
