@@ -45,6 +45,7 @@ def start_server(services: Services, *, host: str = "127.0.0.1", port: int, shar
                  inbrowser: bool = False) -> tuple[gr.Blocks, str, str | None]:
     """Serve the UI and the REST API on one port, with the studio's logins; (app, local URL, share URL or None)."""
     from studio.api import mount_api
+    from studio.gallery.inputs import MAX_INPUT_BYTES
     from studio.ui import build_app
     from studio.ui.file_guard import guard_gallery_files
 
@@ -53,7 +54,7 @@ def start_server(services: Services, *, host: str = "127.0.0.1", port: int, shar
     server, local_url, share_url = app.launch(
         server_name=host, server_port=port, share=share, auth=services.accounts.gradio_auth, inbrowser=inbrowser,
         prevent_thread_lock=True, quiet=True, allowed_paths=[str(p) for p in services.gallery.media_dirs],
-        footer_links=["api", "settings"],
+        footer_links=["api", "settings"], max_file_size=MAX_INPUT_BYTES,  # uploads past it are refused at once
     )
     try:
         mount_api(server, services)

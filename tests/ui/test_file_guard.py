@@ -10,6 +10,7 @@ from urllib.parse import quote
 import httpx
 
 from studio.accounts import add_user
+from studio.gallery.inputs import MAX_INPUT_BYTES
 from tests.conftest import make_config, wait_finished
 from tests.ui.serving import serve_http
 
@@ -49,10 +50,16 @@ def test_artwork_files_are_served_to_their_owner_only(tmp_path: Path) -> None:
             assert fetch(ann, trick) in (403, 404), trick
 
 
-def test_without_logins_the_local_user_sees_the_gallery(tmp_path: Path) -> None:
+def test_without_logins_the_local_user_sees_the_gallery_and_huge_uploads_are_refused(tmp_path: Path) -> None:
     with serve_http(make_config(tmp_path / "data")) as (services, url):
         job = services.generation.submit("pattern", "pattern-v1", {}, 1)
         artwork = services.gallery.get(wait_finished(services, job.id).image_ids[0])
         assert httpx.get(f"{url}gradio_api/file={artwork.path}", timeout=30).status_code == 200
         assert httpx.get(f"{url}gradio_api/file={services.gallery.root / 'gallery.db'}", timeout=30).status_code \
             in (403, 404)
+        small = httpx.post(f"{url}gradio_api/upload", files={"files": ("a.png", artwork.path.read_bytes())},
+                           timeout=60)
+        assert small.status_code == 200
+        huge = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.png", b"\0" * (MAX_INPUT_BYTES + 1))},
+                          timeout=60)
+        assert huge.status_code == 413
