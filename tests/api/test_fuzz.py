@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
@@ -40,6 +41,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services,
     config = make_config(root / "data", models_dir=root / "models", max_queue=20, auth=":".join(LOGIN),
                          plugins=())  # not the test plugin, whose `crash` really ends the process
     with serve_http(config) as (services, url):
+        # A1111 requests name no model: the tiny one keeps them fast (the bundled model is ten times its size)
+        assert httpx.post(f"{url}sdapi/v1/options", json={"sd_model_checkpoint": "tiny-sd"}, auth=LOGIN,
+                          timeout=30).status_code == 200
         yield services, url
 
 
