@@ -177,10 +177,12 @@ class Catalog:
 
     def models(self, kind: str | None = None) -> list[ModelEntry]:
         """Models ready to run first (installed, then downloaded), then those that would download; among
-        equals, those free for any use before licence-restricted ones. The first is a tab's default."""
+        equals, those free for any use before licence-restricted ones, then the user's own (--models-dir)
+        before the bundled ones. The first is a tab's default."""
         ready = {"installed": 0, "downloaded": 1}
         listed = [m for m in self._models.values() if kind is None or m.kind == kind]
-        return sorted(listed, key=lambda m: (bool(m.refusal), ready.get(m.status, 2), bool(m.restriction)))
+        return sorted(listed, key=lambda m: (bool(m.refusal), ready.get(m.status, 2), bool(m.restriction),
+                                             m.origin != "local"))
 
     def model(self, model_id: str, kind: str | None = None) -> ModelEntry:
         """The entry for `model_id`: a listed model, or any hub id for text-to-image (the default) or a VAE

@@ -34,6 +34,14 @@ def test_a_models_folder_is_listed_with_sizes_installed_first(models_dir: Path) 
     assert {m.id for m in catalog.models()} .isdisjoint({"not-a-model", "notes.txt"})
 
 
+def test_offline_every_tab_defaults_to_a_bundled_model_free_for_any_use() -> None:
+    catalog = Catalog()
+    defaults = {kind: catalog.models(kind)[0] for kind in ("text_to_image", "gan", "vae")}
+    assert {k: m.id for k, m in defaults.items()} == {
+        "text_to_image": "atelier-emoji-diffusion", "gan": "atelier-emoji-gan", "vae": "atelier-emoji-vae"}
+    assert all(m.status == "installed" and not m.restriction for m in defaults.values())
+
+
 def test_among_installed_gans_the_one_free_for_any_use_is_the_default(models_dir: Path) -> None:
     gans = Catalog(models_dir=models_dir).models("gan")
     assert gans[0].id == "atelier-emoji-gan" and not gans[0].restriction
