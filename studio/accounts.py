@@ -22,11 +22,13 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from starlette.requests import Request
 
 from studio.gallery.files import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
+LOCAL_USER = "local"  # who everyone is in a studio without logins
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 8
 _HASHER = PasswordHasher()  # Argon2id with the library's current recommended cost
@@ -164,3 +166,16 @@ def _write(path: Path, logins: dict[str, str]) -> None:
     text += "".join(f"{user}:{secret}\n" for user, secret in sorted(logins.items()))
     write_bytes_atomic(path, text.encode())
     path.chmod(0o600)
+
+
+def session_user(request: Request) -> str | None:
+    """The user logged in through Gradio's login page, from its session cookie (so the browser can open API
+    URLs such as an artwork's PNG). Gradio keeps the sessions on its app; another app has none."""
+    app = request.app
+    cookie_id, tokens = getattr(app, "cookie_id", None), getattr(app, "tokens", None)
+    if cookie_id is None or not isinstance(tokens, dict):
+        return None
+    cookies = request.cookies
+    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+    user = tokens.get(token) if token else None
+    return user if isinstance(user, str) else None

@@ -12,9 +12,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from studio.accounts import Accounts
+from studio.accounts import LOCAL_USER, Accounts, session_user
 
-LOCAL_USER = "local"
 BASIC = HTTPBasic(auto_error=False, realm="Atelier",
                   description="The studio's logins (--auth / --auth-file); not needed when it has none.")
 
@@ -40,16 +39,3 @@ class ApiUsers:
             return user
         raise HTTPException(401, "this studio needs a login: send its user name and password (HTTP Basic)",
                             headers={"WWW-Authenticate": 'Basic realm="Atelier"'})
-
-
-def session_user(request: Request) -> str | None:
-    """The user logged in through Gradio's login page, from its session cookie (so the browser can open API
-    URLs such as an artwork's PNG). Gradio keeps the sessions on its app; another app has none."""
-    app = request.app
-    cookie_id, tokens = getattr(app, "cookie_id", None), getattr(app, "tokens", None)
-    if cookie_id is None or not isinstance(tokens, dict):
-        return None
-    cookies = request.cookies
-    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
-    user = tokens.get(token) if token else None
-    return user if isinstance(user, str) else None

@@ -17,7 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from studio.api.auth import LOCAL_USER, session_user
+from studio.accounts import LOCAL_USER, session_user
 from studio.gallery import ArtworkNotFound
 from studio.services import Services
 

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 from pipelines.catalog import UnknownModel, UnknownPipeline
+from studio.accounts import LOCAL_USER
 from studio.gallery import Artwork, ArtworkNotFound, metadata
 from studio.jobs import Job, JobError, JobEvent, JobStatus
 from studio.services import Services
@@ -26,7 +27,7 @@ USER_ERRORS = (ValueError, JobError, UnknownModel, UnknownPipeline, ArtworkNotFo
 
 
 def user_of(request: gr.Request | None) -> str:
-    return (request.username if request is not None else None) or "local"
+    return (request.username if request is not None else None) or LOCAL_USER
 
 
 @dataclass
