@@ -17,6 +17,8 @@ import logging
 import re
 import secrets
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -31,6 +33,11 @@ logger = logging.getLogger(__name__)
 LOCAL_USER = "local"  # who everyone is in a studio without logins
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 8
+# Each Argon2 check takes ~0.2 s and 64 MB: at most this many run at once (others wait), and after this many
+# wrong passwords for one user name within the window, that name's logins are refused until the window passes
+# (without a check): a flood of guesses can neither exhaust the machine nor try many passwords.
+MAX_CONCURRENT_CHECKS = 2
+FAILURES_ALLOWED, FAILURE_WINDOW_S = 10, 60.0
 _HASHER = PasswordHasher()  # Argon2id with the library's current recommended cost
 
 
@@ -54,12 +61,16 @@ def generate_password() -> str:
 class Accounts:
     """The studio's logins: `verify(user, password)`; no logins at all (`required` false) means the local user."""
 
-    def __init__(self, hashes: dict[str, str] | None = None, plain: dict[str, str] | None = None) -> None:
+    def __init__(self, hashes: dict[str, str] | None = None, plain: dict[str, str] | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._hashes = dict(hashes or {})
         self._plain = {user: password.encode() for user, password in (plain or {}).items()}
         self._key = secrets.token_bytes(32)
         self._known: set[bytes] = set()  # HMACs of logins already verified against their hash
         self._lock = threading.Lock()
+        self._checks = threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
+        self._failures: dict[str, deque[float]] = {}  # user name → times of its recent wrong passwords
+        self._clock = clock
 
     @classmethod
     def from_sources(cls, pairs: Iterable[tuple[str, str]], files: Iterable[Path]) -> Accounts:
@@ -95,23 +106,44 @@ class Accounts:
 
     def verify(self, user: str, password: str) -> bool:
         given = password.encode()
-        if user in self._plain:
-            return hmac.compare_digest(given, self._plain[user])
-        stored = self._hashes.get(user)
-        if stored is None:
-            _spend_a_check(password)  # as long as a real check: the answer's timing does not tell who exists
+        if self._throttled(user):
             return False
+        if user in self._plain:
+            ok = hmac.compare_digest(given, self._plain[user])
+            return ok or self._failed(user)
         token = hmac.new(self._key, user.encode() + b"\0" + given, hashlib.sha256).digest()
         with self._lock:
             if token in self._known:
                 return True
-        try:
-            _HASHER.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            return False
+        stored = self._hashes.get(user)
+        with self._checks:
+            if stored is None:
+                _spend_a_check(password)  # as long as a real check: the answer's timing does not tell who exists
+                return self._failed(user)
+            try:
+                _HASHER.verify(stored, password)
+            except (VerificationError, InvalidHashError):
+                return self._failed(user)
         with self._lock:
             self._known.add(token)
         return True
+
+    def _throttled(self, user: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            recent = self._failures.get(user[:64])
+            while recent and recent[0] <= now - FAILURE_WINDOW_S:
+                recent.popleft()
+            return bool(recent) and len(recent) >= FAILURES_ALLOWED
+
+    def _failed(self, user: str) -> bool:
+        """Note a wrong password for `user`; always False (the answer of a failed check)."""
+        now = self._clock()
+        with self._lock:
+            if len(self._failures) > 10_000:  # names tried once long ago: forget them
+                self._failures = {u: t for u, t in self._failures.items() if t and t[-1] > now - FAILURE_WINDOW_S}
+            self._failures.setdefault(user[:64], deque()).append(now)
+        return False
 
 
 _dummy: list[str] = []

@@ -56,3 +56,15 @@ def test_bad_logins_files_are_named(tmp_path: Path) -> None:
         remove_user(path.with_name("other"), "zed")
     with pytest.raises(ValueError, match="user name"):
         add_user(path, "ana:admin", "long-enough")
+
+
+def test_a_flood_of_wrong_passwords_locks_that_name_for_a_minute(tmp_path: Path) -> None:
+    now = [0.0]
+    logins = Accounts({"ana": accounts.hash_password("apple-pie-42")}, {"ben": "plain-password", "cy": "cy-password"},
+                      clock=lambda: now[0])
+    for _ in range(accounts.FAILURES_ALLOWED):
+        assert not logins.verify("ana", "guess") and not logins.verify("ben", "guess")
+    assert not logins.verify("ana", "apple-pie-42") and not logins.verify("ben", "plain-password")  # locked
+    assert logins.verify("cy", "cy-password")  # other names are unaffected
+    now[0] += accounts.FAILURE_WINDOW_S + 1
+    assert logins.verify("ana", "apple-pie-42") and logins.verify("ben", "plain-password")
