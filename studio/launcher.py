@@ -81,6 +81,10 @@ def serve(config: StudioConfig) -> None:
         services.accounts.add(GENERATED_USER, password)
         # printed once, never logged or stored: the user copies it now or relaunches for a new one
         print(f"Login: {GENERATED_USER} / {password}", flush=True)  # noqa: T201
+    if config.exposed and not services.accounts.required and not config.insecure_no_auth:
+        services.stop()  # e.g. a logins file whose every user was removed: still no login, still refused
+        raise SystemExit(f"launch.py: error: {config.logins_files[0]} holds no user, so the studio would have no "
+                         "login; add one with `python launch.py users add NAME` (or pass --insecure-no-auth)")
     if config.exposed and not services.accounts.required:
         logger.warning("!!! --insecure-no-auth: the studio is open to anyone who can reach %s, with no login: "
                        "they can use its GPU and see and delete every artwork !!!",

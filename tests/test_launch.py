@@ -190,3 +190,10 @@ def test_a_shared_studio_without_logins_refuses_to_start(tmp_path: Path) -> None
     proc = subprocess.run([sys.executable, "launch.py", "--no-browser", "--share", "--data-dir", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "--share puts the studio on the internet, and it has no logins" in proc.stderr
+
+    assert users(tmp_path, "add", "ana", password="apple-pie-42").returncode == 0
+    assert users(tmp_path, "remove", "ana").returncode == 0  # the logins file is left with nobody in it
+    proc = subprocess.run([sys.executable, "launch.py", "--no-browser", "--host", "0.0.0.0", "--data-dir",
+                           str(tmp_path), "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "holds no user" in proc.stderr
