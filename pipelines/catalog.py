@@ -184,6 +184,10 @@ class Catalog:
         return sorted(listed, key=lambda m: (bool(m.refusal), ready.get(m.status, 2), bool(m.restriction),
                                              m.origin != "local"))
 
+    def default_model(self, kind: str) -> ModelEntry | None:
+        """What a tab or a request that names no model uses: the first listed model that is not refused."""
+        return next((m for m in self.models(kind) if not m.refusal), None)
+
     def model(self, model_id: str, kind: str | None = None) -> ModelEntry:
         """The entry for `model_id`: a listed model, or any hub id for text-to-image (the default) or a VAE
         (fetched on first use). Raises UnknownModel, or ValueError with the reason for a model that is listed

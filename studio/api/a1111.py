@@ -233,10 +233,10 @@ def _model_for(services: Services, options: OptionsStore, user: str, override: d
     chosen = override.get("sd_model_checkpoint") or options.get(user).get("sd_model_checkpoint")
     if chosen:
         return _checked_model(services, chosen)
-    ready = [m for m in services.catalog.models(KIND) if not m.refusal]
-    if not ready:
+    default = services.catalog.default_model(KIND)
+    if default is None:
         raise HTTPException(404, "no text-to-image model is installed")
-    return ready[0].id
+    return default.id
 
 
 def _checked_model(services: Services, title: Any) -> str:
@@ -308,10 +308,10 @@ def _a1111_fields(info: str) -> dict[str, Any]:
 
 def _progress(services: Services, user: str, skip_image: bool) -> ProgressResponse:
     running = services.queue.list(owner=user, statuses=[JobStatus.RUNNING], limit=1)
-    pending = services.queue.list(owner=user, statuses=[JobStatus.PENDING], limit=1000)
+    pending = services.queue.pending_count(owner=user)
     job = running[0] if running else None
     state = {"skipped": False, "interrupted": bool(job and job.cancel_requested), "job": f"task({job.id})" if job
-             else "", "job_count": len(running) + len(pending), "job_timestamp": time.strftime(
+             else "", "job_count": len(running) + pending, "job_timestamp": time.strftime(
                  "%Y%m%d%H%M%S", time.localtime(job.created_at)) if job else "0", "job_no": 0,
              "sampling_step": job.step if job else 0, "sampling_steps": job.total_steps if job else 0}
     if job is None:

@@ -167,10 +167,10 @@ def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
 def _default_model(services: Services, kind: str) -> str:
     with http_errors():
         services.catalog.pipeline(kind)
-    ready = [m for m in services.catalog.models(kind) if not m.refusal]
-    if not ready:
+    default = services.catalog.default_model(kind)
+    if default is None:
         raise HTTPException(404, f"no {kind} model is installed; name one from GET {PREFIX}/models")
-    return ready[0].id
+    return default.id
 
 
 def _own_job(services: Services, job_id: str, user: str) -> Job:

@@ -61,7 +61,7 @@ class JobQueue(ABC):
         """Block until a job may have been enqueued, or `timeout` seconds."""
 
     @abstractmethod
-    def pending_count(self) -> int: ...
+    def pending_count(self, owner: str | None = None) -> int: ...
 
     @abstractmethod
     def recover(self) -> list[Job]:

@@ -159,8 +159,10 @@ class SqliteJobQueue(JobQueue):
         others = sum(min(p["n"], k + 1 if turn[p["owner"]] < mine else k) for p in peers if p["owner"] != row["owner"])
         return higher + k + others
 
-    def pending_count(self) -> int:
-        return self.db.query("SELECT COUNT(*) FROM jobs WHERE status = 'pending'")[0][0]
+    def pending_count(self, owner: str | None = None) -> int:
+        if owner is None:
+            return self.db.query("SELECT COUNT(*) FROM jobs WHERE status = 'pending'")[0][0]
+        return self.db.query("SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND owner = ?", (owner,))[0][0]
 
     # -- a running job's life -------------------------------------------------------------------------
     def set_progress(self, job_id: str, step: int, total: int) -> None:

@@ -60,7 +60,9 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
         with gr.Row():
             with gr.Column(scale=1):
                 # a hub id typed here is fetched on first use, when the pipeline supports hub models
-                tab.model = gr.Dropdown(choices=[m.id for m in models], value=models[0].id, label="Model",
+                default = catalog.default_model(kind)
+                tab.model = gr.Dropdown(choices=[m.id for m in models], value=default.id if default else None,
+                                        label="Model",
                                         allow_custom_value=kind in ("text_to_image", "vae"))
                 restricted = [f"`{m.id}`: {m.restriction}" for m in models if m.restriction]
                 if restricted:
