@@ -119,10 +119,9 @@ class Dispatcher(threading.Thread):
             image_ids = self._deliver(job, message)
         except Exception as e:  # noqa: BLE001 -- a gallery failure fails this job; the studio keeps serving
             logger.exception("saving the images of job %s failed", job.id)
-            saved = e.saved if isinstance(e, DeliveryFailed) else []
-            error = str(e) if isinstance(e, DeliveryFailed) else f"could not save the images: {e}"
-            self._queue.fail(job.id, error, saved)  # the images saved before the failure stay the job's
-            self._events.publish(JobEvent(job.id, "failed", message=error, image_ids=saved))
+            failed = e if isinstance(e, DeliveryFailed) else DeliveryFailed([], len(message.images), e)
+            self._queue.fail(job.id, str(failed), failed.saved)  # images saved before the failure stay the job's
+            self._events.publish(JobEvent(job.id, "failed", message=str(failed), image_ids=failed.saved))
             return
         self._queue.complete(job.id, image_ids)
         self._events.publish(JobEvent(job.id, "completed", message="done", image_ids=image_ids))

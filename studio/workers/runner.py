@@ -6,6 +6,7 @@ the studio over a pipe and watches a shared flag for "stop this job".
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import signal
@@ -36,7 +37,13 @@ class WorkerRuntime:
 
     def run_job(self, order: WorkOrder, send: Callable[[WorkerMessage], None],
                 should_stop: Callable[[], bool]) -> None:
-        """Run one order; always ends by sending exactly one Finished or Failed."""
+        """Run one order; always ends by sending exactly one Finished or Failed, which also says which models
+        the worker holds in memory afterwards."""
+        outcome = self._outcome(order, send, should_stop)
+        send(dataclasses.replace(outcome, loaded=self.loaded()))
+
+    def _outcome(self, order: WorkOrder, send: Callable[[WorkerMessage], None],
+                 should_stop: Callable[[], bool]) -> Finished | Failed:
         try:
             cls = import_pipeline(order.pipeline)
             params = cls.Params.from_dict(order.params)
@@ -56,20 +63,16 @@ class WorkerRuntime:
                 # diffusers' interrupt still returns (a partial image): kept only when the user asked for it
                 raise Interrupted("stopped after the last step")
         except Interrupted as e:
-            send(Failed(order.job_id, str(e) or "stopped", interrupted=True, loaded=self.loaded()))
+            return Failed(order.job_id, str(e) or "stopped", interrupted=True)
         except (PipelineError, ValueError) as e:
-            send(Failed(order.job_id, str(e), loaded=self.loaded()))
+            return Failed(order.job_id, str(e))
         except Exception as e:  # noqa: BLE001 -- any bug in a pipeline fails its job, not the worker
             logger.exception("job %s failed", order.job_id)
             if _is_out_of_memory(e):
                 self.cache.clear()
-                send(Failed(order.job_id, f"out of memory on {self.device}: try a smaller size or batch",
-                            loaded=self.loaded()))
-            else:
-                send(Failed(order.job_id, f"{type(e).__name__}: {e}", loaded=self.loaded()))
-        else:
-            send(Finished(order.job_id, result.images, result.seeds, result.info, result.animations,
-                          loaded=self.loaded()))
+                return Failed(order.job_id, f"out of memory on {self.device}: try a smaller size or batch")
+            return Failed(order.job_id, f"{type(e).__name__}: {e}")
+        return Finished(order.job_id, result.images, result.seeds, result.info, result.animations)
 
     def loaded(self) -> tuple[str, ...]:
         """The catalogue ids of the models in memory, least recently used first."""
