@@ -6,6 +6,10 @@ same Accounts check the UI's login page, the REST API's HTTP Basic logins and so
 
 Argon2 is slow on purpose (~0.2 s a check): a login once checked is remembered for the life of the server as
 an HMAC under a key made at start, so an API client sending Basic credentials with every request pays it once.
+
+A user may also have one API token (`python launch.py users token NAME`), for tools that should not hold the
+password: 256 random bits, shown once, kept as its SHA-256 (a slow hash adds nothing to a secret that long) in
+`<logins file>.tokens`, and sent as `Authorization: Bearer TOKEN`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ logger = logging.getLogger(__name__)
 LOCAL_USER = "local"  # who everyone is in a studio without logins
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 8
+TOKEN_PREFIX = "atelier_"  # so a leaked token is recognisable (and findable by secret scanners)
 # Each Argon2 check takes ~0.2 s and 64 MB: at most this many run at once (others wait), and after this many
 # wrong passwords for one user name within the window, that name's logins are refused until the window passes
 # (without a check): a flood of guesses can neither exhaust the machine nor try many passwords.
@@ -61,10 +66,13 @@ def generate_password() -> str:
 class Accounts:
     """The studio's logins: `verify(user, password)`; no logins at all (`required` false) means the local user."""
 
-    def __init__(self, hashes: dict[str, str] | None = None, plain: dict[str, str] | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, hashes: dict[str, str] | None = None, plain: dict[str, str] | None = None,
+                 tokens: dict[str, str] | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._hashes = dict(hashes or {})
         self._plain = {user: password.encode() for user, password in (plain or {}).items()}
+        users = {*self._hashes, *self._plain}
+        # token digest → user, for users that still have a login
+        self._tokens = {digest: user for user, digest in (tokens or {}).items() if user in users}
         self._key = secrets.token_bytes(32)
         self._known: set[bytes] = set()  # HMACs of logins already verified against their hash
         self._lock = threading.Lock()
@@ -77,7 +85,10 @@ class Accounts:
         """Logins from USER:PASS pairs (the --auth flag) and logins files (hashed or plain lines)."""
         hashes: dict[str, str] = {}
         plain = dict(pairs)
+        tokens: dict[str, str] = {}
         for path in files:
+            if tokens_file(path).exists():
+                tokens.update(read_logins(tokens_file(path)))
             for user, secret in read_logins(path).items():
                 if secret.startswith("$argon2"):
                     hashes[user] = secret
@@ -85,7 +96,7 @@ class Accounts:
                     plain[user] = secret
                     logger.warning("%s keeps %s's password in plain text; run `python launch.py users add %s` to "
                                    "store a hash instead", path, user, user)
-        return cls(hashes, plain)
+        return cls(hashes, plain, tokens)
 
     def add(self, user: str, password: str) -> None:
         """A login for this run only (e.g. --share-generate-password's), kept in memory."""
@@ -127,6 +138,10 @@ class Accounts:
         with self._lock:
             self._known.add(token)
         return True
+
+    def token_user(self, token: str) -> str | None:
+        """Whose API token this is, or None."""
+        return self._tokens.get(token_digest(token)) if token.startswith(TOKEN_PREFIX) else None
 
     def _throttled(self, user: str) -> bool:
         now = self._clock()
@@ -174,6 +189,39 @@ def read_logins(path: Path) -> dict[str, str]:
     return logins
 
 
+TOKENS_ABOUT = "API tokens: USER:SHA256 of the token. Edit with `python launch.py users token NAME [--revoke]`."
+
+
+def tokens_file(logins_file: Path) -> Path:
+    return logins_file.with_name(logins_file.name + ".tokens")
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(logins_file: Path, user: str) -> str:
+    """A new API token for `user` (replacing the old one); returned once, only its digest is stored."""
+    if user not in (read_logins(logins_file) if logins_file.exists() else {}):
+        raise ValueError(f"no user {user!r} in {logins_file}; add the user first")
+    path = tokens_file(logins_file)
+    tokens = read_logins(path) if path.exists() else {}
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    tokens[user] = token_digest(token)
+    _write(path, tokens, TOKENS_ABOUT)
+    return token
+
+
+def revoke_token(logins_file: Path, user: str) -> bool:
+    """Forget `user`'s API token; True when there was one."""
+    path = tokens_file(logins_file)
+    tokens = read_logins(path) if path.exists() else {}
+    if tokens.pop(user, None) is None:
+        return False
+    _write(path, tokens, TOKENS_ABOUT)
+    return True
+
+
 def add_user(path: Path, user: str, password: str) -> bool:
     """Store USER with a hash of `password` (replacing an earlier one). True when the user is new."""
     check_user_name(user)
@@ -190,11 +238,13 @@ def remove_user(path: Path, user: str) -> None:
         raise ValueError(f"no user {user!r} in {path}")
     del logins[user]
     _write(path, logins)
+    revoke_token(path, user)
 
 
-def _write(path: Path, logins: dict[str, str]) -> None:
+def _write(path: Path, logins: dict[str, str],
+           about: str = "logins: USER:HASH (Argon2id). Edit with `python launch.py users add|remove NAME`.") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "# Atelier logins: USER:HASH (Argon2id). Edit with `python launch.py users add|remove NAME`.\n"
+    text = f"# Atelier {about}\n"
     text += "".join(f"{user}:{secret}\n" for user, secret in sorted(logins.items()))
     write_bytes_atomic(path, text.encode())
     path.chmod(0o600)

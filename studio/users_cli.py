@@ -1,4 +1,5 @@
-"""`python launch.py users add|remove|list`: manage the studio's logins (salted Argon2id hashes in a logins file).
+"""`python launch.py users add|remove|list|token`: manage the studio's logins (salted Argon2id hashes in a logins
+file) and API tokens.
 
 The file is --auth-file when given, else `logins` in the data dir, which the studio reads by itself: adding the
 first user turns logins on for the next launch. A password is asked twice on a terminal, or read as one line
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from studio.accounts import add_user, read_logins, remove_user
+from studio.accounts import add_user, issue_token, read_logins, remove_user, revoke_token
 from studio.config import ENV_PREFIX, StudioConfig, default_data_dir
 
 
@@ -31,6 +32,9 @@ def users_main(argv: Sequence[str]) -> int:
     remove = commands.add_parser("remove", help="remove a user")
     remove.add_argument("name")
     commands.add_parser("list", help="list the users")
+    token = commands.add_parser("token", help="make a user's API token (shown once; replaces the old one)")
+    token.add_argument("name")
+    token.add_argument("--revoke", action="store_true", help="remove the user's API token instead")
     args = parser.parse_args(argv)
     path = StudioConfig(data_dir=Path(args.data_dir).expanduser(),
                         auth_file=Path(args.auth_file) if args.auth_file else None).logins_file
@@ -41,6 +45,14 @@ def users_main(argv: Sequence[str]) -> int:
         elif args.command == "remove":
             remove_user(path, args.name)
             print(f"removed {args.name} from {path}")  # noqa: T201
+        elif args.command == "token" and args.revoke:
+            done = revoke_token(path, args.name)
+            print(f"revoked {args.name}'s API token" if done else f"{args.name} had no API token")  # noqa: T201
+        elif args.command == "token":
+            # on stdout alone, so `TOKEN=$(python launch.py users token ana)` works; the note goes to stderr
+            print(issue_token(path, args.name))  # noqa: T201
+            print(f"API token of {args.name}: send it as `Authorization: Bearer TOKEN`; it is shown only now, and "
+                  "a running studio reads it when restarted", file=sys.stderr)  # noqa: T201
         else:
             for name in sorted(read_logins(path)) if path.exists() else []:
                 print(name)  # noqa: T201

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from studio import accounts
-from studio.accounts import Accounts, add_user, read_logins, remove_user
+from studio.accounts import Accounts, add_user, issue_token, read_logins, remove_user, revoke_token, tokens_file
 
 
 def test_stored_logins_verify_and_a_checked_login_is_remembered(tmp_path: Path, monkeypatch, caplog) -> None:
@@ -68,3 +68,25 @@ def test_a_flood_of_wrong_passwords_locks_that_name_for_a_minute(tmp_path: Path)
     assert logins.verify("cy", "cy-password")  # other names are unaffected
     now[0] += accounts.FAILURE_WINDOW_S + 1
     assert logins.verify("ana", "apple-pie-42") and logins.verify("ben", "plain-password")
+
+
+def test_an_api_token_names_its_user_until_revoked_and_only_its_digest_is_stored(tmp_path: Path) -> None:
+    path = tmp_path / "logins"
+    add_user(path, "ana", "apple-pie-42")
+    add_user(path, "ben", "blue-moon-42")
+    with pytest.raises(ValueError, match="no user 'cy'"):
+        issue_token(path, "cy")
+    first = issue_token(path, "ana")
+    token = issue_token(path, "ana")  # a new one replaces the old
+    ben = issue_token(path, "ben")
+    assert token.startswith("atelier_") and len(token) > 40 and token not in tokens_file(path).read_text()
+    assert tokens_file(path).stat().st_mode & 0o077 == 0
+    logins = Accounts.from_sources([], [path])
+    assert logins.token_user(token) == "ana" and logins.token_user(ben) == "ben"
+    assert logins.token_user(first) is None and logins.token_user(token + "x") is None
+    assert logins.token_user(accounts.token_digest(token)) is None  # the stored digest is not a token
+
+    assert revoke_token(path, "ana") and not revoke_token(path, "ana")
+    remove_user(path, "ben")  # a removed user's token goes with the login
+    logins = Accounts.from_sources([], [path])
+    assert logins.token_user(token) is None and logins.token_user(ben) is None and read_logins(tokens_file(path)) == {}

@@ -150,8 +150,13 @@ def test_users_added_on_the_command_line_are_the_studios_logins(tmp_path: Path) 
     assert short.returncode == 2 and "at least 8" in short.stderr
     assert users(data_dir, "add", "../evil", password="long-enough").returncode == 2
     assert users(data_dir, "list").stdout.split() == ["ana", "ben"]
+    assert users(data_dir, "token", "ben").returncode == 0
     assert users(data_dir, "remove", "ben").returncode == 0
     assert users(data_dir, "remove", "ben").returncode == 2
+    assert users(data_dir, "token", "ben").returncode == 2  # gone, and so is the token
+    made = users(data_dir, "token", "ana")
+    token = made.stdout.strip()  # the token alone on stdout, for TOKEN=$(...)
+    assert token.startswith("atelier_") and "Bearer" in made.stderr
     stored = (data_dir / "logins").read_text()
     assert "apple-pie" not in stored and "ana:$argon2id$" in stored and "ben" not in stored
     assert (data_dir / "logins").stat().st_mode & 0o077 == 0  # readable by its owner only
@@ -162,6 +167,7 @@ def test_users_added_on_the_command_line_are_the_studios_logins(tmp_path: Path) 
         assert httpx.get(health, timeout=30).status_code == 401
         assert httpx.get(health, auth=("ana", "wrong-password"), timeout=30).status_code == 401
         assert httpx.get(health, auth=("ana", "apple-pie-42"), timeout=30).status_code == 200
+        assert httpx.get(health, headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code == 200
         Client(studio.url, auth=("ana", "apple-pie-42"), verbose=False)  # the UI's login page takes it too
         with pytest.raises(ValueError, match="Could not login"):
             Client(studio.url, auth=("ana", "nope"), verbose=False)
