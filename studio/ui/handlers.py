@@ -16,7 +16,7 @@ import gradio as gr
 from pipelines.catalog import UnknownModel, UnknownPipeline
 from studio.accounts import LOCAL_USER
 from studio.gallery import Artwork, ArtworkNotFound, metadata
-from studio.jobs import Job, JobError, JobEvent, JobStatus
+from studio.jobs import Job, JobError, JobEvent, JobNotFound, JobStatus
 from studio.services import Services
 from studio.ui.forms import Binding
 
@@ -111,7 +111,7 @@ class Handlers:
         try:
             job = self.services.queue.get(job_id)
             if job.owner != user_of(request):
-                raise gr.Error("that job is not yours")
+                raise JobNotFound(job_id)  # as the API does: another user's job is not confirmed to exist
             job = self.services.queue.cancel(job_id)
         except USER_ERRORS as e:
             raise gr.Error(str(e)) from None
