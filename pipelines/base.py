@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args, get_origin
+from typing import Any, ClassVar, Literal, NamedTuple, get_args, get_origin
 
 if typing.TYPE_CHECKING:
     from PIL import Image
@@ -54,6 +54,14 @@ def param(default: Any, *, label: str = "", help: str = "", minimum: float | Non
                                             and v != ""})
 
 
+class Workload(NamedTuple):
+    """How much one job asks for, as a studio's per-job caps count it."""
+
+    pictures: int  # pictures made; each frame of an animation and each tile of a grid counts
+    pixels: int  # pixels of each picture as asked for (after any upscale); 0 when the size is the model's
+    # native one or follows an input picture, which the caller does not choose freely
+
+
 @dataclass(frozen=True)
 class BaseParams:
     """Frozen params of one job. Subclasses add fields (use `param(...)`) and extend `check`.
@@ -90,6 +98,10 @@ class BaseParams:
                 raise ValueError(f"`{f.name}` must be at least {low}, got {value}")
             if high is not None and value > high:
                 raise ValueError(f"`{f.name}` must be at most {high}, got {value}")
+
+    def workload(self) -> Workload:
+        """What this job asks for; pipelines that make more than one picture, or take a size, override it."""
+        return Workload(1, 0)
 
     def a1111_fields(self) -> dict[str, Any]:
         """Key/value pairs for the A1111 `parameters` text beyond prompt and seed; subclasses may extend.

@@ -35,6 +35,7 @@ from pipelines.base import (
     Pipeline,
     PipelineError,
     ShouldStop,
+    Workload,
     param,
 )
 from pipelines.catalog import ModelEntry, folder_models
@@ -103,6 +104,12 @@ class GanParams(BaseParams):
 
     def seed_list(self) -> list[int]:
         return parse_seeds(self.seeds, limit=MAX_IMAGES)
+
+    def workload(self) -> Workload:
+        if self.mode in ANIMATIONS:
+            return Workload(self.frames, 0)
+        seeds = self.seed_list() if self.mode == "sample" else []
+        return Workload(len(seeds) or self.num_images, 0)  # the model's size, at most ×4 for viewing
 
 
 class GanPipeline(Pipeline):

@@ -73,8 +73,11 @@ def hub_entry(repo_id: str, licence: str = "see the model card on the hub", rest
     cached = (folder / "snapshots").is_dir()
     size = tree_size(folder / "blobs") if cached else None
     status = "downloaded" if cached else ("not downloaded (offline)" if hub_offline() else "downloads on first use")
+    # `hub` makes the loader take the source as a repo id only: "assets/models" is a repo id in form, and must not
+    # become a folder of the worker's working directory because someone typed it
     return ModelEntry(id=repo_id, kind=kind, source=repo_id, origin="hub", licence=licence,
-                      restriction=restriction, size_bytes=size, description=about, status=status)
+                      restriction=restriction, size_bytes=size, description=about, status=status,
+                      load_options={"hub": True})
 
 
 def _scan(models_dir: Path, allow_pickle: bool) -> list[ModelEntry]:
@@ -124,12 +127,13 @@ def hub_repo_folder(repo_id: str) -> Path:
 
 
 def load_diffusers_pipeline(source: str, *, torch_dtype: torch.dtype, on_status: OnStatus | None = None,
-                            allow_pickle: bool = False) -> tuple[Any, str | None]:
-    """(text-to-image pipeline, short model hash or None) for a folder, a checkpoint file or a hub id."""
+                            allow_pickle: bool = False, hub: bool = False) -> tuple[Any, str | None]:
+    """(text-to-image pipeline, short model hash or None) for a folder, a checkpoint file or (always, with `hub`)
+    a hub id."""
     path = Path(source)
-    if path.is_dir():
+    if not hub and path.is_dir():
         return _from_folder(path, torch_dtype), None
-    if path.is_file():
+    if not hub and path.is_file():
         from pipelines.single_file import load_single_file
 
         if on_status:

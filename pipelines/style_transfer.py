@@ -33,6 +33,7 @@ from pipelines.base import (
     OnStep,
     Pipeline,
     ShouldStop,
+    Workload,
     param,
 )
 from pipelines.gatys import GatysSettings, gatys_transfer
@@ -86,6 +87,9 @@ class StyleTransferParams(BaseParams):
             raise ValueError(f"`style_b` is the same style as `style` ({self.style}); pick another or 0")
         if self.content_weight == 0 and self.style_weight == 0 and self.mode == "gatys":
             raise ValueError("`content_weight` and `style_weight` cannot both be 0")
+
+    def workload(self) -> Workload:
+        return Workload(1, self.size * self.size)  # the long side squared: at most, whatever the photo's shape
 
     def a1111_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"Mode": self.mode, "Size": self.size}

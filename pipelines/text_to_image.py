@@ -28,6 +28,7 @@ from pipelines.base import (
     Pipeline,
     PipelineError,
     ShouldStop,
+    Workload,
     param,
 )
 from pipelines.diffusion_utils import (
@@ -93,6 +94,9 @@ class TextToImageParams(BaseParams):
             raise ValueError(f"`strength` × `num_steps` must come to at least one denoising step for img2img and "
                              f"inpaint, got {self.strength} × {self.num_steps}: raise either")
 
+    def workload(self) -> Workload:
+        return Workload(self.batch_size * self.batch_count, 0 if self.init_image else self.width * self.height)
+
     @property
     def mode(self) -> Literal["txt2img", "img2img", "inpaint"]:
         if self.mask:
@@ -139,7 +143,8 @@ class TextToImagePipeline(Pipeline):
         # faster for the UNet and slower for the VAE, so modules keep diffusers' default memory format.
         torch_dtype = pick_dtype(device, dtype)
         pipe, model_hash = load_diffusers_pipeline(str(source), torch_dtype=torch_dtype, on_status=on_status,
-                                                   allow_pickle=bool(options.get("allow_pickle")))
+                                                   allow_pickle=bool(options.get("allow_pickle")),
+                                                   hub=bool(options.get("hub")))
         pipe.set_progress_bar_config(disable=True)
         if options.get("low_vram") and device.startswith("cuda"):
             # each component moves to the GPU only for its forward pass: SDXL fits in ~4 GB of VRAM

@@ -42,6 +42,7 @@ from pipelines.base import (
     Pipeline,
     PipelineError,
     ShouldStop,
+    Workload,
     param,
 )
 from pipelines.catalog import ModelEntry, folder_models, read_model_config
@@ -124,6 +125,11 @@ class VaeParams(BaseParams):
             if not getattr(self, name):
                 raise ValueError(f"`{name}` is required in {self.mode} mode: {ROLES[name]}")
 
+    def workload(self) -> Workload:
+        if self.mode == "sample":
+            return Workload(self.num_images, self.width * self.height * self.upscale**2)
+        return Workload(self.frames if self.mode == "interpolate" else 1, 0)  # sized by image A
+
 
 class VaePipeline(Pipeline):
     kind = "vae"
@@ -155,7 +161,7 @@ class VaePipeline(Pipeline):
     def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
              **options: Any) -> VaePipeline:
         path = Path(source)
-        if path.is_dir():
+        if path.is_dir() and not options.get("hub"):  # a hub id is never a folder of the working directory
             folder = path
             model_hash = short_file_hash(path / WEIGHTS) if (path / WEIGHTS).is_file() else None
         elif HUB_ID.match(str(source)):

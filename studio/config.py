@@ -19,6 +19,18 @@ ENV_PREFIX = "ATELIER_"
 GENERATED_USER = "atelier"  # the login --share-generate-password makes
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOOPBACK_HOSTS = ("localhost", "::1")  # and 127.0.0.0/8
+# what one job of a shared or network-facing studio may ask for unless the owner says otherwise: every batch the
+# text-to-image tab allows (8 × 16), and pictures up to SDXL's 1024 × 1024
+EXPOSED_CAPS = (128, 1.05)
+
+
+@dataclass(frozen=True)
+class JobCaps:
+    """What one job may ask for, whoever asks (0: no cap)."""
+
+    images: int = 0  # pictures per job
+    pixels: int = 0  # pixels per picture
+    any_hub_model: bool = True  # a model may be any hub id, not only a listed one
 
 
 def default_data_dir() -> Path:
@@ -49,6 +61,10 @@ class StudioConfig:
     plugins: tuple[str, ...] = ()  # extra pipeline modules to import ("package.module"), each defining Pipelines
     max_queue: int = 1000  # pending jobs beyond this are refused ("queue full"), so a flood cannot hang the UI
     max_queue_per_user: int = 100  # and beyond this many of one user's, so one user cannot fill the queue
+    # per-job caps for every user; None: EXPOSED_CAPS on a shared or network-facing studio, no cap locally; 0: none
+    max_images_per_job: int | None = None
+    max_megapixels: float | None = None  # of each picture
+    allow_any_hub_model: bool = False  # let users of an exposed studio type any hub id (a download) into a tab
     model_memory_gb: float = 6.0  # byte budget of each worker's model cache; least recently used models go first
     in_process_workers: bool = False  # run workers as threads in the server (tests, debugging); default: processes
 
@@ -80,6 +96,16 @@ class StudioConfig:
         return self.share or self.host not in LOOPBACK_HOSTS and not self.host.startswith("127.")
 
     @property
+    def job_caps(self) -> JobCaps:
+        """The per-job caps in force: the flags, else EXPOSED_CAPS when exposed, else none."""
+        images, megapixels = EXPOSED_CAPS if self.exposed else (0, 0.0)
+        if self.max_images_per_job is not None:
+            images = self.max_images_per_job
+        if self.max_megapixels is not None:
+            megapixels = self.max_megapixels
+        return JobCaps(images, round(megapixels * 1e6), any_hub_model=self.allow_any_hub_model or not self.exposed)
+
+    @property
     def has_logins(self) -> bool:
         return bool(self.auth_pairs or self.logins_files or self.share_generate_password)
 
@@ -92,6 +118,10 @@ class StudioConfig:
             raise ValueError(f"--max-queue must be at least 1, got {self.max_queue}")
         if self.max_queue_per_user < 1:
             raise ValueError(f"--max-queue-per-user must be at least 1, got {self.max_queue_per_user}")
+        if (self.max_images_per_job or 0) < 0:
+            raise ValueError(f"--max-images-per-job must be 0 (no cap) or more, got {self.max_images_per_job}")
+        if not (self.max_megapixels or 0) >= 0:
+            raise ValueError(f"--max-megapixels must be 0 (no cap) or more, got {self.max_megapixels}")
         if self.model_memory_gb <= 0:
             raise ValueError(f"--model-memory-gb must be positive, got {self.model_memory_gb}")
         self.auth_pairs  # noqa: B018 -- validates the credentials early, with the flag's name in the message
@@ -183,6 +213,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                    help="most pending jobs accepted at once (default %(default)s)")
     p.add_argument("--max-queue-per-user", type=int, default=default("max_queue_per_user", d.max_queue_per_user),
                    help="most pending jobs of one user (default %(default)s); users take turns in the queue")
+    caps = "default: %s on a shared or network-facing studio, none locally; 0: no cap"
+    p.add_argument("--max-images-per-job", type=int, default=default("max_images_per_job", None),
+                   help="most pictures one job may make, frames and grid tiles included ("
+                        + caps % EXPOSED_CAPS[0] + ")")
+    p.add_argument("--max-megapixels", type=float, default=default("max_megapixels", None),
+                   help="largest picture one job may ask for, in millions of pixels (" + caps % EXPOSED_CAPS[1] + ")")
+    p.add_argument("--allow-any-hub-model", action="store_true", default=flag("allow_any_hub_model"),
+                   help="on a shared or network-facing studio, let users type any Hugging Face hub id (the studio "
+                        "downloads it); by default they pick among the listed models")
     p.add_argument("--model-memory-gb", type=float, default=default("model_memory_gb", d.model_memory_gb),
                    help="memory each worker may spend on loaded models (default %(default)s GB)")
     return p
@@ -206,6 +245,9 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             low_vram=ns.low_vram, vae_tiling=ns.vae_tiling, torch_compile=ns.torch_compile,
             plugins=tuple(m.strip() for m in ns.plugins.split(",") if m.strip()),
             max_queue=int(ns.max_queue), max_queue_per_user=int(ns.max_queue_per_user),
+            max_images_per_job=None if ns.max_images_per_job is None else int(ns.max_images_per_job),
+            max_megapixels=None if ns.max_megapixels is None else float(ns.max_megapixels),
+            allow_any_hub_model=ns.allow_any_hub_model,
             model_memory_gb=float(ns.model_memory_gb),
         )
         config.check()

@@ -13,8 +13,10 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pipelines.base import Workload
 from pipelines.catalog import Catalog, pipeline_path
 from studio import __version__
+from studio.config import JobCaps
 from studio.gallery import GalleryStore, Recipe
 from studio.gallery.inputs import InputStore
 from studio.jobs import Job, JobEvent, JobEvents, JobQueue, JobSpec
@@ -28,8 +30,9 @@ MAX_PARAMS_CHARS = 100_000  # a recipe is a few hundred bytes; anything near thi
 
 class GenerationService:
     def __init__(self, queue: JobQueue, catalog: Catalog, gallery: GalleryStore, inputs: InputStore,
-                 events: JobEvents) -> None:
+                 events: JobEvents, caps: JobCaps | None = None) -> None:
         self.queue = queue
+        self.caps = caps or JobCaps()
         self.catalog = catalog
         self.gallery = gallery
         self.inputs = inputs
@@ -40,16 +43,25 @@ class GenerationService:
                    owner: str = "local", priority: int = 0) -> JobSpec:
         """Validate a request; raise ValueError (naming the field) or UnknownPipeline/UnknownModel."""
         cls = self.catalog.pipeline(pipeline)
-        self.catalog.model(model, pipeline)
+        self.catalog.model(model, pipeline, any_hub_id=self.caps.any_hub_model)
         if len(repr(params)) > MAX_PARAMS_CHARS:
             raise ValueError(f"params are too large ({len(repr(params)):,} characters; at most {MAX_PARAMS_CHARS:,})")
         checked = cls.Params.from_dict(params)
+        self._check_caps(checked.workload())
         for name in cls.Params.image_fields():
             ref = getattr(checked, name)
             if ref and not self.inputs.exists(ref):
                 raise ValueError(f"`{name}` refers to an input image that is not stored: {ref[:80]!r}")
         return JobSpec(pipeline=pipeline, model=model, params=checked.to_dict(), seed=resolve_seed(seed), owner=owner,
                        priority=priority)
+
+    def _check_caps(self, asked: Workload) -> None:
+        if self.caps.images and asked.pictures > self.caps.images:
+            raise ValueError(f"this job would make {asked.pictures:,} pictures; this studio allows at most "
+                             f"{self.caps.images:,} per job (--max-images-per-job)")
+        if self.caps.pixels and asked.pixels > self.caps.pixels:
+            raise ValueError(f"this job asks for pictures of {asked.pixels / 1e6:.2f} megapixels; this studio allows "
+                             f"at most {self.caps.pixels / 1e6:.2f} (--max-megapixels)")
 
     def submit(self, pipeline: str, model: str, params: Mapping[str, Any], seed: int | None = -1, *,
                owner: str = "local", priority: int = 0) -> Job:

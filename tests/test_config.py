@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.config import StudioConfig, default_data_dir, parse_config
+from studio.config import EXPOSED_CAPS, JobCaps, StudioConfig, default_data_dir, parse_config
 from studio.workers.devices import resolve_devices
 
 ROOT = Path(__file__).parent.parent
@@ -83,6 +83,8 @@ def test_a_shared_or_network_studio_needs_logins(argv, refused, tmp_path: Path, 
         ([], {"ATELIER_SHARE": "maybe"}, "ATELIER_SHARE: expected a yes/no value, got 'maybe'"),
         ([], {"ATELIER_PORT": "http"}, "argument --port: invalid int value: 'http'"),
         (["--max-queue", "0"], {}, "--max-queue must be at least 1"),
+        (["--max-megapixels", "nan"], {}, "--max-megapixels must be 0 (no cap) or more, got nan"),
+        (["--max-images-per-job", "-1"], {}, "--max-images-per-job must be 0 (no cap) or more"),
     ],
 )
 def test_bad_settings_exit_with_a_message_naming_them(argv, env, message, capsys) -> None:
@@ -124,3 +126,15 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:
     assert readme.index(commands[1]) < readme.index("## ")  # both come before any section
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert ci[-1] == commands[1]
+
+
+def test_job_caps_are_off_locally_on_when_exposed_and_set_by_flags(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    assert parse_config(data, {}).job_caps == JobCaps(0, 0, any_hub_model=True)
+    exposed = parse_config([*data, "--host", "0.0.0.0", "--auth", "ana:pw"], {}).job_caps
+    assert exposed == JobCaps(EXPOSED_CAPS[0], round(EXPOSED_CAPS[1] * 1e6), any_hub_model=False)
+    assert exposed.pixels >= 1024 * 1024  # SDXL's native size is allowed
+    owner = parse_config([*data, "--share", "--auth", "ana:pw", "--max-images-per-job", "0", "--max-megapixels", "4",
+                          "--allow-any-hub-model"], {}).job_caps
+    assert owner == JobCaps(0, 4_000_000, any_hub_model=True)
+    assert parse_config(data, {"ATELIER_MAX_IMAGES_PER_JOB": "8"}).job_caps.images == 8  # locally too, when asked

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from studio.accounts import add_user
+from studio.accounts import add_user, issue_token
 from studio.services import Services
 from tests.conftest import make_config, wait_for
 from tests.support.photos import photo
@@ -231,6 +231,36 @@ def test_with_logins_every_route_needs_one_and_users_see_only_their_own(tmp_path
             assert bob.get(f"{API}/jobs").json()["jobs"] == []
             assert [i["id"] for i in ann.get(f"{API}/images").json()["images"]] == [image_id]
             assert ann.get(f"{API}/images/{image_id}/record").json()["recipe"]["params"]["prompt"] == "ann's"
+
+
+def test_a_network_facing_studio_caps_each_job_and_downloads_only_listed_models(tmp_path: Path) -> None:
+    logins = tmp_path / "logins"
+    add_user(logins, "ann", "apple-pie-9")
+    token = issue_token(logins, "ann")
+    config = make_config(tmp_path / "data", host="0.0.0.0", auth_file=logins, max_images_per_job=4,
+                         max_megapixels=0.05)
+    with serve_http(config) as (services, url), \
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as ann:
+        assert httpx.get(url + f"{API}/jobs", headers={"Authorization": f"Bearer {token}x"}).status_code == 401
+        job = ann.post(f"{API}/jobs", json={"pipeline": "pattern", "params": {"num_images": 4}})
+        assert job.status_code == 202 and finished(ann, job.json()["id"])["status"] == "completed"
+        assert services.queue.get(job.json()["id"]).owner == "ann"  # the token stands for its user
+
+        refused = {
+            "at most 4 per job (--max-images-per-job)": ("pattern", None, {"num_images": 5}),
+            "allows at most 0.05 (--max-megapixels)": ("pattern", None, {"width": 256, "height": 256}),
+            "this studio downloads only the models it lists (--allow-any-hub-model)":
+                ("text_to_image", "someone/forty-gigabytes", {}),
+        }
+        for message, (pipeline, model, params) in refused.items():
+            response = ann.post(f"{API}/jobs", json={"pipeline": pipeline, "model": model, "params": params})
+            assert response.status_code in (404, 422) and message in response.text, response.text
+        a1111 = {"--max-images-per-job": {"batch_size": 5},  # the A1111 API answers to the same caps
+                 "--allow-any-hub-model": {"override_settings": {"sd_model_checkpoint": "someone/x"}}}
+        for message, body in a1111.items():
+            response = ann.post("sdapi/v1/txt2img", json=body)
+            assert response.status_code in (404, 422) and message in response.text, response.text
+        assert [j.id for j in services.queue.list()] == [job.json()["id"]]  # nothing refused was queued
 
 
 def test_the_openapi_document_covers_the_api_and_derives_params_from_the_pipelines(api) -> None:

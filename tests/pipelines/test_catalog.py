@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.base import PipelineError
 from pipelines.catalog import Catalog, UnknownModel
+from pipelines.text_to_image import TextToImagePipeline
+from tests.support.tiny_sd import save_tiny_sd
 
 
 @pytest.fixture
@@ -74,3 +77,23 @@ def test_a_cached_hub_model_is_downloaded_with_its_size(models_dir: Path, tmp_pa
     (blobs.parent / "snapshots").mkdir()
     entry = Catalog(models_dir=models_dir).model("stabilityai/sd-turbo")
     assert (entry.status, entry.size_bytes) == ("downloaded", 4096)
+
+
+def test_a_studio_may_accept_listed_models_only(models_dir: Path) -> None:
+    catalog = Catalog(models_dir=models_dir)
+    catalog.model("someone/typed-locally", "text_to_image")  # named once where any hub id is allowed
+    for typed in ("someone/typed-locally", "someone/forty-gigabytes"):
+        with pytest.raises(UnknownModel, match="downloads only the models it lists"):
+            catalog.model(typed, "text_to_image", any_hub_id=False)
+    listed = catalog.model("stabilityai/sd-turbo", "text_to_image", any_hub_id=False)  # in the catalogue: fine
+    assert listed.origin == "hub"
+
+
+def test_a_hub_id_is_never_read_as_a_folder_of_the_working_directory(models_dir: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    save_tiny_sd(tmp_path / "assets" / "models")  # a real model in a folder named like a hub id: owner/name
+    entry = Catalog(models_dir=models_dir).model("assets/models", "text_to_image")
+    assert entry.load_options == {"hub": True}
+    with pytest.raises(PipelineError, match="model assets/models is not downloaded and Atelier is offline"):
+        TextToImagePipeline.load(entry.source, device="cpu", **entry.load_options)

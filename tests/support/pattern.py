@@ -25,6 +25,7 @@ from pipelines.base import (
     OnStep,
     Pipeline,
     ShouldStop,
+    Workload,
     param,
 )
 from pipelines.catalog import ModelEntry
@@ -46,6 +47,9 @@ class PatternParams(BaseParams):
         super().check()
         if self.width % 8 or self.height % 8:
             raise ValueError(f"`width` and `height` must be divisible by 8, got {self.width}x{self.height}")
+
+    def workload(self) -> Workload:
+        return Workload(self.num_images, self.width * self.height)
 
 
 class PatternPipeline(Pipeline):

@@ -59,11 +59,12 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
             return tab
         with gr.Row():
             with gr.Column(scale=1):
-                # a hub id typed here is fetched on first use, when the pipeline supports hub models
+                # a hub id typed here is fetched on first use, when the pipeline supports hub models and the
+                # studio lets its users name any (see JobCaps.any_hub_model)
                 default = catalog.default_model(kind)
+                typed = kind in ("text_to_image", "vae") and handlers.services.generation.caps.any_hub_model
                 tab.model = gr.Dropdown(choices=[m.id for m in models], value=default.id if default else None,
-                                        label="Model",
-                                        allow_custom_value=kind in ("text_to_image", "vae"))
+                                        label="Model", allow_custom_value=typed)
                 restricted = [f"`{m.id}`: {m.restriction}" for m in models if m.restriction]
                 if restricted:
                     gr.Markdown("Licence limits: " + "; ".join(restricted))
