@@ -225,6 +225,7 @@ def test_with_logins_every_route_needs_one_and_users_see_only_their_own(tmp_path
             job_id = ann.post(f"{API}/jobs", json={"pipeline": "pattern", "params": {"prompt": "ann's"}}).json()["id"]
             image_id = finished(ann, job_id)["image_ids"][0]
             assert bob.get(f"{API}/jobs/{job_id}").status_code == 404
+            assert bob.get(f"{API}/jobs/{job_id}/events").status_code == 404  # nor its progress previews
             assert bob.delete(f"{API}/jobs/{job_id}").status_code == 404
             assert bob.get(f"{API}/images/{image_id}").status_code == 404
             assert bob.get(f"{API}/images").json()["images"] == []

@@ -1,6 +1,6 @@
-"""The disk fills up while a job's artworks are written: the job fails saying so, the gallery keeps no half of
-an artwork (no file without a record, no record without its files, no temp file), artworks saved before the
-failure stay the job's, and the studio goes on."""
+"""The disk fills up (or turns read-only) while a job's artworks are written: the job fails saying so, the gallery
+keeps no half of an artwork (no file without a record, no record without its files, no temp file), artworks saved
+before the failure stay the job's, and the studio goes on."""
 
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ def gallery_files(services: Services) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("gallery.db"))
 
 
-@pytest.mark.parametrize("failing_write", [1, 2, 3])  # the PNG, the thumbnail, the second image's PNG
+@pytest.mark.parametrize(("failing_write", "error"), [
+    (1, errno.ENOSPC), (2, errno.ENOSPC), (3, errno.ENOSPC),  # the PNG, the thumbnail, the second image's PNG
+    (1, errno.EROFS), (3, errno.EROFS),  # the data dir's disk turned read-only (e.g. remounted after an error)
+])
 def test_a_full_disk_fails_the_job_and_leaves_the_gallery_whole(studio: Services, monkeypatch,
-                                                                failing_write: int) -> None:
+                                                                failing_write: int, error: int) -> None:
     before = gallery_files(studio)
     writes = []
     real_fsync = os.fsync
@@ -32,13 +35,13 @@ def test_a_full_disk_fails_the_job_and_leaves_the_gallery_whole(studio: Services
         if stat.S_ISREG(os.fstat(fd).st_mode):  # files, not the directory fsynced after a rename
             writes.append(fd)
             if len(writes) == failing_write:
-                raise OSError(errno.ENOSPC, "No space left on device")
+                raise OSError(error, os.strerror(error))
         real_fsync(fd)
 
     monkeypatch.setattr("studio.gallery.files.os.fsync", fsync)
     job = studio.generation.submit("pattern", "pattern-v1", {"num_images": 2}, 4)
     failed = wait_finished(studio, job.id)
-    assert failed.status is JobStatus.FAILED and "No space left on device" in failed.error
+    assert failed.status is JobStatus.FAILED and os.strerror(error) in failed.error
     kept = studio.gallery.page(limit=100)
     assert [a.id for a in kept] == failed.image_ids  # the job lists exactly what the gallery kept
     if failing_write <= 2:  # the first image's files
