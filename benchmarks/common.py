@@ -12,6 +12,20 @@ import torch
 
 
 @dataclass(frozen=True)
+class Row:
+    """One line of the suite's summary table (`python -m benchmarks`): a measurement against its baseline and
+    target. Each benchmark module's `rows(quick)` returns these (and may write its own detailed report)."""
+
+    what: str  # e.g. "SD VAE decode 512²"
+    baseline: str  # what it is compared with in the same run, or "—" for an absolute target
+    result: str  # the measurement in words and figures, e.g. "0.41 s vs 0.52 s" or "page 12 ms"
+    target: str  # e.g. "≥ 2.5×" or "≤ 30 ms"
+    met: bool | None  # None: reported, no pass/fail (e.g. a target that needs hardware this machine lacks)
+    ratio: float | None = None  # speed against the baseline (> 1: faster), for the chart
+    note: str = ""  # why a target is not met, or what the figure means
+
+
+@dataclass(frozen=True)
 class Timing:
     name: str
     seconds: float  # median of the measured runs
