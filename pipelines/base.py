@@ -11,7 +11,7 @@ import math
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple, get_args, get_origin
@@ -102,6 +102,11 @@ class BaseParams:
     def workload(self) -> Workload:
         """What this job asks for; pipelines that make more than one picture, or take a size, override it."""
         return Workload(1, 0)
+
+    def batch_key(self) -> str | None:
+        """Jobs of one model whose params give the same key may run together as one batch (`Pipeline.run_batch`);
+        None: this job runs alone. Pipelines that gain from batching override it."""
+        return None
 
     def a1111_fields(self) -> dict[str, Any]:
         """Key/value pairs for the A1111 `parameters` text beyond prompt and seed; subclasses may extend.
@@ -234,6 +239,16 @@ class ImageResult:
                              f"{len(self.images)}")
 
 
+@dataclass(frozen=True)
+class BatchItem:
+    """One job of a batch: its params, seed, progress callback and input images."""
+
+    params: Any  # the pipeline's Params
+    seed: int
+    on_step: OnStep | None = None
+    inputs: ImageInputs = field(default_factory=dict)
+
+
 class Pipeline(ABC):
     """One generator. `load` builds it once per model (the worker caches it); `__call__` runs one job."""
 
@@ -255,6 +270,13 @@ class Pipeline(ABC):
     @abstractmethod
     def __call__(self, params: BaseParams, *, seed: int, on_step: OnStep | None = None,
                  should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult: ...
+
+    def run_batch(self, jobs: Sequence[BatchItem], *, should_stop: ShouldStop | None = None) -> list[ImageResult]:
+        """Several jobs whose params share a `batch_key`, one result each, in order. Each job's pictures are those
+        it would get alone (to within rounding). Stop ends them all. This default runs them one after another;
+        a pipeline that can do better (one batched forward pass) overrides it."""
+        return [self(job.params, seed=job.seed, on_step=job.on_step, should_stop=should_stop, inputs=job.inputs)
+                for job in jobs]
 
     def nbytes(self) -> int:
         """Memory the loaded model holds, for the worker's cache budget: the sum over its torch modules."""

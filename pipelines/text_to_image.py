@@ -8,9 +8,11 @@ Hugging Face hub (by id), a local diffusers folder, or a single A1111-style `.sa
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +22,7 @@ from PIL import Image
 
 from pipelines.base import (
     BaseParams,
+    BatchItem,
     ImageInputs,
     ImageResult,
     Interrupted,
@@ -96,6 +99,13 @@ class TextToImageParams(BaseParams):
 
     def workload(self) -> Workload:
         return Workload(self.batch_size * self.batch_count, 0 if self.init_image else self.width * self.height)
+
+    def batch_key(self) -> str | None:
+        """txt2img jobs that differ only in their prompts run as one batch: one UNet call per step for all."""
+        if self.mode != "txt2img" or self.batch_count > 1 or self.keep_partial:
+            return None  # img2img/inpaint carry pictures; several batches or a kept partial are per job
+        shared = {k: v for k, v in self.to_dict().items() if k not in ("prompt", "negative_prompt", "strength")}
+        return json.dumps(shared, sort_keys=True)
 
     @property
     def mode(self) -> Literal["txt2img", "img2img", "inpaint"]:
@@ -179,7 +189,7 @@ class TextToImagePipeline(Pipeline):
             # 2. one generator per image, so image i of a batch can be reproduced alone from seed + i
             batch_seeds = [seed + batch * params.batch_size + i for i in range(params.batch_size)]
             generators = [torch.Generator(device="cpu").manual_seed(s) for s in batch_seeds]
-            callback = _StepCallback(on_step, should_stop, batch, params.batch_count, self.family)
+            callback = _StepCallback([on_step], params.batch_size, should_stop, self.family, batch, params.batch_count)
             # 3. denoise; the callback reports each step with a cheap preview and interrupts on Stop
             output = pipe(
                 num_inference_steps=params.num_steps, guidance_scale=params.cfg_scale,
@@ -188,8 +198,7 @@ class TextToImagePipeline(Pipeline):
             )
             # 4. a stopped run still decodes what it had: keep it only when the user asked for it
             if callback.not_finite:
-                raise PipelineError(f"the model produced NaN values at step {callback.last_step} (in half precision "
-                                    "some models overflow): try fewer CFG, another sampler, or fp32")
+                raise _not_finite(callback.last_step)
             if callback.stopped:
                 stopped = True
                 if not params.keep_partial:
@@ -198,14 +207,52 @@ class TextToImagePipeline(Pipeline):
             seeds += batch_seeds
             if stopped:
                 break
+        info = self._info(params, kwargs, warnings)
+        if stopped:
+            info["partial"] = True
+        return ImageResult(images=images, seeds=seeds, info=info)
+
+    def _info(self, params: TextToImageParams, kwargs: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
         info: dict[str, Any] = {"mode": params.mode, "model_hash": self.model_hash, "family": self.family,
                                 "size": f"{kwargs['width']}x{kwargs['height']}" if "width" in kwargs
                                 else "x".join(map(str, kwargs["image"].size))}
         if warnings:
             info["warnings"] = warnings
-        if stopped:
-            info["partial"] = True
-        return ImageResult(images=images, seeds=seeds, info=info)
+        return info
+
+    def run_batch(self, jobs: Sequence[BatchItem], *, should_stop: ShouldStop | None = None) -> list[ImageResult]:
+        """txt2img jobs with one `batch_key`: their prompts go through the UNet together, each image still from
+        its own job's seed. Prompts that cannot share one tensor (SD 1.x prompts of different numbers of
+        75-token chunks) run one job after another instead."""
+        stop = should_stop or (lambda: False)
+        with self._lock:
+            warnings: list[list[str]] = [[] for _ in jobs]
+            prompts = [self._prompt_kwargs(job.params, w) for job, w in zip(jobs, warnings, strict=True)]
+            merged = _merge_prompts(prompts)
+            if merged is not None:
+                return self._run_together(jobs, merged, warnings, stop)
+        return super().run_batch(jobs, should_stop=should_stop)
+
+    def _run_together(self, jobs: Sequence[BatchItem], prompts: dict[str, Any], warnings: list[list[str]],
+                      should_stop: ShouldStop) -> list[ImageResult]:
+        first: TextToImageParams = jobs[0].params
+        pipe = self._pipeline_for("txt2img")
+        pipe.scheduler = make_scheduler(first.sampler, self._default_scheduler)
+        size = self._mode_kwargs(first, {})
+        per_job = first.batch_size
+        seeds = [[job.seed + i for i in range(per_job)] for job in jobs]
+        generators = [torch.Generator(device="cpu").manual_seed(s) for group in seeds for s in group]
+        callback = _StepCallback([job.on_step for job in jobs], per_job, should_stop, self.family)
+        output = pipe(num_inference_steps=first.num_steps, guidance_scale=first.cfg_scale,
+                      num_images_per_prompt=per_job, generator=generators, callback_on_step_end=callback,
+                      callback_on_step_end_tensor_inputs=["latents"], **size, **prompts)
+        if callback.not_finite:
+            raise _not_finite(callback.last_step)
+        if callback.stopped:
+            raise Interrupted(f"stopped at step {callback.last_step} of {first.num_steps}")
+        return [ImageResult(images=output.images[j * per_job:(j + 1) * per_job], seeds=seeds[j],
+                            info={**self._info(job.params, size, warnings[j]), "batched_with": len(jobs) - 1})
+                for j, job in enumerate(jobs)]
 
     def _pipeline_for(self, mode: str) -> Any:
         if mode not in self._derived:
@@ -271,6 +318,27 @@ def native_shape(size: tuple[int, int], native: int) -> tuple[int, int]:
     return tuple(max(MIN_SIDE, round(side * scale / 8) * 8) for side in size)  # type: ignore[return-value]
 
 
+def _not_finite(step: int) -> PipelineError:
+    return PipelineError(f"the model produced NaN values at step {step} (in half precision some models overflow): "
+                         "try fewer CFG, another sampler, or fp32")
+
+
+def _merge_prompts(prompts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Several jobs' prompt arguments as one call's: embeddings stacked, or text in lists (diffusers encodes a
+    list of prompts as a batch). None when they cannot be merged: embeddings of different lengths."""
+    if all("prompt_embeds" in p for p in prompts):
+        shapes = {(p["prompt_embeds"].shape, p["negative_prompt_embeds"].shape) for p in prompts}
+        if len(shapes) > 1:
+            return None
+        return {name: torch.cat([p[name] for p in prompts]) for name in ("prompt_embeds", "negative_prompt_embeds")}
+    merged: dict[str, Any] = {"prompt": [p["prompt"] for p in prompts],
+                              # an empty negative prompt is what diffusers uses for None
+                              "negative_prompt": [p["negative_prompt"] or "" for p in prompts]}
+    if "clip_skip" in prompts[0]:
+        merged["clip_skip"] = prompts[0]["clip_skip"]  # part of the batch key: the same for every job
+    return merged
+
+
 def _sentence_prompt(tokenizer: Any, params: TextToImageParams, warnings: list[str]) -> dict[str, Any]:
     limit = tokenizer.model_max_length - 2  # [CLS] and [SEP]
     for name in ("prompt", "negative_prompt"):
@@ -315,10 +383,13 @@ def _encode(pipe: Any, chunks: list[list[int]], clip_skip: int) -> torch.Tensor:
 
 
 class _StepCallback:
-    """diffusers' callback_on_step_end: progress with a preview, and Stop between steps."""
+    """diffusers' callback_on_step_end: progress with a preview, and Stop between steps. One pipeline call may
+    serve several jobs (`on_steps`, each owning `per_job` consecutive latents); `batch` of `batches` is the call's
+    place among a job's batch count."""
 
-    def __init__(self, on_step: OnStep | None, should_stop: ShouldStop, batch: int, batches: int, family: str):
-        self.on_step, self.should_stop = on_step, should_stop
+    def __init__(self, on_steps: Sequence[OnStep | None], per_job: int, should_stop: ShouldStop, family: str,
+                 batch: int = 0, batches: int = 1):
+        self.on_steps, self.per_job, self.should_stop = on_steps, per_job, should_stop
         self.batch, self.batches, self.family = batch, batches, family
         self.stopped = False
         self.not_finite = False
@@ -331,9 +402,10 @@ class _StepCallback:
             self.not_finite = True
             pipe._interrupt = True
             return kwargs
-        if self.on_step is not None:
-            preview = latent_preview(kwargs["latents"][0], self.family)
-            self.on_step(self.batch * total + step + 1, self.batches * total, preview)
+        for j, on_step in enumerate(self.on_steps):
+            if on_step is not None:
+                preview = latent_preview(kwargs["latents"][j * self.per_job], self.family)
+                on_step(self.batch * total + step + 1, self.batches * total, preview)
         if self.should_stop():
             self.stopped = True
             pipe._interrupt = True  # diffusers' own flag: the loop ends after this step

@@ -65,6 +65,7 @@ class StudioConfig:
     max_images_per_job: int | None = None
     max_megapixels: float | None = None  # of each picture
     allow_any_hub_model: bool = False  # let users of an exposed studio type any hub id (a download) into a tab
+    max_batch: int = 4  # pending jobs that differ only in their prompts run as one batch of up to this many
     model_memory_gb: float = 6.0  # byte budget of each worker's model cache; least recently used models go first
     in_process_workers: bool = False  # run workers as threads in the server (tests, debugging); default: processes
 
@@ -122,6 +123,8 @@ class StudioConfig:
             raise ValueError(f"--max-images-per-job must be 0 (no cap) or more, got {self.max_images_per_job}")
         if not (self.max_megapixels or 0) >= 0:
             raise ValueError(f"--max-megapixels must be 0 (no cap) or more, got {self.max_megapixels}")
+        if self.max_batch < 1:
+            raise ValueError(f"--max-batch must be at least 1 (1: no batching), got {self.max_batch}")
         if self.model_memory_gb <= 0:
             raise ValueError(f"--model-memory-gb must be positive, got {self.model_memory_gb}")
         self.auth_pairs  # noqa: B018 -- validates the credentials early, with the flag's name in the message
@@ -222,6 +225,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     p.add_argument("--allow-any-hub-model", action="store_true", default=flag("allow_any_hub_model"),
                    help="on a shared or network-facing studio, let users type any Hugging Face hub id (the studio "
                         "downloads it); by default they pick among the listed models")
+    p.add_argument("--max-batch", type=int, default=default("max_batch", d.max_batch),
+                   help="run up to this many waiting text-to-image jobs that differ only in their prompts as one "
+                        "batch (default %(default)s; 1: one job at a time)")
     p.add_argument("--model-memory-gb", type=float, default=default("model_memory_gb", d.model_memory_gb),
                    help="memory each worker may spend on loaded models (default %(default)s GB)")
     return p
@@ -247,7 +253,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             max_queue=int(ns.max_queue), max_queue_per_user=int(ns.max_queue_per_user),
             max_images_per_job=None if ns.max_images_per_job is None else int(ns.max_images_per_job),
             max_megapixels=None if ns.max_megapixels is None else float(ns.max_megapixels),
-            allow_any_hub_model=ns.allow_any_hub_model,
+            allow_any_hub_model=ns.allow_any_hub_model, max_batch=int(ns.max_batch),
             model_memory_gb=float(ns.model_memory_gb),
         )
         config.check()

@@ -52,8 +52,9 @@ class GenerationService:
             ref = getattr(checked, name)
             if ref and not self.inputs.exists(ref):
                 raise ValueError(f"`{name}` refers to an input image that is not stored: {ref[:80]!r}")
+        key = checked.batch_key()
         return JobSpec(pipeline=pipeline, model=model, params=checked.to_dict(), seed=resolve_seed(seed), owner=owner,
-                       priority=priority)
+                       priority=priority, batch_key=None if key is None else f"{pipeline}|{model}|{key}")
 
     def _check_caps(self, asked: Workload) -> None:
         if self.caps.images and asked.pictures > self.caps.images:

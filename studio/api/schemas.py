@@ -147,7 +147,7 @@ class WorkerOut(BaseModel):
     name: str
     device: str
     alive: bool
-    current_job: str | None
+    current_jobs: list[str] = Field(description="the job it runs, or the jobs of the batch it runs; empty when idle")
     restarts: int
     loaded: list[str] = Field(description="model ids in this worker's memory, most recently used last")
 

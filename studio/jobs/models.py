@@ -52,6 +52,7 @@ class JobSpec:
     seed: int  # already resolved: -1 ("random") becomes a concrete seed before enqueueing
     owner: str = "local"
     priority: int = 0  # higher runs first; equal priorities run in submission order
+    batch_key: str | None = None  # pending jobs with the same key may run as one batch (None: alone)
 
 
 @dataclass(frozen=True)

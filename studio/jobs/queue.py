@@ -18,6 +18,10 @@ class JobQueue(ABC):
         """Atomically take the next pending job (highest priority, then oldest) and mark it running."""
 
     @abstractmethod
+    def claim_batch(self, worker: str, job: Job, limit: int) -> list[Job]:
+        """After claiming `job`: up to `limit` more pending jobs that may run in one batch with it, marked running."""
+
+    @abstractmethod
     def get(self, job_id: str) -> Job:
         """The job, or JobNotFound."""
 

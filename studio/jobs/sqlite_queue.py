@@ -58,6 +58,11 @@ MIGRATIONS = [
         last_claim REAL NOT NULL
     );
     """,
+    """
+    -- pipeline, model and the params that must match for jobs to run as one batch (NULL: never batched)
+    ALTER TABLE jobs ADD COLUMN batch_key TEXT;
+    CREATE INDEX jobs_by_batch ON jobs (batch_key, status, seq) WHERE batch_key IS NOT NULL;
+    """,
 ]
 
 
@@ -83,10 +88,10 @@ class SqliteJobQueue(JobQueue):
             if own >= self.max_pending_per_owner:
                 raise QueueFull(own, per_owner=True)
             conn.execute(
-                "INSERT INTO jobs (id, owner, pipeline, model, params, seed, priority, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                "INSERT INTO jobs (id, owner, pipeline, model, params, seed, priority, status, created_at, batch_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
                 (job_id, spec.owner, spec.pipeline, spec.model, json.dumps(spec.params), spec.seed,
-                 spec.priority, time.time()),
+                 spec.priority, time.time(), spec.batch_key),
             )
         with self._wakeup:
             self._wakeup.notify_all()
@@ -107,17 +112,18 @@ class SqliteJobQueue(JobQueue):
         sql += " ORDER BY j.priority DESC, COALESCE(s.last_claim, 0), j.seq LIMIT 1"
         with self.db.transaction() as conn:
             row = conn.execute(sql, args).fetchone()
-            if row is None:
-                return None
-            now = time.time()
-            conn.execute(
-                "UPDATE jobs SET status = 'running', worker = ?, attempts = attempts + 1, started_at = ?,"
-                " progress = 0, step = 0, total_steps = 0 WHERE id = ?",
-                (worker, now, row["id"]),
-            )
-            conn.execute("INSERT INTO owners_served (owner, last_claim) VALUES (?, ?)"
-                         " ON CONFLICT (owner) DO UPDATE SET last_claim = excluded.last_claim", (row["owner"], now))
-            return self._get(conn, row["id"])
+            return None if row is None else self._take(conn, worker, row["id"], row["owner"])
+
+    def claim_batch(self, worker: str, job: Job, limit: int) -> list[Job]:
+        """Up to `limit` more pending jobs with `job`'s batch key, oldest first, taken as `claim` takes one. The
+        owners of the jobs taken along count as served: their next job waits its turn as usual."""
+        if limit < 1 or job.spec.batch_key is None:
+            return []
+        with self.db.transaction() as conn:
+            rows = conn.execute("SELECT id, owner FROM jobs WHERE batch_key = ? AND status = 'pending'"
+                                " AND priority = ? ORDER BY seq LIMIT ?",
+                                (job.spec.batch_key, job.spec.priority, limit)).fetchall()
+            return [self._take(conn, worker, row["id"], row["owner"]) for row in rows]
 
     # -- reading --------------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
@@ -227,6 +233,18 @@ class SqliteJobQueue(JobQueue):
         self.db.close()
 
     # -- internals ------------------------------------------------------------------------------------
+    def _take(self, conn: sqlite3.Connection, worker: str, job_id: str, owner: str) -> Job:
+        """Mark a pending job running on `worker` (inside the caller's transaction)."""
+        now = time.time()
+        conn.execute(
+            "UPDATE jobs SET status = 'running', worker = ?, attempts = attempts + 1, started_at = ?,"
+            " progress = 0, step = 0, total_steps = 0 WHERE id = ?",
+            (worker, now, job_id),
+        )
+        conn.execute("INSERT INTO owners_served (owner, last_claim) VALUES (?, ?)"
+                     " ON CONFLICT (owner) DO UPDATE SET last_claim = excluded.last_claim", (owner, now))
+        return self._get(conn, job_id)
+
     def _finish(self, job_id: str, status: JobStatus, error: str | None, image_ids: list[str]) -> Job:
         with self.db.transaction() as conn:
             job = self._get(conn, job_id)
@@ -249,7 +267,7 @@ class SqliteJobQueue(JobQueue):
 
 def _row_to_job(row: sqlite3.Row) -> Job:
     spec = JobSpec(pipeline=row["pipeline"], model=row["model"], params=json.loads(row["params"]),
-                   seed=row["seed"], owner=row["owner"], priority=row["priority"])
+                   seed=row["seed"], owner=row["owner"], priority=row["priority"], batch_key=row["batch_key"])
     return Job(
         id=row["id"], spec=spec, status=JobStatus(row["status"]), progress=row["progress"], step=row["step"],
         total_steps=row["total_steps"], attempts=row["attempts"], worker=row["worker"], error=row["error"],

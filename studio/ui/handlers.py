@@ -182,8 +182,8 @@ class Handlers:
                 for m in catalog.models()]
 
     def workers_table(self) -> list[list[Any]]:
-        return [[w.name, w.device, "running" if w.alive else "restarting", w.current_job or "idle", w.restarts,
-                 ", ".join(reversed(w.loaded)) or "—"] for w in self.services.pool.status()]
+        return [[w.name, w.device, "running" if w.alive else "restarting", ", ".join(w.current_jobs) or "idle",
+                 w.restarts, ", ".join(reversed(w.loaded)) or "—"] for w in self.services.pool.status()]
 
 
 def _saved(artworks: list[Artwork]) -> str:

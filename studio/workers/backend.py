@@ -28,7 +28,8 @@ class WorkerHandle(ABC):
     def start(self) -> None: ...
 
     @abstractmethod
-    def send(self, order: WorkOrder) -> None: ...
+    def send(self, orders: list[WorkOrder]) -> None:
+        """Orders for one model, to run as one batch (usually a batch of one)."""
 
     @abstractmethod
     def recv(self, timeout: float) -> WorkerMessage | None:
@@ -88,8 +89,8 @@ class ProcessWorker(WorkerHandle):
         self._conn = parent
         logger.info("started worker %s on %s (pid %s)", self.name, self.device, self._process.pid)
 
-    def send(self, order: WorkOrder) -> None:
-        self._conn.send(order)
+    def send(self, orders: list[WorkOrder]) -> None:
+        self._conn.send(orders)
 
     def recv(self, timeout: float) -> WorkerMessage | None:
         try:
@@ -141,7 +142,7 @@ class ThreadWorker(WorkerHandle):
         super().__init__(name, device)
         self._cache_bytes = cache_bytes
         self._device_options = device_options
-        self._orders: queue.SimpleQueue[WorkOrder | None] = queue.SimpleQueue()
+        self._orders: queue.SimpleQueue[list[WorkOrder] | None] = queue.SimpleQueue()
         self._messages: queue.SimpleQueue[WorkerMessage] = queue.SimpleQueue()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -150,14 +151,14 @@ class ThreadWorker(WorkerHandle):
         runtime = WorkerRuntime(self.device, self._cache_bytes, self._device_options)
 
         def loop() -> None:
-            while (order := self._orders.get()) is not None:
-                runtime.run_job(order, self._messages.put, self._cancel.is_set)
+            while (orders := self._orders.get()) is not None:
+                runtime.run_batch(orders, self._messages.put, self._cancel.is_set)
 
         self._thread = threading.Thread(target=loop, name=f"atelier-{self.name}", daemon=True)
         self._thread.start()
 
-    def send(self, order: WorkOrder) -> None:
-        self._orders.put(order)
+    def send(self, orders: list[WorkOrder]) -> None:
+        self._orders.put(orders)
 
     def recv(self, timeout: float) -> WorkerMessage | None:
         try:

@@ -1,6 +1,6 @@
-"""Dispatcher: one thread per worker that claims jobs from the queue, feeds them to its worker and turns the
-worker's messages into queue updates, events and gallery images. It also supervises: a dead worker is
-detected on the next poll, its job re-queued (once) and the worker restarted.
+"""Dispatcher: one thread per worker that claims jobs from the queue (with the pending jobs that can share their
+batch), feeds them to its worker and turns the worker's messages into queue updates, events and gallery images.
+It also supervises: a dead worker is detected on the next poll, its jobs re-queued (once) and the worker restarted.
 """
 
 from __future__ import annotations
@@ -23,15 +23,17 @@ PROGRESS_WRITE_S = 0.5  # progress is persisted at most this often (events go ou
 
 class Dispatcher(threading.Thread):
     def __init__(self, handle: WorkerHandle, queue: JobQueue, events: JobEvents,
-                 prepare: Callable[[Job], WorkOrder], deliver: Callable[[Job, Finished], list[str]]) -> None:
+                 prepare: Callable[[Job], WorkOrder], deliver: Callable[[Job, Finished], list[str]], *,
+                 max_batch: int = 1) -> None:
         super().__init__(name=f"dispatch-{handle.name}", daemon=True)
         self.handle = handle
         self._queue = queue
         self._events = events
         self._prepare = prepare
         self._deliver = deliver
+        self._max_batch = max_batch  # jobs with one batch key taken together (1: one job at a time)
         self._stopping = threading.Event()
-        self.current_job: str | None = None
+        self.current_jobs: tuple[str, ...] = ()  # what the worker runs now: one job, or the jobs of a batch
         self.restarts = 0
         self.loaded: tuple[str, ...] = ()  # the model ids the worker last said it holds in memory
 
@@ -50,7 +52,8 @@ class Dispatcher(threading.Thread):
             if job is None:
                 self._queue.wait_for_work(timeout=0.5)
                 continue
-            if self._run(job):
+            batch = [job, *self._queue.claim_batch(self.handle.name, job, self._max_batch - 1)]
+            if self._run(batch):
                 crashes_in_a_row = 0
 
     def _restart(self, backoff_s: float) -> None:
@@ -62,57 +65,64 @@ class Dispatcher(threading.Thread):
         self.handle.start()
         self.restarts += 1
 
-    def _run(self, job: Job) -> bool:
-        """Run one claimed job to an end. False when the worker died under it."""
-        self.current_job = job.id
-        try:
+    def _run(self, batch: list[Job]) -> bool:
+        """Run claimed jobs (one batch) to their ends. False when the worker died under them."""
+        orders, running = [], {}
+        for job in batch:
             try:
-                order = self._prepare(job)
+                orders.append(self._prepare(job))
+                running[job.id] = job
             except (ValueError, LookupError) as e:
                 self._end(job.id, "failed", str(e), self._queue.fail)
-                return True
+        if not orders:
+            return True
+        self.current_jobs = tuple(running)
+        try:
             self.handle.clear_stop()
-            self.handle.send(order)
-            self._events.publish(JobEvent(job.id, "started", total=0))
-            return self._follow(job)
+            self.handle.send(orders)
+            for job_id in running:
+                self._events.publish(JobEvent(job_id, "started", total=0))
+            return self._follow(running)
         finally:
-            self.current_job = None
+            self.current_jobs = ()
 
-    def _follow(self, job: Job) -> bool:
+    def _follow(self, running: dict[str, Job]) -> bool:
+        """Until every job of the batch has its Finished or Failed; `running` is emptied as they come."""
         stop_deadline: float | None = None
-        last_write = next_check = 0.0
-        while True:
+        next_check = 0.0
+        last_write: dict[str, float] = {}
+        while running:
             message = self.handle.recv(timeout=POLL_S)
             now = time.monotonic()
             if isinstance(message, Progress):
-                if now - last_write >= PROGRESS_WRITE_S or message.step == message.total:
-                    self._queue.set_progress(job.id, message.step, message.total)
-                    last_write = now
-                self._events.publish(JobEvent(job.id, "progress", message.step, message.total, message.preview,
-                                              message.message))
+                if now - last_write.get(message.job_id, 0.0) >= PROGRESS_WRITE_S or message.step == message.total:
+                    self._queue.set_progress(message.job_id, message.step, message.total)
+                    last_write[message.job_id] = now
+                self._events.publish(JobEvent(message.job_id, "progress", message.step, message.total,
+                                              message.preview, message.message))
             elif isinstance(message, Finished):
                 self.loaded = message.loaded
-                self._finish(job, message)
-                return True
+                self._finish(running.pop(message.job_id), message)
             elif isinstance(message, Failed):
                 self.loaded = message.loaded
-                self._failed(job, message)
-                return True
+                self._failed(running.pop(message.job_id), message)
             elif not self.handle.alive():
                 self.loaded = ()
-                self._lost(job)
+                for job in running.values():
+                    self._lost(job)
                 return False
             # checked on a clock, not only in silence: a job streaming progress must still be stoppable
             if stop_deadline is None and now >= next_check:
                 next_check = now + POLL_S
-                if self._stopping.is_set() or self._queue.get(job.id).cancel_requested:
-                    self.handle.stop_job()
+                if self._stopping.is_set() or any(self._queue.get(j).cancel_requested for j in running):
+                    self.handle.stop_job()  # a batch stops as a whole: see _failed for the jobs not asked to
                     stop_deadline = now + STOP_GRACE_S
             elif stop_deadline is not None and now > stop_deadline:
                 logger.warning("job %s ignored its stop request for %.0f s; killing worker %s",
-                               job.id, STOP_GRACE_S, self.handle.name)
+                               ", ".join(running), STOP_GRACE_S, self.handle.name)
                 self.handle.kill()
                 stop_deadline = float("inf")
+        return True
 
     def _finish(self, job: Job, message: Finished) -> None:
         try:
@@ -127,9 +137,12 @@ class Dispatcher(threading.Thread):
         self._events.publish(JobEvent(job.id, "completed", message="done", image_ids=image_ids))
 
     def _failed(self, job: Job, message: Failed) -> None:
-        if message.interrupted and self._stopping.is_set() and not self._queue.get(job.id).cancel_requested:
-            self._queue.return_to_queue(job.id)  # the studio is shutting down: run it again next time
-            self._events.publish(JobEvent(job.id, "requeued", message="the studio stopped; the job will resume"))
+        if message.interrupted and not self._queue.get(job.id).cancel_requested:
+            # stopped without being asked: the studio is shutting down, or another job of its batch was stopped
+            why = "the studio stopped; the job will resume" if self._stopping.is_set() else \
+                "another job of its batch was stopped; it runs again"
+            self._queue.return_to_queue(job.id)
+            self._events.publish(JobEvent(job.id, "requeued", message=why))
         elif message.interrupted:
             self._queue.mark_canceled(job.id)
             self._events.publish(JobEvent(job.id, "canceled", message="stopped"))

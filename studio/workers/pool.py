@@ -20,7 +20,7 @@ class WorkerStatus:
     name: str
     device: str
     alive: bool
-    current_job: str | None
+    current_jobs: tuple[str, ...]  # the job it runs, or the jobs of the batch it runs; empty when idle
     restarts: int
     loaded: tuple[str, ...]  # model ids in the worker's memory
 
@@ -39,8 +39,9 @@ def make_handles(devices: list[str], *, cache_bytes: int, log_level: int, in_pro
 
 class WorkerPool:
     def __init__(self, handles: list[WorkerHandle], queue: JobQueue, events: JobEvents,
-                 prepare: Callable[[Job], WorkOrder], deliver: Callable[[Job, Finished], list[str]]) -> None:
-        self._dispatchers = [Dispatcher(h, queue, events, prepare, deliver) for h in handles]
+                 prepare: Callable[[Job], WorkOrder], deliver: Callable[[Job, Finished], list[str]], *,
+                 max_batch: int = 1) -> None:
+        self._dispatchers = [Dispatcher(h, queue, events, prepare, deliver, max_batch=max_batch) for h in handles]
 
     def start(self) -> None:
         for d in self._dispatchers:
@@ -57,7 +58,7 @@ class WorkerPool:
         logger.info("workers stopped")
 
     def status(self) -> list[WorkerStatus]:
-        return [WorkerStatus(d.handle.name, d.handle.device, d.handle.alive(), d.current_job, d.restarts, d.loaded)
+        return [WorkerStatus(d.handle.name, d.handle.device, d.handle.alive(), d.current_jobs, d.restarts, d.loaded)
                 for d in self._dispatchers]
 
     def loaded_models(self) -> set[str]:

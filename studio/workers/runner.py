@@ -1,4 +1,4 @@
-"""The worker side: load (or reuse) the model, run one job, stream progress, hand back images.
+"""The worker side: load (or reuse) the model, run one job or a batch of jobs, stream progress, hand back images.
 
 `run_job` is the same for every backend; `worker_main` is the loop of a local worker process, which talks to
 the studio over a pipe and watches a shared flag for "stop this job".
@@ -10,10 +10,10 @@ import dataclasses
 import io
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pipelines.base import Interrupted, Pipeline, PipelineError
+from pipelines.base import BatchItem, Interrupted, OnStep, Pipeline, PipelineError
 from pipelines.catalog import import_pipeline
 from studio.workers.cache import ModelCache
 from studio.workers.protocol import PREVIEW_SIZE, Failed, Finished, Progress, WorkerMessage, WorkOrder
@@ -35,44 +35,52 @@ class WorkerRuntime:
         self.device_options = device_options or {}
         self.cache: ModelCache[Pipeline] = ModelCache(cache_bytes, size_of=lambda p: p.nbytes())
 
-    def run_job(self, order: WorkOrder, send: Callable[[WorkerMessage], None],
-                should_stop: Callable[[], bool]) -> None:
-        """Run one order; always ends by sending exactly one Finished or Failed, which also says which models
-        the worker holds in memory afterwards."""
-        outcome = self._outcome(order, send, should_stop)
-        send(dataclasses.replace(outcome, loaded=self.loaded()))
+    def run_batch(self, orders: Sequence[WorkOrder], send: Callable[[WorkerMessage], None],
+                  should_stop: Callable[[], bool]) -> None:
+        """Run orders for one model together (a single order is a batch of one); always ends by sending exactly
+        one Finished or Failed per order, each saying which models the worker holds in memory afterwards."""
+        outcomes = self._outcomes(orders, send, should_stop)
+        loaded = self.loaded()
+        for outcome in outcomes:
+            send(dataclasses.replace(outcome, loaded=loaded))
 
-    def _outcome(self, order: WorkOrder, send: Callable[[WorkerMessage], None],
-                 should_stop: Callable[[], bool]) -> Finished | Failed:
+    def _outcomes(self, orders: Sequence[WorkOrder], send: Callable[[WorkerMessage], None],
+                  should_stop: Callable[[], bool]) -> list[Finished | Failed]:
+        """One outcome per order; a failure (or Stop) of the batch is every order's."""
+        first = orders[0]
         try:
-            cls = import_pipeline(order.pipeline)
-            params = cls.Params.from_dict(order.params)
-            inputs = {ref: _decode(data) for ref, data in order.inputs.items()}
+            cls = import_pipeline(first.pipeline)
+            items = [BatchItem(cls.Params.from_dict(o.params), o.seed, on_step=_progress(o.job_id, send),
+                               inputs={ref: _decode(data) for ref, data in o.inputs.items()}) for o in orders]
 
             def on_status(message: str) -> None:
-                send(Progress(order.job_id, 0, 0, None, message))
+                for order in orders:
+                    send(Progress(order.job_id, 0, 0, None, message))
 
-            pipe = self.cache.get(_cache_key(order), lambda: cls.load(
-                order.source, device=self.device, on_status=on_status, **self.device_options, **order.load_options))
-
-            def on_step(step: int, total: int, preview: Image.Image | None) -> None:
-                send(Progress(order.job_id, step, total, _small(preview)))
-
-            result = pipe(params, seed=order.seed, on_step=on_step, should_stop=should_stop, inputs=inputs)
-            if should_stop() and not result.info.get("partial"):
+            pipe = self.cache.get(_cache_key(first), lambda: cls.load(
+                first.source, device=self.device, on_status=on_status, **self.device_options, **first.load_options))
+            if len(items) == 1:
+                item = items[0]
+                results = [pipe(item.params, seed=item.seed, on_step=item.on_step, should_stop=should_stop,
+                                inputs=item.inputs)]
+            else:
+                results = pipe.run_batch(items, should_stop=should_stop)
+            if should_stop() and not all(r.info.get("partial") for r in results):
                 # diffusers' interrupt still returns (a partial image): kept only when the user asked for it
                 raise Interrupted("stopped after the last step")
         except Interrupted as e:
-            return Failed(order.job_id, str(e) or "stopped", interrupted=True)
+            return [Failed(o.job_id, str(e) or "stopped", interrupted=True) for o in orders]
         except (PipelineError, ValueError) as e:
-            return Failed(order.job_id, str(e))
-        except Exception as e:  # noqa: BLE001 -- any bug in a pipeline fails its job, not the worker
-            logger.exception("job %s failed", order.job_id)
+            return [Failed(o.job_id, str(e)) for o in orders]
+        except Exception as e:  # noqa: BLE001 -- any bug in a pipeline fails its jobs, not the worker
+            logger.exception("job %s failed", ", ".join(o.job_id for o in orders))
             if _is_out_of_memory(e):
                 self.cache.clear()
-                return Failed(order.job_id, f"out of memory on {self.device}: try a smaller size or batch")
-            return Failed(order.job_id, f"{type(e).__name__}: {e}")
-        return Finished(order.job_id, result.images, result.seeds, result.info, result.animations)
+                return [Failed(o.job_id, f"out of memory on {self.device}: try a smaller size or batch")
+                        for o in orders]
+            return [Failed(o.job_id, f"{type(e).__name__}: {e}") for o in orders]
+        return [Finished(o.job_id, r.images, r.seeds, r.info, r.animations)
+                for o, r in zip(orders, results, strict=True)]
 
     def loaded(self) -> tuple[str, ...]:
         """The catalogue ids of the models in memory, least recently used first."""
@@ -89,17 +97,23 @@ def worker_main(name: str, device: str, conn: Connection, cancel: Event, cache_b
     logger.info("worker %s ready on %s", name, device)
     while True:
         try:
-            order: Any = conn.recv()
+            orders: Any = conn.recv()
         except (EOFError, OSError):
             break
-        if order is None:
+        if orders is None:
             break
-        runtime.run_job(order, conn.send, cancel.is_set)
+        runtime.run_batch(orders, conn.send, cancel.is_set)
     logger.info("worker %s stopped", name)
 
 
 def _cache_key(order: WorkOrder) -> str:
     return f"{order.pipeline}|{order.model}"
+
+
+def _progress(job_id: str, send: Callable[[WorkerMessage], None]) -> OnStep:
+    def on_step(step: int, total: int, preview: Image.Image | None) -> None:
+        send(Progress(job_id, step, total, _small(preview)))
+    return on_step
 
 
 def _decode(data: bytes) -> Image.Image:

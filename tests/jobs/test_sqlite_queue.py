@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from studio.jobs import JobError, JobNotFound, JobSpec, JobStatus, QueueFull, SqliteJobQueue
 
 
-def spec(n: int = 0, *, owner: str = "local", priority: int = 0) -> JobSpec:
-    return JobSpec(pipeline="pattern", model="pattern-v1", params={"n": n}, seed=n, owner=owner, priority=priority)
+def spec(n: int = 0, *, owner: str = "local", priority: int = 0, batch_key: str | None = None) -> JobSpec:
+    return JobSpec(pipeline="pattern", model="pattern-v1", params={"n": n}, seed=n, owner=owner, priority=priority,
+                   batch_key=batch_key)
 
 
 @pytest.fixture
@@ -102,6 +104,25 @@ def test_restart_requeues_running_once_then_fails_and_keeps_pending(tmp_path: Pa
     q.close()
 
 
+def test_a_claim_takes_along_pending_jobs_of_the_same_batch_key(tmp_path: Path) -> None:
+    q = SqliteJobQueue(tmp_path / "jobs.db")
+    first = q.enqueue(spec(0, batch_key="a"))
+    other = q.enqueue(spec(1, batch_key="b"))
+    alone = q.enqueue(spec(2))
+    mates = [q.enqueue(spec(n, batch_key="a", owner="ben")) for n in (3, 4, 5)]
+    urgent = q.enqueue(spec(6, batch_key="a", priority=1, owner="cy"))
+    assert q.claim("w").id == urgent.id and q.claim_batch("w", q.get(urgent.id), 3) == []  # no mate at its level
+    job = q.claim("w")
+    assert job.id == first.id and job.spec.batch_key == "a"
+    taken = q.claim_batch("w", job, 2)
+    assert [j.id for j in taken] == [m.id for m in mates[:2]]  # oldest first, at most the limit
+    assert all(j.status is JobStatus.RUNNING and j.worker == "w" and j.attempts == 1 for j in taken)
+    assert q.claim_batch("w", q.get(alone.id), 3) == []  # a job without a key runs alone
+    # ben was served when his jobs were taken along: local's next job, then ben's, then local's again
+    assert [q.claim("w").id for _ in range(3)] == [other.id, mates[2].id, alone.id]
+    q.close()
+
+
 def test_orderly_shutdown_returns_a_job_without_counting_the_attempt(queue: SqliteJobQueue) -> None:
     job = queue.enqueue(spec())
     queue.claim("w")
@@ -109,8 +130,9 @@ def test_orderly_shutdown_returns_a_job_without_counting_the_attempt(queue: Sqli
     assert back.status is JobStatus.PENDING and back.attempts == 0
 
 
-def _claim_all(path: str, worker: str, out: multiprocessing.Queue) -> None:
+def _claim_all(path: str, worker: str, out: multiprocessing.Queue, start: Any) -> None:
     q = SqliteJobQueue(Path(path))
+    start.wait()  # all processes begin claiming together: a slow start-up must not leave one to take every job
     claimed = []
     while (job := q.claim(worker)) is not None:
         claimed.append(job.id)
@@ -125,7 +147,8 @@ def test_concurrent_processes_never_claim_the_same_job(tmp_path: Path) -> None:
     ids = {q.enqueue(spec(i)).id for i in range(600)}
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_claim_all, args=(str(path), f"p{i}", out)) for i in range(4)]
+    start = ctx.Barrier(4)
+    procs = [ctx.Process(target=_claim_all, args=(str(path), f"p{i}", out, start)) for i in range(4)]
     for p in procs:
         p.start()
     results = [out.get(timeout=120) for _ in procs]
