@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import Timing, matmul_peak, measure_interleaved, ratio_table, write_report
+from benchmarks.common import Row, Timing, matmul_peak, measure_interleaved, ratio_table, write_report
 from pipelines.gan import FACES_PACKAGE, GanParams, GanPipeline, load_faces_generator
 from pipelines.nets.gan_dcgan import DCGANGenerator
 
@@ -42,14 +42,14 @@ def load_pipeline() -> tuple[GanPipeline, str, DCGANGenerator]:
     return GanPipeline.load(source, device="cpu"), name, plain
 
 
-def raw(generator: torch.nn.Module, count: int, channels_last: bool) -> callable:
+def raw(generator: torch.nn.Module, count: int, channels_last: bool, batch: int = BATCH) -> callable:
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = copy.deepcopy(generator).to(memory_format=layout)
     z = torch.randn(count, generator.latent_dim)
 
     def run() -> None:
-        for start in range(0, count, BATCH):
-            model(z[start:start + BATCH])
+        for start in range(0, count, batch):
+            model(z[start:start + batch])
     return run
 
 
@@ -75,6 +75,29 @@ def studio_seconds(count: int, rounds: int) -> float:
             return sorted(times[1:])[len(times[1:]) // 2]
         finally:
             services.stop()
+
+
+def rows(quick: bool) -> list[Row]:
+    """The suite's lines: the raw generator forward in batches of 64 against the pipeline and the whole studio."""
+    count, rounds = (512, 3) if quick else (1024, 5)
+    pipe, _, plain = load_pipeline()
+    params = GanParams.from_dict({"num_images": count})
+    raw64, piped = measure_interleaved({"raw": raw(plain, count, channels_last=False, batch=64),
+                                        "pipeline": lambda: pipe(params, seed=0)}, rounds=rounds)
+    studio = studio_seconds(count, rounds)
+    rate = count / piped.seconds
+    overhead = studio / raw64.seconds - 1
+    return [
+        Row(f"GAN sampling 64×64, {count} images", "raw generator forward, batches of 64",
+            f"{rate:.0f} images/s in the pipeline, {count / raw64.seconds:.0f} raw",
+            f"≥ {TARGET_IMAGES_PER_S} images/s",
+            rate >= TARGET_IMAGES_PER_S, raw64.seconds / piped.seconds,
+            f"the machine's fp32 matmul peak allows at most {matmul_peak(torch.float32) / GFLOP_PER_IMAGE:.0f} "
+            "images/s for this network"),
+        Row(f"GAN sampling through the studio ({count} images in one grid job)", "raw generator forward",
+            f"{studio:.2f} s vs {raw64.seconds:.2f} s: {overhead:+.0%}", "overhead ≤ 10%", overhead <= 0.10,
+            raw64.seconds / studio, "most of the studio's extra time is compressing the grid PNG it saves"),
+    ]
 
 
 def run(count: int, rounds: int) -> str:

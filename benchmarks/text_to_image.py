@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import matmul_peak, measure_interleaved, ratio_table, write_report
+from benchmarks.common import Row, matmul_peak, measure_interleaved, ratio_table, write_report
 from pipelines.diffusion_utils import cpu_has_fast_bf16, pick_dtype
 
 CONFIGS = Path(__file__).resolve().parent.parent / "assets" / "configs" / "sd15"
@@ -62,6 +62,34 @@ def vae_decode(vae: torch.nn.Module, side: int, dtype: torch.dtype) -> callable:
     model = copy.deepcopy(vae).to(dtype=dtype)
     latents = torch.randn(1, 4, side // 8, side // 8, dtype=dtype)
     return lambda: model.decode(latents)
+
+
+UNET_TARGET, VAE_TARGET, PEAK_TARGET = 4.0, 2.5, 0.5  # speed-ups over diffusers' fp32 defaults; share of bf16 peak
+
+
+def rows(quick: bool) -> list[Row]:
+    """The suite's lines: one UNet step and one VAE decode, diffusers' fp32 defaults against Atelier's choice."""
+    side, runs = (256, 2) if quick else (512, 3)
+    unet, vae, _ = build_models()
+    auto = pick_dtype("cpu")
+    peak = matmul_peak(auto)
+    chosen = dict(list(variants(auto).items())[:2])  # the baseline and what Atelier runs
+    u = measure_interleaved({n: unet_step(unet, side, d, cl) for n, (d, cl) in chosen.items()}, rounds=runs)
+    v = measure_interleaved({n: vae_decode(vae, side, d) for n, (d, _) in chosen.items()}, rounds=runs)
+    rate = UNET_GFLOP_512_CFG * (side / 512) ** 2 / u[1].seconds
+    why = "" if cpu_has_fast_bf16() else (
+        "this CPU has no AMX or AVX512-BF16, so bf16 is emulated and slower than fp32 (see text_to_image report): "
+        "Atelier stays on fp32, which runs at the speed of diffusers' own default")
+    dtype = str(auto).removeprefix("torch.")
+    return [
+        Row(f"SD 1.5 UNet step {side}², CFG batch 2 (random weights)", "diffusers defaults, fp32",
+            f"{u[1].seconds:.2f} s vs {u[0].seconds:.2f} s ({dtype}); {rate:.0f} GFLOP/s = {rate / peak:.0%} of the "
+            f"{dtype} matmul peak", f"≥ {UNET_TARGET:.0f}× and ≥ {PEAK_TARGET:.0%} of the bf16 peak",
+            u[0].seconds / u[1].seconds >= UNET_TARGET and rate / peak >= PEAK_TARGET and auto == torch.bfloat16,
+            u[0].seconds / u[1].seconds, why),
+        Row(f"SD VAE decode {side}²", "diffusers, fp32", f"{v[1].seconds:.2f} s vs {v[0].seconds:.2f} s ({dtype})",
+            f"≥ {VAE_TARGET}×", v[0].seconds / v[1].seconds >= VAE_TARGET, v[0].seconds / v[1].seconds, why),
+    ]
 
 
 def run(side: int, runs: int, steps: int) -> str:
