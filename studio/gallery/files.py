@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -100,21 +101,54 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def is_temp_file(path: Path) -> bool:
-    return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
+    return _is_temp_name(path.name)
+
+
+def _is_temp_name(name: str) -> bool:
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX) and name != TEMP_SUFFIX
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The files found under one of the store's folders: finished ones by POSIX path relative to the store root
+    (as records hold them), and the temp files of interrupted writes."""
+
+    files: set[str]
+    temp_files: list[Path]
+
+
+def list_folder(root: Path, folder: str) -> Listing:
+    """Every file under `root/folder` (images/ or thumbs/) in one walk, as `rglob` would find them (symlinks to
+    files count, symlinked folders are not entered, unreadable ones are skipped) but from os.scandir's entry types
+    alone: rglob + is_file builds a Path and makes a stat call per file, seconds for 100,000 artworks."""
+    files: set[str] = set()
+    temp_files: list[Path] = []
+    pending = [folder]
+    while pending:
+        relative = pending.pop()
+        try:
+            with os.scandir(root / relative) as scan:
+                entries = list(scan)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(f"{relative}/{entry.name}")
+                elif entry.is_file():
+                    if _is_temp_name(entry.name):
+                        temp_files.append(Path(entry.path))
+                    else:
+                        files.add(f"{relative}/{entry.name}")
+            except OSError:
+                continue  # removed or unreadable meanwhile: as if it had not been there
+    return Listing(files, temp_files)
 
 
 def iter_temp_files(root: Path) -> Iterator[Path]:
     """Temp files under images/ and thumbs/ (from this module's interrupted writes)."""
-    for folder in (root / IMAGES_DIR, root / THUMBS_DIR):
-        if folder.is_dir():
-            yield from (p for p in folder.rglob(f".*{TEMP_SUFFIX}") if p.is_file() and is_temp_file(p))
-
-
-def iter_pngs(root: Path) -> Iterator[Path]:
-    """Every finished PNG under images/ (temp files never end in .png)."""
-    folder = root / IMAGES_DIR
-    if folder.is_dir():
-        yield from (p for p in folder.rglob("*.png") if p.is_file())
+    for folder in (IMAGES_DIR, THUMBS_DIR):
+        yield from list_folder(root, folder).temp_files
 
 
 def unlink_quietly(path: Path) -> None:

@@ -65,6 +65,18 @@ MIGRATIONS: list[str] = [
         VALUES (new.rowid, new.prompt, new.negative_prompt, new.model);
     END;
     """,
+    # 2: a filter by generator or model reads an index range in page order, for one user's gallery (owner first)
+    # and for a shared one; before, its count read every row, recipes and all (~45 ms per 100k artworks, paid on
+    # each page since the Gallery tab shows "page N of M"). `pipeline` trails the model indexes (after the unique
+    # id, so the order is unchanged) to count "generator and model" from the index alone. `artworks_files` covers
+    # reconcile's id → files read, which otherwise also reads every row (~0.4 s per 100k at startup).
+    """
+    CREATE INDEX artworks_owner_pipeline_created ON artworks (owner, pipeline, created_at, id);
+    CREATE INDEX artworks_owner_model_created ON artworks (owner, model, created_at, id, pipeline);
+    CREATE INDEX artworks_pipeline_created ON artworks (pipeline, created_at, id);
+    CREATE INDEX artworks_model_created ON artworks (model, created_at, id, pipeline);
+    CREATE INDEX artworks_files ON artworks (id, path, thumb);
+    """,
 ]
 
 _COLUMNS = (
@@ -179,8 +191,10 @@ class GalleryRecords:
             raise ValueError(f"limit and offset must be non-negative, got limit={limit}, offset={offset}")
         where, params = _where(filters)
         if before is not None:
-            where += (" AND " if where else " WHERE ") + "(created_at < ? OR (created_at = ? AND id < ?))"
-            params = (*params, before[0], before[0], before[1])
+            # a row value, which SQLite turns into an index seek; the equivalent OR of two comparisons it cannot,
+            # so a cursor deep in the gallery scanned every newer artwork first
+            where += (" AND " if where else " WHERE ") + "(created_at, id) < (?, ?)"
+            params = (*params, before[0], before[1])
         sql = f"SELECT {_COLUMNS} FROM artworks{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
         return [_record(row) for row in self._read(sql, (*params, limit, offset))]
 
@@ -224,12 +238,9 @@ class GalleryRecords:
             raise ArtworkNotFound(artwork_id)
         return _record(row)
 
-    def all_paths(self) -> dict[str, str]:
-        """id → relative PNG path of every record (for reconcile)."""
-        return {row[0]: row[1] for row in self._read("SELECT id, path FROM artworks")}
-
     def all_files(self) -> dict[str, tuple[str, str]]:
-        """id → (relative PNG path, relative thumbnail path) of every record (for reconcile)."""
+        """id → (relative PNG path, relative thumbnail path) of every record (for reconcile; read from the
+        `artworks_files` index, not the rows)."""
         return {row[0]: (row[1], row[2]) for row in self._read("SELECT id, path, thumb FROM artworks")}
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -242,10 +253,17 @@ class GalleryRecords:
 def _where(filters: ArtworkFilter) -> tuple[str, tuple[Any, ...]]:
     clauses: list[str] = []
     params: list[Any] = []
+    # Which index leads: the favourites' when only favourites are asked for (they are few), else the model's (a model
+    # implies its generator), else the generator's, else the owner's. A leading `+` keeps SQLite from using an index
+    # for that term; left to itself it weighs indexes by how many terms they match, and would rather count a few
+    # favourites by walking (owner, pipeline) over every text-to-image artwork.
+    favourites_only = filters.favourite is True
+    unindexed = {"owner": favourites_only, "pipeline": favourites_only or filters.model is not None,
+                 "model": favourites_only}
     for column in ("owner", "pipeline", "model"):
         value = getattr(filters, column)
         if value is not None:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"{'+' if unindexed[column] else ''}{column} = ?")
             params.append(value)
     if filters.favourite is not None:
         clauses.append("favourite = ?")

@@ -10,6 +10,7 @@ from PIL import Image
 from studio.gallery.files import (
     image_relpath,
     iter_temp_files,
+    list_folder,
     thumb_relpath,
     validate_id,
     write_png_atomic,
@@ -90,3 +91,22 @@ def test_iter_temp_files_finds_only_temp_files(tmp_path: Path) -> None:
     (tmp_path / "thumbs" / ".a.webp.ba9876543210.tmp").write_bytes(b"x")
     (month / "a.png").write_bytes(b"x")
     assert sorted(p.name for p in iter_temp_files(tmp_path)) == [".a.png.0123456789ab.tmp", ".a.webp.ba9876543210.tmp"]
+
+
+def test_list_folder_walks_like_rglob_in_one_pass(tmp_path: Path) -> None:
+    month = tmp_path / "images" / "2024" / "06"
+    month.mkdir(parents=True)
+    for name in ("a.png", "a.gif", ".hidden.png", ".a.png.0123456789ab.tmp"):
+        (month / name).write_bytes(b"x")
+    (month / "folder.png").mkdir()  # a folder is not a file, whatever its name
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "b.png").write_bytes(b"x")
+    (tmp_path / "images" / "linked").symlink_to(outside, target_is_directory=True)  # not entered, as rglob
+    (month / "c.png").symlink_to(outside / "b.png")  # a link to a file is a file
+    (month / "dead.png").symlink_to(outside / "gone.png")
+    listing = list_folder(tmp_path, "images")
+    assert listing.files == {f"images/2024/06/{name}" for name in ("a.png", "a.gif", ".hidden.png", "c.png")}
+    assert listing.temp_files == [month / ".a.png.0123456789ab.tmp"]
+    assert list_folder(tmp_path, "thumbs") == list_folder(tmp_path, "images/2024/06/a.png")  # missing; a file
+    assert list_folder(tmp_path, "thumbs").files == set()

@@ -1,7 +1,8 @@
-"""Records on their own: FTS5 query building, migrations on reopen, paging order and the favourite flag."""
+"""Records on their own: FTS5 query building, migrations on reopen, paging order, filters and the favourite flag."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +106,56 @@ def test_reopening_keeps_rows_and_does_not_remigrate(tmp_path: Path) -> None:
     assert reopened.query("PRAGMA user_version")[0][0] == len(MIGRATIONS)
     assert GalleryRecords(reopened).get("j1-0").recipe.job_id == "j1"
     reopened.close()
+
+
+def test_every_combination_of_filters_pages_and_counts_as_a_plain_filter_would(records: GalleryRecords) -> None:
+    rng = random.Random(3)
+    models = {"m1": "p", "m2": "p", "m3": "q"}  # each model belongs to one generator
+    made = []
+    for i in range(120):
+        model = rng.choice(sorted(models))
+        stored = records.upsert(record(f"j{i:03d}", owner=rng.choice("ab"), pipeline=models[model], model=model,
+                                       created_at=T0 + rng.randint(0, 40),  # ties in created_at
+                                       params={"prompt": rng.choice(["a red fox", "an owl", "a fox at night"])}))
+        if rng.random() < 0.2:
+            stored = records.set_favourite(stored.id, True)
+        made.append(stored)
+    newest_first = sorted(made, key=lambda r: (r.recipe.created_at, r.id), reverse=True)
+    for owner, pipeline, model, favourite, query in itertools.product(
+        (None, "a"), (None, "p", "q"), (None, "m1", "m3"), (None, True, False), (None, "fox")
+    ):
+        filters = ArtworkFilter(owner, pipeline, model, favourite, query)
+        expected = [
+            r.id for r in newest_first
+            if owner in (None, r.recipe.owner) and pipeline in (None, r.recipe.pipeline)
+            and model in (None, r.recipe.model) and favourite in (None, r.favourite)
+            and (query is None or "fox" in r.recipe.prompt)
+        ]
+        assert records.count(filters) == len(expected), filters
+        assert [r.id for r in records.page(filters, limit=200)] == expected, filters
+        assert [r.id for r in records.page(filters, limit=5, offset=3)] == expected[3:8], filters
+        if len(expected) > 4:
+            seen = next(r for r in made if r.id == expected[3])
+            after = records.page(filters, limit=200, before=(seen.recipe.created_at, seen.id))
+            assert [r.id for r in after] == expected[4:], filters
+
+
+def test_a_gallery_made_before_the_filter_indexes_is_migrated_and_keeps_everything(tmp_path: Path) -> None:
+    old = Database(tmp_path / "g.db", MIGRATIONS[:1])  # a gallery.db as the first release wrote it
+    GalleryRecords(old).upsert(record("j1", params={"prompt": "a red fox"}))
+    GalleryRecords(old).upsert(record("j2", pipeline="gan", model="dcgan-faces", created_at=T0 + 1))
+    GalleryRecords(old).set_favourite("j1-0", True)
+    old.close()
+    db = Database(tmp_path / "g.db", MIGRATIONS)
+    try:
+        assert db.query("PRAGMA user_version")[0][0] == len(MIGRATIONS)
+        indexes = {row[0] for row in db.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"artworks_owner_pipeline_created", "artworks_model_created", "artworks_files"} <= indexes
+        migrated = GalleryRecords(db)
+        assert migrated.get("j1-0").favourite is True
+        assert [r.id for r in migrated.page(ArtworkFilter(pipeline="gan"), limit=10)] == ["j2-0"]
+        assert migrated.count(ArtworkFilter(owner="local", model="sd-turbo", query="fox")) == 1
+        assert migrated.all_files() == {"j1-0": ("images/2024/06/j1-0.png", "thumbs/j1-0.webp"),
+                                        "j2-0": ("images/2024/06/j2-0.png", "thumbs/j2-0.webp")}
+    finally:
+        db.close()

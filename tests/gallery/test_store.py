@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio.gallery import ArtworkNotFound, ArtworkSaveError, GalleryError, GalleryStore, parse_parameters
+from studio.gallery import (
+    ArtworkNotFound,
+    ArtworkSaveError,
+    GalleryError,
+    GalleryStore,
+    ReconcileReport,
+    parse_parameters,
+)
 from studio.gallery.files import write_png_atomic
 from studio.gallery.metadata import png_info
 from studio.gallery.records import GalleryRecords
@@ -263,6 +270,29 @@ def test_reconcile_leaves_foreign_pngs_alone_and_rebuilds_thumbnails(store: Gall
     assert (report.indexed, report.removed, report.thumbnails) == (0, 0, 1)
     assert foreign.exists() and renamed.exists() and artwork.thumb_path.exists()
     assert [a.id for a in store.page()] == ["job1-0"]
+
+
+def test_reconcile_follows_a_png_moved_to_another_folder(store: GalleryStore) -> None:
+    artwork = store.add(noise(30, 20), make_recipe())
+    moved = store.root / "images/2023/01" / artwork.path.name
+    moved.parent.mkdir(parents=True)
+    artwork.path.rename(moved)
+    report = store.reconcile()
+    # the record of the old place goes with its thumbnail; the PNG is indexed where it is, and gets a new one
+    assert (report.removed, report.indexed, report.thumbnails) == (1, 1, 1)
+    again = store.get(artwork.id)
+    assert (again.path, again.recipe, again.width, again.height) == (moved, artwork.recipe, 30, 20)
+    assert again.thumb_path.exists()
+    assert store.reconcile() == ReconcileReport(indexed=0, removed=0)
+
+
+def test_reconcile_rebuilds_a_thumbnail_whose_symlink_is_broken(store: GalleryStore, tmp_path: Path) -> None:
+    artwork = store.add(noise(), make_recipe())
+    artwork.thumb_path.unlink()
+    artwork.thumb_path.symlink_to(tmp_path / "gone.webp")
+    assert store.reconcile().thumbnails == 1
+    with Image.open(artwork.thumb_path) as thumb:
+        assert thumb.format == "WEBP"
 
 
 def test_records_survive_reopening(tmp_path: Path) -> None:
