@@ -87,7 +87,7 @@ class GenerationService:
         refs = cls.Params.from_dict(job.spec.params).image_refs()
         return WorkOrder(job_id=job.id, pipeline=pipeline_path(cls), model=entry.id, source=entry.source,
                          params=job.spec.params, seed=job.spec.seed, load_options=dict(entry.load_options),
-                         inputs={ref: self.inputs.read_bytes(ref) for ref in refs})
+                         inputs={ref: self.inputs.read_bytes(ref) for ref in refs}, expected_bytes=entry.size_bytes)
 
     def deliver(self, job: Job, result: Finished) -> list[str]:
         """Write every image with its recipe; ids are deterministic, so a re-run after a crash overwrites."""

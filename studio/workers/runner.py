@@ -58,7 +58,8 @@ class WorkerRuntime:
                     send(Progress(order.job_id, 0, 0, None, message))
 
             pipe = self.cache.get(_cache_key(first), lambda: cls.load(
-                first.source, device=self.device, on_status=on_status, **self.device_options, **first.load_options))
+                first.source, device=self.device, on_status=on_status, **self.device_options, **first.load_options),
+                expected_bytes=first.expected_bytes)
             if len(items) == 1:
                 item = items[0]
                 results = [pipe(item.params, seed=item.seed, on_step=item.on_step, should_stop=should_stop,
