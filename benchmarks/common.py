@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -77,6 +78,15 @@ def ratio_table(baseline: Timing, others: list[Timing]) -> list[str]:
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_quick(doc: str | None, quick: str, full: str, argv: list[str] | None = None) -> bool:
+    """A benchmark module's command line: `--quick` (the default) or `--full`; True for quick."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help=f"{quick} (default)")
+    size.add_argument("--full", action="store_true", help=full)
+    return not parser.parse_args(argv).full
 
 
 def write_report(name: str, report: str) -> Path:

@@ -15,7 +15,6 @@ times instead of 5); writes benchmarks/results/gallery.md.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import logging
@@ -34,7 +33,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from benchmarks.common import Row, measure, write_report
+from benchmarks.common import Row, measure, parse_quick, write_report
 from studio.db import Database
 from studio.gallery import GalleryStore, Recipe, ReconcileReport, artwork_id_for
 from studio.gallery.files import THUMBS_DIR, image_relpath, thumb_relpath
@@ -415,11 +414,7 @@ def rows(quick: bool) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help=f"{RECORDS:,} artworks, 5 runs per figure (default)")
-    size.add_argument("--full", action="store_true", help=f"{RECORDS:,} artworks, 15 runs per figure")
-    rows(quick=not parser.parse_args().full)
+    rows(parse_quick(__doc__, f"{RECORDS:,} artworks, 5 runs per figure", f"{RECORDS:,} artworks, 15 runs per figure"))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Run: `python -m benchmarks.launch [--quick|--full]`; writes benchmarks/results/l
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import resource
@@ -33,7 +32,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from benchmarks.common import Row, write_report
+from benchmarks.common import Row, parse_quick, write_report
 from pipelines.catalog import CORE_PIPELINES
 from studio import __version__
 from studio.gallery import GalleryStore, Recipe
@@ -247,13 +246,8 @@ def launch_row(runs: list[Launch], costs: list[ImportCost], kind: str) -> Row:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.launch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="two launches of each kind (default)")
-    size.add_argument("--full", action="store_true", help="four launches of each kind, and the import breakdown")
-    args = parser.parse_args(argv)
-    rows(quick=not args.full)
+    rows(parse_quick(__doc__, "two launches of each kind", "four launches of each kind, and the import breakdown",
+                     argv))
 
 
 if __name__ == "__main__":

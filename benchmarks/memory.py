@@ -16,7 +16,6 @@ Run: `python -m benchmarks.memory [--quick|--full]`; writes benchmarks/results/m
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import subprocess
@@ -29,7 +28,7 @@ from typing import Any
 
 from PIL import Image
 
-from benchmarks.common import Row, write_report
+from benchmarks.common import Row, parse_quick, write_report
 from pipelines.catalog import CORE_PIPELINES, ModelEntry
 from studio.config import StudioConfig
 from studio.jobs import JobStatus
@@ -257,13 +256,7 @@ def split(peak: int, bases: dict[str, int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="two rounds, built-in styles only (default)")
-    size.add_argument("--full", action="store_true", help="three rounds, every style-transfer mode")
-    args = parser.parse_args(argv)
-    rows(quick=not args.full)
+    rows(parse_quick(__doc__, "two rounds, built-in styles only", "three rounds, every style-transfer mode", argv))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ Run: `python -m benchmarks.service --quick` (about 2 minutes) or `--full`; write
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import statistics
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 import torch
 
-from benchmarks.common import Row, write_report
+from benchmarks.common import Row, parse_quick, write_report
 from pipelines.catalog import Catalog
 from pipelines.text_to_image import TextToImageParams, TextToImagePipeline
 from studio.config import StudioConfig
@@ -182,12 +181,7 @@ def report(result: list[Row], quick: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help=f"{QUICK.jobs} small jobs (default)")
-    size.add_argument("--full", action="store_true", help=f"{FULL.jobs} small jobs")
-    args = parser.parse_args()
-    quick = not args.full
+    quick = parse_quick(__doc__, f"{QUICK.jobs} small jobs", f"{FULL.jobs} small jobs")
     write_report("service", report(rows(quick), quick))
 
 
