@@ -4,10 +4,14 @@ speed choices, and cheap latent previews."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from PIL import Image
+
+# torch is imported by the functions that compute: the sampler table is pure data, and the text-to-image module
+# imports this one at its top, which the studio's server imports (for its params) without loading torch.
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +68,8 @@ def model_family(pipe: Any) -> str:
 def cpu_has_fast_bf16() -> bool:
     """AMX or AVX-512 BF16: bf16 matmuls run several times faster than fp32. Without them bf16 is emulated and
     slower than fp32, so it is not a default there."""
+    import torch
+
     try:
         return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
     except AttributeError:  # an older or newer torch without these probes: stay on the safe side
@@ -72,6 +78,8 @@ def cpu_has_fast_bf16() -> bool:
 
 def pick_dtype(device: str, requested: str | None = None) -> torch.dtype:
     """fp16 on CUDA, bf16 on a CPU with bf16 hardware, else fp32; `requested` ("fp32", "bf16", "fp16") wins."""
+    import torch
+
     names = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if requested:
         try:
@@ -85,6 +93,8 @@ def pick_dtype(device: str, requested: str | None = None) -> torch.dtype:
 
 def latent_preview(latents: torch.Tensor, family: str) -> Image.Image:
     """A small RGB picture of one latent (C, H, W) without running the VAE: a fixed linear map per pixel."""
+    import torch
+
     latents = latents.detach().float().cpu()
     channels = latents.shape[0]
     if channels == 4 and family in ("sd", "sdxl"):  # fitted to Stable Diffusion's VAEs, not to other latent spaces

@@ -10,6 +10,9 @@
   and a frame sheet, which the studio stores as GIF, MP4 and PNG.
 Every latent is drawn on the CPU from its own seed, so an image depends on its seed only: the same seed gives
 the same image alone, in a grid of 1,000, or as an animation's first frame.
+
+torch and the networks are imported where a model loads or runs: the studio's server imports this module for its
+params and its model list, and never runs a model.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from PIL import Image
 
 from pipelines.base import (
@@ -48,7 +50,12 @@ from pipelines.latents import (
     sample_noise,
     variations,
 )
-from pipelines.nets.gan_base import GanGenerator, architectures, load_generator
+from pipelines.nets.registry import gan_architectures
+
+if TYPE_CHECKING:
+    import torch
+
+    from pipelines.nets.gan_base import GanGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +140,10 @@ class GanPipeline(Pipeline):
     @classmethod
     def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
              **options: Any) -> GanPipeline:
+        import torch
+
+        from pipelines.nets.gan_base import load_generator
+
         if str(source) == f"package:{FACES_PACKAGE}":
             generator: GanGenerator = load_faces_generator()
         else:
@@ -189,6 +200,8 @@ class GanPipeline(Pipeline):
     def _render(self, latents: list[torch.Tensor], params: GanParams, on_step: OnStep | None,
                 should_stop: ShouldStop | None) -> list[Image.Image]:
         """Generate one image per latent, in batches; truncation applies in w space."""
+        import torch
+
         mean = self._mean_latent(params.noise) if params.truncation != 1.0 else None
         out: list[Image.Image] = []
         total = len(latents)
@@ -208,6 +221,8 @@ class GanPipeline(Pipeline):
 
     def _mean_latent(self, noise: NoiseType) -> torch.Tensor:
         """w̄ for this model and noise type: the mean of `mapping(z)` over many samples, computed once."""
+        import torch
+
         if noise not in self._means:
             total = torch.zeros(())
             for start in range(0, MEAN_SAMPLES, 1000):
@@ -222,6 +237,8 @@ class GanPipeline(Pipeline):
 
 def _to_images(pixels: torch.Tensor) -> list[Image.Image]:
     """(B, 3, H, W) in [−1, 1] → RGB images."""
+    import torch
+
     array = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     array = array.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # (B, H, W, 3)
     return [Image.fromarray(a) for a in array]
@@ -246,6 +263,8 @@ def _compact(seeds: list[int]) -> str:
 
 
 def load_faces_generator() -> GanGenerator:
+    import torch
+
     from pipelines.nets.gan_dcgan import DCGANGenerator
 
     try:
@@ -273,4 +292,4 @@ def _faces_entry() -> ModelEntry:
 
 def _accept_gan(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     name = config.get("_class_name")
-    return {"description": name} if name in architectures() else None
+    return {"description": name} if name in gan_architectures() else None

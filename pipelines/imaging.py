@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from pipelines.base import ImageInputs, PipelineError
+
+# torch is imported by the two tensor conversions only: the pipeline modules import this one at their top, and the
+# studio's server imports them (for their params) without loading torch.
+if TYPE_CHECKING:
+    import torch
 
 
 def input_image(inputs: ImageInputs, ref: str, name: str) -> Image.Image:
@@ -21,12 +26,16 @@ def input_image(inputs: ImageInputs, ref: str, name: str) -> Image.Image:
 
 def to_tensor(image: Image.Image, device: torch.device | str = "cpu") -> torch.Tensor:
     """RGB image → (1, 3, H, W) float32 in [0, 1]."""
+    import torch
+
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0  # (H, W, 3)
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
 
 
 def to_image(tensor: torch.Tensor) -> Image.Image:
     """(1, 3, H, W) or (3, H, W) in [0, 1] → RGB image (values outside are clipped)."""
+    import torch
+
     chw = tensor[0] if tensor.dim() == 4 else tensor
     array = (chw.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(np.ascontiguousarray(array))

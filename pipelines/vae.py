@@ -16,6 +16,9 @@ latents, taken at the posterior mode so the same photo always gives the same lat
 Latent maths runs in float32 on the CPU; only the networks run in the model's dtype. Every latent is decoded on
 its own: batched convolutions differ from single ones in the last bits, which can flip a pixel, and one at a
 time an image depends only on its latent (an animation's first frame is the reconstruction of image A, exactly).
+
+torch and diffusers are imported where a model loads or runs: the studio's server imports this module for its
+params and its model list, and never runs a model.
 """
 
 from __future__ import annotations
@@ -25,10 +28,9 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from PIL import Image
 
 from pipelines.base import (
@@ -49,9 +51,13 @@ from pipelines.catalog import ModelEntry, folder_models, read_model_config
 from pipelines.diffusion_utils import pick_dtype
 from pipelines.hashing import short_file_hash
 from pipelines.imaging import contact_sheet, frame_sheet, input_image, rgb, to_image, to_tensor, upscale
-from pipelines.latent_prior import GaussianMixturePrior
 from pipelines.latents import MAX_SEED, interpolation_path, sample_noise
 from pipelines.model_sources import HUB_ID, download_hub_model, hub_entry
+
+if TYPE_CHECKING:
+    import torch
+
+    from pipelines.latent_prior import GaussianMixturePrior
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +166,8 @@ class VaePipeline(Pipeline):
     @classmethod
     def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
              **options: Any) -> VaePipeline:
+        from pipelines.latent_prior import GaussianMixturePrior
+
         path = Path(source)
         if path.is_dir() and not options.get("hub"):  # a hub id is never a folder of the working directory
             folder = path
@@ -176,6 +184,8 @@ class VaePipeline(Pipeline):
     # -- one job ----------------------------------------------------------------------------------------
     def __call__(self, params: VaeParams, *, seed: int, on_step: OnStep | None = None,
                  should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
+        import torch
+
         info: dict[str, Any] = {"mode": params.mode, "model_hash": self.model_hash}
         warnings: list[str] = []
         notes: list[str] = []
@@ -210,6 +220,8 @@ class VaePipeline(Pipeline):
         return result
 
     def _sample(self, params: VaeParams, seed: int, steps: _Steps, info: dict[str, Any]) -> ImageResult:
+        import torch
+
         width, height = params.width or self.native[0], params.height or self.native[1]
         for name, value in (("width", width), ("height", height)):
             if value % self.factor:
@@ -260,6 +272,8 @@ class VaePipeline(Pipeline):
         return latent
 
     def _decode(self, latent: torch.Tensor, steps: _Steps) -> Image.Image:
+        import torch
+
         steps.before()
         pixels = self.vae.decode(latent.to(self.device, self.vae.dtype)).sample.float()  # (1, 3, H, W)
         if not torch.isfinite(pixels).all():
@@ -332,6 +346,7 @@ def _difference(a: Image.Image, b: Image.Image) -> Image.Image:
 
 # -- model folders --------------------------------------------------------------------------------------
 def _load_vae(folder: Path, torch_dtype: torch.dtype) -> Any:
+    import torch
     from diffusers import AutoencoderKL
 
     config = read_model_config(folder)

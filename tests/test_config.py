@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from studio.config import EXPOSED_CAPS, JobCaps, StudioConfig, default_data_dir, parse_config
+from studio.workers import devices
 from studio.workers.devices import resolve_devices
 
 ROOT = Path(__file__).parent.parent
@@ -108,6 +109,21 @@ def test_auto_devices_fall_back_to_the_cpu_without_cuda() -> None:
 
     expected = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else ["cpu"]
     assert resolve_devices("auto") == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the driver traces looked for are Linux's")
+def test_without_a_gpu_driver_devices_resolve_without_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(devices, "_LINUX_GPU_PATHS", (str(tmp_path / "nvidia"),))
+    monkeypatch.setattr(devices.shutil, "which", lambda tool: None)
+    monkeypatch.setitem(sys.modules, "torch", None)  # from here on, `import torch` raises
+    assert not devices.cuda_may_be_present()
+    assert resolve_devices("auto") == ["cpu"] and resolve_devices("cpu") == ["cpu"]
+    with pytest.raises(ValueError, match="cuda:0 not found; this machine has 0 CUDA device"):
+        resolve_devices("cuda:0")
+    (tmp_path / "nvidia").mkdir()  # a driver appears: only torch can count its GPUs
+    assert devices.cuda_may_be_present()
+    with pytest.raises(ImportError):
+        resolve_devices("auto")
 
 
 def test_help_documents_every_flag() -> None:

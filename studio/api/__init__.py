@@ -7,6 +7,9 @@ routes are not part of it — and /docs shows it with Swagger UI.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
@@ -29,9 +32,14 @@ def mount_api(app: FastAPI, services: Services) -> None:
     routes = [route for router in routers for route in router.routes]
     for router in routers:
         app.include_router(router)
-    # /openapi.json documents our routes only, not Gradio's internal ones (FastAPI serves what `openapi()` returns)
-    schema = get_openapi(title=TITLE, version=__version__, description=DESCRIPTION, routes=routes)
-    app.openapi = lambda: schema  # type: ignore[method-assign]
+
+    # /openapi.json documents our routes only, not Gradio's internal ones (FastAPI serves what `openapi()` returns).
+    # Built once, on its first request: building it takes about a third of a second, which a launch need not wait for.
+    @functools.cache
+    def schema() -> dict[str, Any]:
+        return get_openapi(title=TITLE, version=__version__, description=DESCRIPTION, routes=routes)
+
+    app.openapi = schema  # type: ignore[method-assign]
     app.add_api_route("/docs", lambda: HTMLResponse(get_swagger_ui_html(openapi_url="/openapi.json",
                                                                         title=f"{TITLE} API").body),
                       include_in_schema=False)

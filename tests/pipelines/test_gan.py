@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import pipelines.nets
 from pipelines.base import Interrupted, PipelineError
 from pipelines.gan import FACES_ID, GanParams, GanPipeline
-from pipelines.nets.gan_base import architectures, load_generator
+from pipelines.nets.gan_base import GanGenerator, load_generator
 from pipelines.nets.gan_dcgan import DCGANGenerator
+from pipelines.nets.registry import GAN_BASE, gan_architectures
 
 
 def save_tiny_dcgan(folder: Path) -> Path:
@@ -42,7 +46,7 @@ def test_a_saved_generator_loads_back_identically_and_unknown_architectures_are_
     z = torch.randn(3, 8)
     with torch.no_grad():
         assert torch.equal(original(z), loaded(z))
-    assert "DCGANGenerator" in architectures()
+    assert gan_architectures()["DCGANGenerator"] == "pipelines.nets.gan_dcgan"
 
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "_class_name": "StyleGAN9"}))
@@ -50,6 +54,21 @@ def test_a_saved_generator_loads_back_identically_and_unknown_architectures_are_
         load_generator(folder)
     with pytest.raises(PipelineError, match="not a GAN model folder"):
         load_generator(tmp_path)
+
+
+def test_the_architectures_read_from_the_source_are_the_generator_classes_python_sees() -> None:
+    for module in pkgutil.iter_modules(pipelines.nets.__path__):
+        if module.name.startswith("gan_"):
+            importlib.import_module(f"pipelines.nets.{module.name}")
+    every = {}
+    pending = list(GanGenerator.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        every[cls.__name__] = cls.__module__
+        pending += cls.__subclasses__()
+    assert GanGenerator.__name__ == GAN_BASE
+    assert gan_architectures() == {name: module for name, module in every.items()
+                                   if module.startswith("pipelines.nets.gan_")}
 
 
 def test_models_folder_gan_is_listed_by_architecture(tmp_path: Path) -> None:
