@@ -79,7 +79,7 @@ def studio_seconds(count: int, rounds: int) -> float:
 
 def rows(quick: bool) -> list[Row]:
     """The suite's lines: the raw generator forward in batches of 64 against the pipeline and the whole studio."""
-    count, rounds = (512, 3) if quick else (1024, 5)
+    count, rounds = (256, 2) if quick else (1024, 5)
     pipe, _, plain = load_pipeline()
     params = GanParams.from_dict({"num_images": count})
     raw64, piped = measure_interleaved({"raw": raw(plain, count, channels_last=False, batch=64),

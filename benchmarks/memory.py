@@ -52,7 +52,7 @@ class Sizes:
     style_modes: tuple[str, ...]  # style-transfer modes run in turn (each loads its own networks)
 
 
-QUICK = Sizes(rounds=2, style_modes=("builtin",))
+QUICK = Sizes(rounds=1, style_modes=("builtin",))
 FULL = Sizes(rounds=3, style_modes=("builtin", "painting", "gatys"))
 
 
@@ -256,7 +256,7 @@ def split(peak: int, bases: dict[str, int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    rows(parse_quick(__doc__, "two rounds, built-in styles only", "three rounds, every style-transfer mode", argv))
+    rows(parse_quick(__doc__, "one round, built-in styles only", "three rounds, every style-transfer mode", argv))
 
 
 if __name__ == "__main__":

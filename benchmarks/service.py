@@ -43,7 +43,7 @@ class Sizes:
     clients: int
 
 
-QUICK, FULL = Sizes(request_rounds=3, jobs=16, clients=8), Sizes(request_rounds=5, jobs=40, clients=8)
+QUICK, FULL = Sizes(request_rounds=2, jobs=8, clients=8), Sizes(request_rounds=5, jobs=40, clients=8)
 
 
 @contextmanager

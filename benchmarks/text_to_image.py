@@ -69,7 +69,7 @@ UNET_TARGET, VAE_TARGET, PEAK_TARGET = 4.0, 2.5, 0.5  # speed-ups over diffusers
 
 def rows(quick: bool) -> list[Row]:
     """The suite's lines: one UNet step and one VAE decode, diffusers' fp32 defaults against Atelier's choice."""
-    side, runs = (256, 2) if quick else (512, 3)
+    side, runs = (128, 2) if quick else (512, 3)
     unet, vae, _ = build_models()
     auto = pick_dtype("cpu")
     peak = matmul_peak(auto)
