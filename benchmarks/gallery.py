@@ -9,7 +9,7 @@ built in a temporary folder in about a minute: records go through the gallery's 
 small real PNG (with its `parameters` and `atelier` chunks) and a WebP thumbnail where the store puts them, so
 reconcile compares a folder and a database that match, as a studio's do.
 
-Run: `python -m benchmarks.gallery --full` (100,000 artworks, each figure timed 15 times) or `--quick` (20,000
+Run: `python -m benchmarks.gallery --full` (100,000 artworks, each figure timed 15 times) or `--quick` (50,000
 artworks, 5 times: a smoke run, not the targets' size); writes benchmarks/results/gallery.md.
 """
 
@@ -42,7 +42,7 @@ from studio.gallery.records import MIGRATIONS, ArtworkRecord, GalleryRecords
 from studio.gallery.store import DB_NAME
 
 RECORDS = 100_000  # the size the targets name (--full)
-QUICK_RECORDS = 20_000  # --quick: a smoke run that fits the quick suite's few minutes
+QUICK_RECORDS = 50_000  # --quick: a smoke run that fits the quick suite's few minutes (and still has page 1,000)
 PAGE = 48
 DEEP_PAGE = 1_000
 BATCH = 2_000  # records per transaction while building
