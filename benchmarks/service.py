@@ -157,7 +157,7 @@ def rows(quick: bool) -> list[Row]:
     small = f"{sizes.jobs} jobs of 1 picture, {SMALL['num_steps']} steps"
     return [
         Row(f"txt2img request through REST → queue → worker → gallery ({request})", "the pipeline called directly",
-            f"{served:.3f} s vs {direct:.3f} s: +{overhead * 1000:.0f} ms ({overhead / direct:+.1%})",
+            f"{served:.3f} s vs {direct:.3f} s: {overhead * 1000:+.0f} ms ({overhead / direct:+.1%})",
             "overhead ≤ 5% and ≤ 50 ms", met, direct / served,
             "the studio's time includes writing each PNG with its recipe and a thumbnail"),
         Row(f"{sizes.clients} concurrent clients, {small}", "the same jobs back-to-back, called directly",

@@ -81,7 +81,7 @@ def chart(rows: list[Row], path: Path) -> None:
     top = pad * 2 + row_h
     for i, r in enumerate(shown):
         y = top + i * row_h
-        label = r.what if len(r.what) <= 70 else r.what[:67] + "…"
+        label = _plain(r.what if len(r.what) <= 70 else r.what[:67] + "...")
         draw.text((pad, y + 6), label, fill="black", font=font)
         colour = {True: (46, 160, 67), False: (218, 54, 51), None: (140, 140, 140)}[r.met]
         left, right = sorted((x(1.0), x(r.ratio)))
@@ -91,6 +91,11 @@ def chart(rows: list[Row], path: Path) -> None:
     for tick in (0.1, 0.5, 1, 2, 5, 10):
         draw.text((x(tick) - 8, top + row_h * len(shown) + 4), f"{tick:g}x", fill="black", font=font)
     image.save(path)
+
+
+def _plain(text: str) -> str:
+    """Pillow's built-in font has no superscripts, arrows or ×."""
+    return text.replace("²", "^2").replace("→", "->").replace("×", "x")
 
 
 def update_readme(section: str) -> None:
