@@ -1,7 +1,7 @@
 """The worker side: load (or reuse) the model, run one job or a batch of jobs, stream progress, hand back images.
 
-`run_job` is the same for every backend; `worker_main` is the loop of a local worker process, which talks to
-the studio over a pipe and watches a shared flag for "stop this job".
+`WorkerRuntime.run_batch` is the same for every backend; `worker_main` is the loop of a local worker process, which
+talks to the studio over a pipe and watches a shared flag for "stop this job".
 """
 
 from __future__ import annotations
