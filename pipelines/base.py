@@ -11,12 +11,13 @@ import math
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple, get_args, get_origin
 
 if typing.TYPE_CHECKING:
+    import torch
     from PIL import Image
 
 OnStep = Callable[[int, int, "Image.Image | None"], None]
@@ -279,13 +280,29 @@ class Pipeline(ABC):
                 for job in jobs]
 
     def nbytes(self) -> int:
-        """Memory the loaded model holds, for the worker's cache budget: the sum over its torch modules."""
+        """Memory the loaded model holds, in bytes: the sum over its torch modules and tensors."""
+        return sum(self.memory().values())
+
+    def memory(self) -> dict[str, int]:
+        """Bytes the loaded model holds by where they live, for the worker's cache budgets: "ram" (on the CPU,
+        including parts offloaded there between uses) and "vram" (on a GPU). Each tensor counts once."""
+        held = {"ram": 0, "vram": 0}
+        seen: set[int] = set()
+        for t in self.tensors():
+            if id(t) in seen or t.device.type == "meta":
+                continue
+            seen.add(id(t))
+            held["ram" if t.device.type == "cpu" else "vram"] += t.numel() * t.element_size()
+        return held
+
+    def tensors(self) -> Iterator[torch.Tensor]:
+        """The weights and buffers the loaded model holds: by default those of its attributes that are torch
+        modules or tensors; a pipeline keeping them elsewhere (in a diffusers pipeline, a dict) says so."""
         import torch
 
-        total = 0
         for value in vars(self).values():
             if isinstance(value, torch.nn.Module):
-                total += sum(t.numel() * t.element_size() for t in (*value.parameters(), *value.buffers()))
+                yield from value.parameters()
+                yield from value.buffers()
             elif isinstance(value, torch.Tensor):
-                total += value.numel() * value.element_size()
-        return total
+                yield value

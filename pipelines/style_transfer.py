@@ -18,6 +18,7 @@ params and its model list, and never runs a model.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -138,9 +139,10 @@ class StyleTransferPipeline(Pipeline):
         pipe.compile = bool(options.get("torch_compile"))
         return pipe
 
-    def nbytes(self) -> int:
+    def tensors(self) -> Iterator[torch.Tensor]:
         modules = [m for net in self._nets.values() for m in (net if isinstance(net, tuple) else (net,))]
-        return sum(t.numel() * t.element_size() for m in modules for t in m.state_dict().values())
+        for m in modules:
+            yield from m.state_dict().values()
 
     def __call__(self, params: StyleTransferParams, *, seed: int, on_step: OnStep | None = None,
                  should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -171,11 +171,13 @@ class TextToImagePipeline(Pipeline):
         logger.info("loaded %s on %s in %s", source, device, torch_dtype)
         return cls(pipe, device=device, source=str(source), model_hash=model_hash)
 
-    def nbytes(self) -> int:
+    def tensors(self) -> Iterator[torch.Tensor]:
         import torch
 
-        return sum(sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers()))
-                   for m in self.pipe.components.values() if isinstance(m, torch.nn.Module))
+        for m in self.pipe.components.values():
+            if isinstance(m, torch.nn.Module):
+                yield from m.parameters()
+                yield from m.buffers()
 
     def __call__(self, params: TextToImageParams, *, seed: int, on_step: OnStep | None = None,
                  should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import platformdirs
 
+from studio.workers.cache import MemoryBudget
+
 ENV_PREFIX = "ATELIER_"
 GENERATED_USER = "atelier"  # the login --share-generate-password makes
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -66,8 +68,15 @@ class StudioConfig:
     max_megapixels: float | None = None  # of each picture
     allow_any_hub_model: bool = False  # let users of an exposed studio type any hub id (a download) into a tab
     max_batch: int = 4  # pending jobs that differ only in their prompts run as one batch of up to this many
-    model_memory_gb: float = 6.0  # byte budget of each worker's model cache; least recently used models go first
+    # budgets of each worker's model cache, in GB; least recently used models go first when one is exceeded
+    model_memory_gb: float = 6.0  # main memory (RAM): models on the CPU, and a GPU's models offloaded by --low-vram
+    gpu_memory_gb: float | None = None  # each GPU's memory (VRAM); None: 90% of what the GPU has
     in_process_workers: bool = False  # run workers as threads in the server (tests, debugging); default: processes
+
+    @property
+    def memory_budget(self) -> MemoryBudget:
+        gpu = None if self.gpu_memory_gb is None else int(self.gpu_memory_gb * 1e9)
+        return MemoryBudget(ram=int(self.model_memory_gb * 1e9), vram=gpu)
 
     @property
     def auth_pairs(self) -> list[tuple[str, str]]:
@@ -125,8 +134,10 @@ class StudioConfig:
             raise ValueError(f"--max-megapixels must be 0 (no cap) or more, got {self.max_megapixels}")
         if self.max_batch < 1:
             raise ValueError(f"--max-batch must be at least 1 (1: no batching), got {self.max_batch}")
-        if self.model_memory_gb <= 0:
+        if not self.model_memory_gb > 0:
             raise ValueError(f"--model-memory-gb must be positive, got {self.model_memory_gb}")
+        if self.gpu_memory_gb is not None and not self.gpu_memory_gb > 0:
+            raise ValueError(f"--gpu-memory-gb must be positive, got {self.gpu_memory_gb}")
         self.auth_pairs  # noqa: B018 -- validates the credentials early, with the flag's name in the message
         if self.auth_file and not self.auth_file.is_file():
             raise ValueError(f"--auth-file {self.auth_file}: no such file (create it with `python launch.py users "
@@ -229,7 +240,10 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                    help="run up to this many waiting text-to-image jobs that differ only in their prompts as one "
                         "batch (default %(default)s; 1: one job at a time)")
     p.add_argument("--model-memory-gb", type=float, default=default("model_memory_gb", d.model_memory_gb),
-                   help="memory each worker may spend on loaded models (default %(default)s GB)")
+                   help="main memory (RAM) each worker may spend on loaded models; on a GPU worker, what --low-vram "
+                        "keeps off the GPU (default %(default)s GB)")
+    p.add_argument("--gpu-memory-gb", type=float, default=default("gpu_memory_gb", None),
+                   help="GPU memory (VRAM) each GPU worker may spend on loaded models (default: 90%% of the GPU's)")
     return p
 
 
@@ -255,6 +269,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             max_megapixels=None if ns.max_megapixels is None else float(ns.max_megapixels),
             allow_any_hub_model=ns.allow_any_hub_model, max_batch=int(ns.max_batch),
             model_memory_gb=float(ns.model_memory_gb),
+            gpu_memory_gb=None if ns.gpu_memory_gb is None else float(ns.gpu_memory_gb),
         )
         config.check()
     except ValueError as e:

@@ -83,7 +83,7 @@ def build_services(config: StudioConfig) -> Services:
     inputs = InputStore(data_dir / "inputs")
     events = JobEvents()
     generation = GenerationService(queue, catalog, gallery, inputs, events, config.job_caps)
-    handles = make_handles(devices, cache_bytes=int(config.model_memory_gb * 1e9), log_level=config.logging_level,
+    handles = make_handles(devices, budget=config.memory_budget, log_level=config.logging_level,
                            in_process=config.in_process_workers, device_options=config.device_options)
     pool = WorkerPool(handles, queue, events, generation.prepare, generation.deliver, max_batch=config.max_batch)
     return Services(config, catalog, queue, gallery, inputs, events, generation, pool, accounts, lock)

@@ -11,6 +11,7 @@ import pytest
 
 from studio.config import EXPOSED_CAPS, JobCaps, StudioConfig, default_data_dir, parse_config
 from studio.workers import devices
+from studio.workers.cache import MemoryBudget
 from studio.workers.devices import resolve_devices
 
 ROOT = Path(__file__).parent.parent
@@ -28,13 +29,16 @@ def test_environment_sets_every_flag_and_the_command_line_wins() -> None:
            "ATELIER_DEVICES": "cpu", "ATELIER_OFFLINE": "true", "ATELIER_ALLOW_PICKLE": "1",
            "ATELIER_LOG_LEVEL": "debug", "ATELIER_LOW_VRAM": "1", "ATELIER_VAE_TILING": "on",
            "ATELIER_TORCH_COMPILE": "yes",
-           "ATELIER_PLUGINS": "a.b, c.d", "ATELIER_MAX_QUEUE": "5", "ATELIER_MODEL_MEMORY_GB": "1.5"}
+           "ATELIER_PLUGINS": "a.b, c.d", "ATELIER_MAX_QUEUE": "5", "ATELIER_MODEL_MEMORY_GB": "1.5",
+           "ATELIER_GPU_MEMORY_GB": "7"}
     config = parse_config([], env)
     assert config == StudioConfig(
         host="0.0.0.0", port=8000, share=True, auth="ana:pw", open_browser=False, data_dir=Path("/srv/atelier"),
         models_dir=Path("/srv/models"), devices="cpu", offline=True, allow_pickle=True, log_level="debug",
-        plugins=("a.b", "c.d"), max_queue=5, model_memory_gb=1.5, low_vram=True, vae_tiling=True,
+        plugins=("a.b", "c.d"), max_queue=5, model_memory_gb=1.5, gpu_memory_gb=7.0, low_vram=True, vae_tiling=True,
         torch_compile=True)
+    assert config.memory_budget == MemoryBudget(ram=1_500_000_000, vram=7_000_000_000)
+    assert parse_config([], {}).memory_budget.vram is None  # each GPU worker takes 90% of its GPU
     assert parse_config(["--port", "9000", "--host", "127.0.0.1"], env).port == 9000
 
 
@@ -86,6 +90,8 @@ def test_a_shared_or_network_studio_needs_logins(argv, refused, tmp_path: Path, 
         (["--max-queue", "0"], {}, "--max-queue must be at least 1"),
         (["--max-megapixels", "nan"], {}, "--max-megapixels must be 0 (no cap) or more, got nan"),
         (["--max-images-per-job", "-1"], {}, "--max-images-per-job must be 0 (no cap) or more"),
+        (["--model-memory-gb", "nan"], {}, "--model-memory-gb must be positive, got nan"),
+        (["--gpu-memory-gb", "0"], {}, "--gpu-memory-gb must be positive, got 0.0"),
     ],
 )
 def test_bad_settings_exit_with_a_message_naming_them(argv, env, message, capsys) -> None:

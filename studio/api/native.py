@@ -27,6 +27,7 @@ from studio.api.schemas import (
     JobAccepted,
     JobList,
     JobOut,
+    MemoryOut,
     ModelOut,
     RecordOut,
     RecordPatch,
@@ -37,6 +38,7 @@ from studio.gallery import Artwork, ArtworkNotFound, metadata
 from studio.gallery.inputs import MAX_INPUT_BYTES
 from studio.jobs import Job, JobEvent, JobStatus
 from studio.services import Services
+from studio.workers.pool import WorkerStatus
 
 PREFIX = "/api/v1"
 PAGE_LIMIT = 200
@@ -159,7 +161,7 @@ def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
         catalog = services.catalog
         return HealthOut(status="ok", version=__version__, pending_jobs=services.queue.pending_count(),
                          pipelines=[k for k in catalog.kinds if catalog.has_pipeline(k)],
-                         workers=[WorkerOut(**vars(w)) for w in services.pool.status()])
+                         workers=[_worker_out(w) for w in services.pool.status()])
 
     return router
 
@@ -193,6 +195,12 @@ def _own_artwork(services: Services, image_id: str, user: str, *, change: bool =
     if change and not services.may_change(artwork, user):
         raise HTTPException(403, f"artwork {image_id} is {artwork.owner}'s: only they can change or delete it")
     return artwork
+
+
+def _worker_out(w: WorkerStatus) -> WorkerOut:
+    memory = MemoryOut(**vars(w.memory)) if w.memory else None
+    return WorkerOut(name=w.name, device=w.device, alive=w.alive, current_jobs=list(w.current_jobs),
+                     restarts=w.restarts, loaded=list(w.loaded), memory=memory)
 
 
 def _job_out(services: Services, job: Job) -> JobOut:

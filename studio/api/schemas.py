@@ -143,6 +143,13 @@ class ModelOut(BaseModel):
     loaded: bool = Field(description="a worker holds it in memory now: a job on it starts without loading")
 
 
+class MemoryOut(BaseModel):
+    ram: int = Field(description="bytes of main memory the loaded models hold")
+    vram: int = Field(description="bytes of GPU memory they hold")
+    ram_budget: int = Field(description="the worker's main-memory budget for models, in bytes (--model-memory-gb)")
+    vram_budget: int = Field(description="its GPU-memory budget in bytes (--gpu-memory-gb); 0 on a CPU worker")
+
+
 class WorkerOut(BaseModel):
     name: str
     device: str
@@ -150,6 +157,8 @@ class WorkerOut(BaseModel):
     current_jobs: list[str] = Field(description="the job it runs, or the jobs of the batch it runs; empty when idle")
     restarts: int
     loaded: list[str] = Field(description="model ids in this worker's memory, most recently used last")
+    memory: MemoryOut | None = Field(description="what those models hold against the worker's budgets; null until "
+                                                 "its first job ends")
 
 
 class HealthOut(BaseModel):

@@ -19,6 +19,7 @@ from studio.gallery import Artwork, ArtworkNotFound, metadata
 from studio.jobs import Job, JobError, JobEvent, JobNotFound, JobStatus
 from studio.services import Services
 from studio.ui.forms import Binding
+from studio.workers.protocol import MemoryUse
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,16 @@ class Handlers:
 
     def workers_table(self) -> list[list[Any]]:
         return [[w.name, w.device, "running" if w.alive else "restarting", ", ".join(w.current_jobs) or "idle",
-                 w.restarts, ", ".join(reversed(w.loaded)) or "—"] for w in self.services.pool.status()]
+                 w.restarts, ", ".join(reversed(w.loaded)) or "—", _memory(w.memory)]
+                for w in self.services.pool.status()]
+
+
+def _memory(use: MemoryUse | None) -> str:
+    """"RAM 0.94 / 6.00 GB", and the GPU's share on a GPU worker; "—" before the worker's first job ends."""
+    if use is None:
+        return "—"
+    text = f"RAM {use.ram / 1e9:.2f} / {use.ram_budget / 1e9:.2f} GB"
+    return text + (f" · VRAM {use.vram / 1e9:.2f} / {use.vram_budget / 1e9:.2f} GB" if use.vram_budget else "")
 
 
 def _saved(artworks: list[Artwork]) -> str:

@@ -13,6 +13,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any
 
+from studio.workers.cache import MemoryBudget
 from studio.workers.protocol import WorkerMessage, WorkOrder
 from studio.workers.runner import WorkerRuntime, worker_main
 
@@ -61,11 +62,11 @@ class WorkerHandle(ABC):
 class ProcessWorker(WorkerHandle):
     """A spawned process (spawn, not fork: CUDA cannot be initialised in a forked child)."""
 
-    def __init__(self, name: str, device: str, cache_bytes: int, log_level: int,
+    def __init__(self, name: str, device: str, budget: MemoryBudget, log_level: int,
                  device_options: dict[str, Any]) -> None:
         super().__init__(name, device)
         self._ctx = multiprocessing.get_context("spawn")
-        self._cache_bytes = cache_bytes
+        self._budget = budget
         self._device_options = device_options
         self._log_level = log_level
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -81,7 +82,7 @@ class ProcessWorker(WorkerHandle):
         self._cancel.clear()
         self._process = self._ctx.Process(
             target=worker_main, name=f"atelier-{self.name}", daemon=True,
-            args=(self.name, self.device, child, self._cancel, self._cache_bytes, self._log_level,
+            args=(self.name, self.device, child, self._cancel, self._budget, self._log_level,
                   self._device_options),
         )
         self._process.start()
@@ -138,9 +139,9 @@ class ProcessWorker(WorkerHandle):
 class ThreadWorker(WorkerHandle):
     """The same worker loop on a thread of the studio: no process start-up cost, but no crash isolation."""
 
-    def __init__(self, name: str, device: str, cache_bytes: int, device_options: dict[str, Any]) -> None:
+    def __init__(self, name: str, device: str, budget: MemoryBudget, device_options: dict[str, Any]) -> None:
         super().__init__(name, device)
-        self._cache_bytes = cache_bytes
+        self._budget = budget
         self._device_options = device_options
         self._orders: queue.SimpleQueue[list[WorkOrder] | None] = queue.SimpleQueue()
         self._messages: queue.SimpleQueue[WorkerMessage] = queue.SimpleQueue()
@@ -148,7 +149,7 @@ class ThreadWorker(WorkerHandle):
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        runtime = WorkerRuntime(self.device, self._cache_bytes, self._device_options)
+        runtime = WorkerRuntime(self.device, self._budget, self._device_options)
 
         def loop() -> None:
             while (orders := self._orders.get()) is not None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from studio.jobs import Job, JobEvent, JobEvents, JobQueue
 from studio.workers.backend import WorkerHandle
-from studio.workers.protocol import DeliveryFailed, Failed, Finished, Progress, WorkOrder
+from studio.workers.protocol import DeliveryFailed, Failed, Finished, MemoryUse, Progress, WorkOrder
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class Dispatcher(threading.Thread):
         self.current_jobs: tuple[str, ...] = ()  # what the worker runs now: one job, or the jobs of a batch
         self.restarts = 0
         self.loaded: tuple[str, ...] = ()  # the model ids the worker last said it holds in memory
+        self.memory: MemoryUse | None = None  # and what it said they hold
 
     def stop(self) -> None:
         self._stopping.set()
@@ -61,7 +62,7 @@ class Dispatcher(threading.Thread):
         if backoff_s > 0 and self._stopping.wait(backoff_s):
             return
         self.handle.kill()
-        self.loaded = ()
+        self.loaded, self.memory = (), None
         self.handle.start()
         self.restarts += 1
 
@@ -101,13 +102,13 @@ class Dispatcher(threading.Thread):
                 self._events.publish(JobEvent(message.job_id, "progress", message.step, message.total,
                                               message.preview, message.message))
             elif isinstance(message, Finished):
-                self.loaded = message.loaded
+                self.loaded, self.memory = message.loaded, message.memory
                 self._finish(running.pop(message.job_id), message)
             elif isinstance(message, Failed):
-                self.loaded = message.loaded
+                self.loaded, self.memory = message.loaded, message.memory
                 self._failed(running.pop(message.job_id), message)
             elif not self.handle.alive():
-                self.loaded = ()
+                self.loaded, self.memory = (), None
                 for job in running.values():
                     self._lost(job)
                 return False

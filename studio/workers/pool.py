@@ -9,8 +9,9 @@ from typing import Any
 
 from studio.jobs import Job, JobEvents, JobQueue
 from studio.workers.backend import ProcessWorker, ThreadWorker, WorkerHandle
+from studio.workers.cache import MemoryBudget
 from studio.workers.dispatcher import Dispatcher
-from studio.workers.protocol import Finished, WorkOrder
+from studio.workers.protocol import Finished, MemoryUse, WorkOrder
 
 logger = logging.getLogger(__name__)
 
@@ -23,17 +24,18 @@ class WorkerStatus:
     current_jobs: tuple[str, ...]  # the job it runs, or the jobs of the batch it runs; empty when idle
     restarts: int
     loaded: tuple[str, ...]  # model ids in the worker's memory
+    memory: MemoryUse | None  # what they hold against the worker's budgets (None until its first job ends)
 
 
-def make_handles(devices: list[str], *, cache_bytes: int, log_level: int, in_process: bool,
+def make_handles(devices: list[str], *, budget: MemoryBudget, log_level: int, in_process: bool,
                  device_options: dict[str, Any]) -> list[WorkerHandle]:
     handles: list[WorkerHandle] = []
     for device in devices:
         name = device.replace(":", "")
         if in_process:
-            handles.append(ThreadWorker(name, device, cache_bytes, device_options))
+            handles.append(ThreadWorker(name, device, budget, device_options))
         else:
-            handles.append(ProcessWorker(name, device, cache_bytes, log_level, device_options))
+            handles.append(ProcessWorker(name, device, budget, log_level, device_options))
     return handles
 
 
@@ -58,8 +60,8 @@ class WorkerPool:
         logger.info("workers stopped")
 
     def status(self) -> list[WorkerStatus]:
-        return [WorkerStatus(d.handle.name, d.handle.device, d.handle.alive(), d.current_jobs, d.restarts, d.loaded)
-                for d in self._dispatchers]
+        return [WorkerStatus(d.handle.name, d.handle.device, d.handle.alive(), d.current_jobs, d.restarts, d.loaded,
+                             d.memory) for d in self._dispatchers]
 
     def loaded_models(self) -> set[str]:
         """The model ids some worker holds in memory: a job on one of them starts without loading."""

@@ -37,6 +37,15 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class MemoryUse:
+    """What a worker's loaded models hold and may hold, in bytes: main memory (RAM) and the GPU's (VRAM)."""
+    ram: int = 0
+    vram: int = 0
+    ram_budget: int = 0
+    vram_budget: int = 0  # 0 on a CPU worker
+
+
+@dataclass(frozen=True)
 class Finished:
     job_id: str
     images: list[Image.Image]
@@ -44,6 +53,7 @@ class Finished:
     info: dict[str, Any] = field(default_factory=dict)
     animations: dict[int, Animation] = field(default_factory=dict)  # by image index, as in ImageResult
     loaded: tuple[str, ...] = ()  # the model ids the worker holds in memory after this job
+    memory: MemoryUse | None = None  # and what they hold
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class Failed:
     error: str
     interrupted: bool = False  # stopped on request, not broken
     loaded: tuple[str, ...] = ()  # as in Finished
+    memory: MemoryUse | None = None
 
 
 WorkerMessage = Progress | Finished | Failed

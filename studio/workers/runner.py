@@ -15,8 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.base import BatchItem, Interrupted, OnStep, Pipeline, PipelineError
 from pipelines.catalog import import_pipeline
-from studio.workers.cache import ModelCache
-from studio.workers.protocol import PREVIEW_SIZE, Failed, Finished, Progress, WorkerMessage, WorkOrder
+from studio.workers.cache import MemoryBudget, ModelCache
+from studio.workers.protocol import (
+    PREVIEW_SIZE,
+    Failed,
+    Finished,
+    MemoryUse,
+    Progress,
+    WorkerMessage,
+    WorkOrder,
+)
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -30,19 +38,24 @@ logger = logging.getLogger(__name__)
 class WorkerRuntime:
     """What a worker keeps between jobs: its device and its model cache."""
 
-    def __init__(self, device: str, cache_bytes: int, device_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, device: str, budget: MemoryBudget, device_options: dict[str, Any] | None = None) -> None:
         self.device = device
         self.device_options = device_options or {}
-        self.cache: ModelCache[Pipeline] = ModelCache(cache_bytes, size_of=lambda p: p.nbytes())
+        on_gpu = device.startswith("cuda")
+        vram = (budget.vram if budget.vram is not None else int(0.9 * gpu_memory(device))) if on_gpu else 0
+        # a model loads onto the GPU, unless low-VRAM offload keeps its parts in RAM between uses
+        loads_into = "vram" if on_gpu and not self.device_options.get("low_vram") else "ram"
+        self.cache: ModelCache[Pipeline] = ModelCache({"ram": budget.ram, "vram": vram},
+                                                      size_of=lambda p: p.memory(), loads_into=loads_into)
 
     def run_batch(self, orders: Sequence[WorkOrder], send: Callable[[WorkerMessage], None],
                   should_stop: Callable[[], bool]) -> None:
         """Run orders for one model together (a single order is a batch of one); always ends by sending exactly
         one Finished or Failed per order, each saying which models the worker holds in memory afterwards."""
         outcomes = self._outcomes(orders, send, should_stop)
-        loaded = self.loaded()
+        loaded, memory = self.loaded(), self.memory()
         for outcome in outcomes:
-            send(dataclasses.replace(outcome, loaded=loaded))
+            send(dataclasses.replace(outcome, loaded=loaded, memory=memory))
 
     def _outcomes(self, orders: Sequence[WorkOrder], send: Callable[[WorkerMessage], None],
                   should_stop: Callable[[], bool]) -> list[Finished | Failed]:
@@ -88,13 +101,17 @@ class WorkerRuntime:
         held = self.cache.keys()
         return tuple(key.split("|", 1)[1] for key in held)
 
+    def memory(self) -> MemoryUse:
+        used, budgets = self.cache.used(), self.cache.budgets
+        return MemoryUse(used["ram"], used["vram"], budgets["ram"], budgets["vram"])
 
-def worker_main(name: str, device: str, conn: Connection, cancel: Event, cache_bytes: int, log_level: int,
+
+def worker_main(name: str, device: str, conn: Connection, cancel: Event, budget: MemoryBudget, log_level: int,
                 device_options: dict[str, Any]) -> None:
     """Entry point of a spawned worker process: take orders until told to stop (None) or the pipe closes."""
     logging.basicConfig(level=log_level, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the studio stops us in order
-    runtime = WorkerRuntime(device, cache_bytes, device_options)
+    runtime = WorkerRuntime(device, budget, device_options)
     logger.info("worker %s ready on %s", name, device)
     while True:
         try:
@@ -105,6 +122,13 @@ def worker_main(name: str, device: str, conn: Connection, cancel: Event, cache_b
             break
         runtime.run_batch(orders, conn.send, cancel.is_set)
     logger.info("worker %s stopped", name)
+
+
+def gpu_memory(device: str) -> int:
+    """Bytes of memory the GPU `device` ("cuda:N") has."""
+    import torch
+
+    return torch.cuda.get_device_properties(torch.device(device)).total_memory
 
 
 def _cache_key(order: WorkOrder) -> str:

@@ -145,6 +145,9 @@ def test_every_pipeline_runs_through_the_api(api) -> None:
     assert {"tiny-sd", "atelier-emoji-gan"} <= loaded and "dcgan-faces" not in loaded
     worker = client.get(f"{API}/health").json()["workers"][0]
     assert worker["loaded"][-1] == client.get(f"{API}/jobs/{ids[-1]}").json()["model"]  # most recent last
+    # and what those models hold, against its budgets: a CPU worker's are all in main memory
+    memory = worker["memory"]
+    assert 1_000_000 < memory["ram"] <= memory["ram_budget"] and memory["vram"] == memory["vram_budget"] == 0
 
 
 def test_bad_requests_get_a_4xx_naming_the_problem(api, monkeypatch: pytest.MonkeyPatch) -> None:

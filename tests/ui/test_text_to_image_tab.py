@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,3 +106,13 @@ def test_the_user_sees_when_a_prompt_was_cut(served) -> None:
     status, *_ = client.predict(model="tiny-sd", seed=1, **{**PARAMS, "prompt": "castle " * 700},
                                 api_name="/generate_text_to_image")
     assert status.startswith("Done") and "⚠ the prompt is 700 tokens; only the first 600 were used" in status
+
+
+def test_the_models_tab_shows_what_the_worker_holds_against_its_budget(served) -> None:
+    services, client = served
+    generate(client, "tiny-sd", 1, **PARAMS)
+    table = client.predict(api_name="/list_workers")
+    worker = dict(zip(table["headers"], table["data"][0], strict=True))
+    assert "tiny-sd" in worker["Models in memory"]
+    budget = services.config.model_memory_gb
+    assert re.fullmatch(rf"RAM 0\.\d\d / {budget:.2f} GB", worker["Memory used / budget"])  # a CPU worker: no VRAM

@@ -7,7 +7,7 @@ import gradio as gr
 from studio.ui.handlers import Handlers
 
 MODEL_COLUMNS = ["Model", "Generator", "Source", "Size", "Licence", "Licence limits", "Status", "About"]
-WORKER_COLUMNS = ["Worker", "Device", "State", "Job", "Restarts", "Models in memory"]
+WORKER_COLUMNS = ["Worker", "Device", "State", "Job", "Restarts", "Models in memory", "Memory used / budget"]
 
 
 def build_models_tab(handlers: Handlers) -> tuple[gr.Dataframe, gr.Dataframe, gr.Button]:
