@@ -39,11 +39,13 @@ PROMPTS = ["a red heart", "a blue star", "a green tree", "a yellow sun", "a smil
 @dataclass(frozen=True)
 class Sizes:
     request_rounds: int  # alternating direct / through-the-studio runs of one request
+    request_steps: int  # of that request (4 pictures)
     jobs: int  # small jobs for the concurrency and batching runs
     clients: int
 
 
-QUICK, FULL = Sizes(request_rounds=2, jobs=8, clients=8), Sizes(request_rounds=5, jobs=40, clients=8)
+QUICK = Sizes(request_rounds=2, request_steps=10, jobs=8, clients=8)
+FULL = Sizes(request_rounds=5, request_steps=REQUEST["num_steps"], jobs=40, clients=8)
 
 
 @contextmanager
@@ -89,9 +91,10 @@ def direct_pipeline() -> TextToImagePipeline:
     return TextToImagePipeline.load(entry.source, device="cpu", **entry.load_options)
 
 
-def request_overhead(pipe: TextToImagePipeline, url: str, rounds: int) -> tuple[float, float]:
+def request_overhead(pipe: TextToImagePipeline, url: str, rounds: int, steps: int) -> tuple[float, float]:
     """Median seconds of one request called directly and through the studio, run alternately."""
-    params = TextToImageParams.from_dict(REQUEST)
+    request = {**REQUEST, "num_steps": steps}
+    params = TextToImageParams.from_dict(request)
     direct, served = [], []
     with httpx.Client(base_url=url, timeout=600) as client:
         for seed in range(rounds):
@@ -99,7 +102,7 @@ def request_overhead(pipe: TextToImagePipeline, url: str, rounds: int) -> tuple[
             with torch.inference_mode():
                 pipe(params, seed=seed)
             direct.append(time.perf_counter() - start)
-            served.append(run_job(client, REQUEST, seed))
+            served.append(run_job(client, request, seed))
     return statistics.median(direct), statistics.median(served)
 
 
@@ -146,14 +149,14 @@ def rows(quick: bool) -> list[Row]:
     pipe = direct_pipeline()
     with tempfile.TemporaryDirectory(prefix="atelier-bench-service-") as tmp:
         with studio(Path(tmp) / "batched") as url:
-            direct, served = request_overhead(pipe, url, sizes.request_rounds)
+            direct, served = request_overhead(pipe, url, sizes.request_rounds, sizes.request_steps)
             alone = back_to_back(pipe, sizes.jobs)
             together = many_clients(url, sizes.jobs, sizes.clients)
         with studio(Path(tmp) / "one-at-a-time", max_batch=1) as url:
             single = many_clients(url, sizes.jobs, sizes.clients)
     overhead = served - direct
     met = overhead <= 0.05 * direct and overhead <= 0.050
-    request = f"4 pictures, {REQUEST['num_steps']} steps"
+    request = f"4 pictures, {sizes.request_steps} steps"
     small = f"{sizes.jobs} jobs of 1 picture, {SMALL['num_steps']} steps"
     return [
         Row(f"txt2img request through REST → queue → worker → gallery ({request})", "the pipeline called directly",

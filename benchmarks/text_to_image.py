@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,11 +26,25 @@ def build_models() -> tuple[torch.nn.Module, torch.nn.Module]:
     """The SD 1.5 UNet and VAE with random weights (the speed does not depend on them; nothing is downloaded)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(CONFIGS / "unet")).eval()
-    torch.manual_seed(0)
-    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(CONFIGS / "vae")).eval()
-    return unet, vae
+    return _random(UNet2DConditionModel, "unet"), _random(AutoencoderKL, "vae")
+
+
+def _random(cls: type, name: str) -> torch.nn.Module:
+    """A model built without torch's own initialisation (10 s for the UNet here), then filled at the same scales:
+    matrices and kernels uniform within ±1/√fan-in as torch's default, norm scales 1, biases 0. Activations keep
+    their usual size, so no denormal numbers slow a variant down."""
+    with torch.device("meta"):
+        model = cls.from_config(cls.load_config(CONFIGS / name))
+    model = model.to_empty(device="cpu").eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if p.dim() > 1:
+                bound = 1 / math.sqrt(p[0].numel())
+                p.uniform_(-bound, bound, generator=generator)
+            else:
+                p.fill_(1.0 if key.endswith("weight") else 0.0)
+    return model
 
 
 def variants(auto: torch.dtype) -> dict[str, tuple[torch.dtype, bool]]:
@@ -44,10 +60,17 @@ def variants(auto: torch.dtype) -> dict[str, tuple[torch.dtype, bool]]:
     }
 
 
+def converted(model: torch.nn.Module, dtype: torch.dtype, channels_last: bool = False) -> torch.nn.Module:
+    """`model` itself when it already runs as asked, else a converted copy (variants run interleaved, each with
+    its own weights; copying the UNet takes ~13 s here, so variants that need no conversion share it)."""
+    if dtype == next(model.parameters()).dtype and not channels_last:
+        return model
+    model = copy.deepcopy(model).to(dtype=dtype)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
 def unet_step(unet: torch.nn.Module, side: int, dtype: torch.dtype, channels_last: bool) -> callable:
-    model = copy.deepcopy(unet).to(dtype=dtype)  # one copy per variant: they run interleaved
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = converted(unet, dtype, channels_last)
     latents = torch.randn(2, 4, side // 8, side // 8, dtype=dtype)  # (B=2 for CFG, C, H, W)
     if channels_last:
         latents = latents.to(memory_format=torch.channels_last)
@@ -57,7 +80,7 @@ def unet_step(unet: torch.nn.Module, side: int, dtype: torch.dtype, channels_las
 
 
 def vae_decode(vae: torch.nn.Module, side: int, dtype: torch.dtype) -> callable:
-    model = copy.deepcopy(vae).to(dtype=dtype)
+    model = converted(vae, dtype)
     latents = torch.randn(1, 4, side // 8, side // 8, dtype=dtype)
     return lambda: model.decode(latents)
 
@@ -67,7 +90,7 @@ UNET_TARGET, VAE_TARGET, PEAK_TARGET = 4.0, 2.5, 0.5  # speed-ups over diffusers
 
 def rows(quick: bool) -> list[Row]:
     """The suite's lines: one UNet step and one VAE decode, diffusers' fp32 defaults against Atelier's choice."""
-    side, runs = (128, 2) if quick else (512, 3)
+    side, runs = (128, 1) if quick else (512, 3)  # quick: a smoke run; one round after the warm-up
     unet, vae = build_models()
     auto = pick_dtype("cpu")
     peak = matmul_peak(auto)
@@ -87,6 +110,40 @@ def rows(quick: bool) -> list[Row]:
             u[0].seconds / u[1].seconds, why),
         Row(f"SD VAE decode {side}²", "diffusers, fp32", f"{v[1].seconds:.2f} s vs {v[0].seconds:.2f} s ({dtype})",
             f"≥ {VAE_TARGET}×", v[0].seconds / v[1].seconds >= VAE_TARGET, v[0].seconds / v[1].seconds, why),
+        *([] if quick else sweep(unet, side, runs, auto)),  # quick: the suite's minutes are spent elsewhere
+    ]
+
+
+def with_threads(threads: int, fn: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+    return run
+
+
+def sweep(unet: torch.nn.Module, side: int, runs: int, dtype: torch.dtype) -> list[Row]:
+    """The other CPU levers on Atelier's UNet step, each against the step as Atelier runs it: fewer threads (one
+    per core is torch's default), and channels_last memory format (measured last: it converts `unet` in place)."""
+    threads = torch.get_num_threads()
+    step = unet_step(unet, side, dtype, channels_last=False)
+    fewer = max(1, threads // 2)
+    t = measure_interleaved({"default": step, "fewer": with_threads(fewer, step)}, rounds=runs)
+    unet.to(memory_format=torch.channels_last)
+    c = measure_interleaved({"channels_last": unet_step(unet, side, dtype, channels_last=True)}, rounds=runs)[0]
+    name = str(dtype).removeprefix("torch.")
+    return [
+        Row(f"UNet step {side}² on {fewer} thread(s) instead of {threads}", f"the same step on {threads} threads "
+            f"({name})", f"{t[1].seconds:.2f} s vs {t[0].seconds:.2f} s", "reported (keep what wins)", None,
+            t[0].seconds / t[1].seconds, f"Atelier keeps torch's default of {threads} threads"
+            if t[0].seconds <= t[1].seconds else "fewer threads won here: a busy machine?"),
+        Row(f"UNet step {side}² in channels_last memory format", f"the same step, default format ({name})",
+            f"{c.seconds:.2f} s vs {t[0].seconds:.2f} s (run after it)", "reported (keep what wins)", None,
+            t[0].seconds / c.seconds, "within noise or slower: Atelier's text-to-image keeps the default format"
+            if c.seconds >= 0.95 * t[0].seconds else "faster here: worth switching the pipeline to it"),
     ]
 
 
