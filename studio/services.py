@@ -15,6 +15,7 @@ from studio.gallery import Artwork, GalleryStore
 from studio.gallery.inputs import InputStore
 from studio.generation import GenerationService
 from studio.jobs import JobEvents, SqliteJobQueue
+from studio.presets import PresetStore
 from studio.workers.devices import resolve_devices
 from studio.workers.pool import WorkerPool, make_handles
 
@@ -36,6 +37,7 @@ class Services:
     generation: GenerationService
     pool: WorkerPool
     accounts: Accounts
+    presets: PresetStore
     _lock: FileLock | None = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -65,6 +67,7 @@ class Services:
         self.pool.stop()
         self.queue.close()
         self.gallery.close()
+        self.presets.close()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -81,12 +84,13 @@ def build_services(config: StudioConfig) -> Services:
                            max_pending_per_owner=config.max_queue_per_user)
     gallery = GalleryStore(data_dir / "gallery")
     inputs = InputStore(data_dir / "inputs")
+    presets = PresetStore(data_dir)
     events = JobEvents()
     generation = GenerationService(queue, catalog, gallery, inputs, events, config.job_caps)
     handles = make_handles(devices, budget=config.memory_budget, log_level=config.logging_level,
                            in_process=config.in_process_workers, device_options=config.device_options)
     pool = WorkerPool(handles, queue, events, generation.prepare, generation.deliver, max_batch=config.max_batch)
-    return Services(config, catalog, queue, gallery, inputs, events, generation, pool, accounts, lock)
+    return Services(config, catalog, queue, gallery, inputs, events, generation, pool, accounts, presets, lock)
 
 
 def _lock_data_dir(data_dir: Path) -> FileLock:

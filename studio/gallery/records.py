@@ -211,6 +211,20 @@ class GalleryRecords:
         rows = self._read(f"SELECT {_COLUMNS} FROM artworks WHERE job_id = ? ORDER BY idx", (job_id,))
         return [_record(row) for row in rows]
 
+    def recent_prompts(self, owner: str, pipeline: str, limit: int = 20, window: int = 2000) -> list[str]:
+        """`owner`'s distinct non-empty prompts for `pipeline`, most recently used first.
+
+        Only the newest `window` artworks are looked at: they come from the (owner, pipeline, created_at) index in
+        one range read, where an exact answer would read every artwork the user ever made (a batch of 8 × 16 is 128
+        rows of one prompt, so 2000 rows still hold a dozen or more jobs)."""
+        sql = """
+            SELECT prompt FROM (
+                SELECT prompt, created_at, id FROM artworks WHERE owner = ? AND pipeline = ?
+                ORDER BY created_at DESC, id DESC LIMIT ?
+            ) WHERE prompt != '' GROUP BY prompt ORDER BY MAX(created_at) DESC LIMIT ?
+        """
+        return [row[0] for row in self._read(sql, (owner, pipeline, window, limit))]
+
     def set_favourite(self, artwork_id: str, value: bool) -> ArtworkRecord:
         try:
             with self._db.transaction() as conn:

@@ -199,6 +199,10 @@ class GalleryStore:
         """The artworks of one job, in job order."""
         return [self._artwork(r) for r in self._records.by_job(job_id)]
 
+    def recent_prompts(self, owner: str, pipeline: str, limit: int = 20) -> list[str]:
+        """`owner`'s distinct prompts for `pipeline`, most recently used first (from their latest artworks)."""
+        return self._records.recent_prompts(owner, pipeline, limit)
+
     def set_favourite(self, artwork_id: str, value: bool) -> Artwork:
         return self._artwork(self._records.set_favourite(validate_id(artwork_id), value))
 

@@ -8,7 +8,8 @@ from typing import Any
 import gradio as gr
 
 from studio.services import Services
-from studio.ui.handlers import Handlers
+from studio.ui.browser import ON_LOAD_JS, THEME_TOGGLE_ID, TOGGLE_THEME_JS
+from studio.ui.handlers import Handlers, TabSettings
 from studio.ui.tabs.gallery import build_gallery_tab
 from studio.ui.tabs.generator import GeneratorTab, build_generator_tab
 from studio.ui.tabs.models import build_models_tab
@@ -23,33 +24,63 @@ def build_app(services: Services) -> gr.Blocks:
     handlers = Handlers(services)
     # delete_cache: previews and uploads older than a day are dropped from the cache, hourly
     with gr.Blocks(title="Atelier", delete_cache=(3600, 86400)) as app:
-        gr.Markdown("# Atelier")
+        with gr.Row(equal_height=True):
+            gr.Markdown("# Atelier")
+            theme = gr.Button("◐ Light / dark", elem_id=THEME_TOGGLE_ID, size="sm", scale=0, min_width=120)
         with gr.Tabs() as tabs:
             generators = [build_generator_tab(kind, handlers) for kind in services.catalog.kinds]
             gallery = build_gallery_tab(handlers)
             build_models_tab(handlers)
-        _wire_reuse(handlers, tabs, gallery.selected, gallery.reuse, [g for g in generators if g.installed])
+        installed = [g for g in generators if g.installed]
+        _wire_reuse(handlers, tabs, gallery.selected, gallery.reuse, installed)
+        theme.click(None, js=TOGGLE_THEME_JS, api_name="toggle_theme", api_visibility="private")
+        app.load(None, js=ON_LOAD_JS, api_name="browser_setup", api_visibility="private")
         app.load(handlers.gallery_page, inputs=gallery.filters,
                  outputs=[gallery.grid, gallery.ids, gallery.page_label], api_name="load_gallery")
+        _wire_user_lists(app, installed)
     return app
+
+
+def _wire_user_lists(app: gr.Blocks, generators: list[GeneratorTab]) -> None:
+    """On page load, each tab's per-user lists (saved presets, recent prompts) are filled for whoever logged in."""
+    lists = [entry for g in generators for entry in g.user_lists]
+
+    def load(request: gr.Request) -> list[gr.Dropdown]:
+        return [refresh(request) for _, refresh in lists]
+
+    app.load(load, outputs=[dropdown for dropdown, _ in lists], api_name="load_user_lists", show_progress="hidden")
 
 
 def _wire_reuse(handlers: Handlers, tabs: gr.Tabs, selected: gr.Textbox, button: gr.Button,
                 generators: list[GeneratorTab]) -> None:
-    """"Reuse settings": open the artwork's tab with its model, seed and every param filled in."""
+    """"Reuse settings", and a PNG dropped on any generator tab: open the tab the settings belong to with its model,
+    seed and params filled in. A PNG's notes (what could not be used) go to that tab's status."""
     outputs: list[Any] = [tabs]
     for g in generators:
         outputs += [g.model, g.seed, *(b.component for b in g.bindings)]
     store = handlers.services.inputs
 
-    def reuse(image_id: str, request: gr.Request) -> list[Any]:
-        kind, model, seed, params = handlers.reuse(image_id, request)
-        updates: list[Any] = [gr.Tabs(selected=kind)]
+    def fill(settings: TabSettings) -> list[Any]:
+        updates: list[Any] = [gr.Tabs(selected=settings.kind)]
         for g in generators:
-            if g.kind != kind:
+            if g.kind != settings.kind:
                 updates += [gr.skip()] * (2 + len(g.bindings))
                 continue
-            updates += [model, seed] + [b.from_params(params, store) for b in g.bindings]
+            updates += [settings.model, settings.seed] + [b.from_params(settings.params, store) for b in g.bindings]
         return updates
 
+    def reuse(image_id: str, request: gr.Request) -> list[Any]:
+        return fill(handlers.reuse(image_id, request))
+
     button.click(reuse, inputs=[selected], outputs=outputs, api_name="reuse_settings")
+
+    # the statuses follow the tabs' own outputs, so both events fill each tab in the same order
+    statuses = [g.status for g in generators]
+
+    def from_png(path: str | None) -> list[Any]:
+        settings = handlers.png_settings(path)
+        notes = "\n\n".join(settings.notes)
+        return [*fill(settings), *(notes if g.kind == settings.kind else gr.skip() for g in generators), None]
+
+    for g in generators:
+        g.png.upload(from_png, inputs=[g.png], outputs=[*outputs, *statuses, g.png], api_name=f"png_settings_{g.kind}")

@@ -7,24 +7,28 @@ errors, which are written for people) into what the widgets show.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
 from pipelines.catalog import UnknownModel, UnknownPipeline
 from studio.accounts import LOCAL_USER
-from studio.gallery import Artwork, ArtworkNotFound, metadata
+from studio.gallery import Artwork, ArtworkNotFound, Recipe, metadata
 from studio.jobs import Job, JobError, JobEvent, JobNotFound, JobStatus
+from studio.presets import PresetSaveError
 from studio.services import Services
 from studio.ui.forms import Binding
+from studio.ui.png_info import a1111_settings, read_png_settings
+from studio.ui.presets import builtin_presets, check_settings, usable_settings
+from studio.ui.progress import StepClock, step_text
 from studio.workers.protocol import MemoryUse
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 48
-USER_ERRORS = (ValueError, JobError, UnknownModel, UnknownPipeline, ArtworkNotFound)
+USER_ERRORS = (ValueError, JobError, UnknownModel, UnknownPipeline, ArtworkNotFound, PresetSaveError)
 
 
 def user_of(request: gr.Request | None) -> str:
@@ -44,6 +48,18 @@ class GeneratorOutputs:
         return (self.status, self.preview, gr.skip() if self.images is None else self.images, self.job_id)
 
 
+@dataclass
+class TabSettings:
+    """What fills a generator tab ("Reuse settings", a dropped PNG): model and seed (gr.skip() keeps the tab's), the
+    params, and a note for the tab's status."""
+
+    kind: str
+    model: Any
+    seed: Any
+    params: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
 class Handlers:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -59,18 +75,20 @@ class Handlers:
         except USER_ERRORS as e:
             raise gr.Error(str(e)) from None
         yield GeneratorOutputs(self._waiting_text(job), job_id=job.id).as_tuple()
+        clock = StepClock()
         for update in self.services.generation.follow(job.id):
             if progress is not None and isinstance(update, JobEvent) and update.kind == "progress" and update.total:
                 progress((update.step, update.total), unit="steps")  # the bar with an ETA over the results
-            outputs = self._on_event(job, update) if isinstance(update, JobEvent) else self._on_state(update)
+            outputs = self._on_event(job, update, clock) if isinstance(update, JobEvent) else self._on_state(update)
             if outputs is not None:
                 yield outputs.as_tuple()
 
-    def _on_event(self, job: Job, event: JobEvent) -> GeneratorOutputs | None:
+    def _on_event(self, job: Job, event: JobEvent, clock: StepClock) -> GeneratorOutputs | None:
         if event.kind == "progress" and not event.total:
             return GeneratorOutputs(event.message or "Loading the model…", job_id=job.id)
         if event.kind == "progress":
-            return GeneratorOutputs(f"Step {event.step} of {event.total}", event.preview, job_id=job.id)
+            status = step_text(event.step, event.total, clock.left(event.step, event.total))
+            return GeneratorOutputs(status, event.preview, job_id=job.id)
         if event.kind == "started":
             return GeneratorOutputs("Loading the model and starting…", job_id=job.id)
         if event.kind == "completed":
@@ -118,6 +136,78 @@ class Handlers:
             raise gr.Error(str(e)) from None
         return "Stopping…" if job.status is JobStatus.RUNNING else f"Job {job.status}."
 
+    def last_seed(self, job_id: str, request: gr.Request | None) -> int:
+        """The seed of the tab's last job (♻ Last): the job's own, or, were it unresolved, its first image's."""
+        if not job_id:
+            raise gr.Error("nothing has been generated from this tab yet: ♻ Last reuses the seed of the last job "
+                           "run here")
+        try:
+            job = self.services.queue.get(job_id)
+            if job.owner != user_of(request):
+                raise JobNotFound(job_id)
+        except USER_ERRORS as e:
+            raise gr.Error(str(e)) from None
+        if job.spec.seed >= 0:
+            return job.spec.seed
+        saved = self.services.gallery.by_job(job.id)
+        if not saved:
+            raise gr.Error("the last job made no image, so its seed is not known; generate again first")
+        return saved[0].recipe.seed
+
+    def model_defaults(self, kind: str, model: str | None) -> dict[str, Any]:
+        """The params `model` is meant to run with (those the tab's fields accept); empty for a model without any,
+        or one this studio does not list."""
+        catalog = self.services.catalog
+        try:
+            defaults = catalog.model(model or "", kind, any_hub_id=False).defaults
+        except (UnknownModel, ValueError):
+            return {}
+        return usable_settings(catalog.pipeline(kind).Params.describe(), defaults, f"the defaults of {model}")
+
+    def recent_prompts(self, kind: str, request: gr.Request | None) -> list[str]:
+        return self.services.gallery.recent_prompts(user_of(request), kind)
+
+    # -- presets ----------------------------------------------------------------------------------------
+    def preset_choices(self, kind: str, fields: set[str], request: gr.Request | None) -> list[tuple[str, str]]:
+        """(label, name) of the built-in presets, then the user's own, starred."""
+        mine = self.services.presets.names(user_of(request), kind)
+        return [(name, name) for name in builtin_presets(kind, fields)] + [(f"★ {name}", name) for name in mine]
+
+    def preset_values(self, kind: str, name: str | None, fields: set[str],
+                      request: gr.Request | None) -> Mapping[str, Any]:
+        if not name:
+            return {}
+        builtin = builtin_presets(kind, fields)
+        if name in builtin:
+            return builtin[name]
+        try:
+            stored = self.services.presets.get(user_of(request), kind, name)
+        except USER_ERRORS as e:
+            raise gr.Error(str(e)) from None
+        return usable_settings(self.services.catalog.pipeline(kind).Params.describe(), stored, f"preset {name!r}")
+
+    def save_preset(self, kind: str, name: str | None, values: dict[str, Any], fields: set[str],
+                    request: gr.Request | None) -> str:
+        """Save the tab's settings under `name` (replacing the user's preset of that name); returns the name saved.
+        Each setting must pass its field's checks, so a preset never fills in a value the tab would refuse."""
+        if (name or "").strip() in builtin_presets(kind, fields):
+            raise gr.Error(f"{(name or '').strip()!r} is the name of a built-in preset; choose another name")
+        try:
+            settings = check_settings(self.services.catalog.pipeline(kind).Params.describe(), values)
+            return self.services.presets.save(user_of(request), kind, name or "", settings)
+        except USER_ERRORS as e:
+            raise gr.Error(str(e)) from None
+
+    def delete_preset(self, kind: str, name: str | None, fields: set[str], request: gr.Request | None) -> None:
+        if not name:
+            raise gr.Error("pick the preset to delete in the Preset list first")
+        if name in builtin_presets(kind, fields):
+            raise gr.Error(f"{name!r} is a built-in preset; only your own presets can be deleted")
+        try:
+            self.services.presets.delete(user_of(request), kind, name)
+        except USER_ERRORS as e:
+            raise gr.Error(str(e)) from None
+
     # -- gallery ----------------------------------------------------------------------------------------
     def gallery_page(self, query: str | None, pipeline: str | None, model: str | None, favourites: bool, page: float,
                      request: gr.Request | None) -> tuple[list[tuple[str, str]], list[str], str]:
@@ -164,12 +254,63 @@ class Handlers:
         self.services.gallery.delete(a.id)
         return f"Deleted {a.id}."
 
-    def reuse(self, image_id: str, request: gr.Request | None) -> tuple[str, str, int, dict[str, Any]]:
-        """(pipeline kind, model, seed, params) of an artwork: what its tab needs to make it again."""
+    def reuse(self, image_id: str, request: gr.Request | None) -> TabSettings:
+        """An artwork's kind, model, seed and params: what its tab needs to make it again."""
         recipe = self.artwork(image_id, request).recipe
         if not self.services.catalog.has_pipeline(recipe.pipeline):
             raise gr.Error(f"this artwork was made with the {recipe.pipeline} pipeline, which is not installed")
-        return recipe.pipeline, recipe.model, recipe.seed, recipe.params
+        return TabSettings(recipe.pipeline, recipe.model, recipe.seed, recipe.params)
+
+    def png_settings(self, path: str | None) -> TabSettings:
+        """The settings of a dropped PNG: an Atelier recipe fills its own generator's tab, AUTOMATIC1111 parameters
+        the text-to-image tab. What cannot be used is kept out and said in the notes."""
+        if not path:
+            raise gr.Error("drop a PNG made by Atelier or AUTOMATIC1111 here to load its settings")
+        try:
+            found = read_png_settings(path)
+        except (ValueError, OSError) as e:
+            raise gr.Error(str(e) if isinstance(e, ValueError) else "the uploaded file cannot be read") from None
+        if found.recipe is not None:
+            settings = self._recipe_settings(found.recipe)
+            settings.notes.insert(0, f"Settings loaded from an Atelier PNG ({found.recipe.pipeline}, seed "
+                                     f"{found.recipe.seed}).")
+            return settings
+        catalog = self.services.catalog
+        if not catalog.has_pipeline("text_to_image"):
+            raise gr.Error("this PNG holds AUTOMATIC1111 settings, which fill the text-to-image tab; that generator "
+                           "is not installed here")
+        models = [m.id for m in catalog.models("text_to_image") if not m.refusal]
+        mapped = a1111_settings(found.a1111 or {}, catalog.pipeline("text_to_image").Params, models)
+        seed = gr.skip() if mapped.seed is None else mapped.seed
+        return TabSettings("text_to_image", mapped.model or gr.skip(), seed, mapped.params,
+                           ["Settings loaded from an AUTOMATIC1111 PNG.", *found.notes, *mapped.notes])
+
+    def _recipe_settings(self, recipe: Recipe) -> TabSettings:
+        """A foreign recipe, checked as a request would be: fields this version lacks and input pictures this studio
+        does not hold are left out; a model it does not list keeps the tab's."""
+        kind, catalog = recipe.pipeline, self.services.catalog
+        if not catalog.has_pipeline(kind):
+            raise gr.Error(f"this PNG was made with the {kind} pipeline, which is not installed here")
+        params_cls = catalog.pipeline(kind).Params
+        known = {spec["name"] for spec in params_cls.describe()}
+        params = {k: v for k, v in recipe.params.items() if k in known}
+        unknown = sorted(set(recipe.params) - known)
+        notes = [f"Not used here: {', '.join(unknown)}."] if unknown else []
+        missing = [name for name in params_cls.image_fields()
+                   if params.get(name) and not self.services.inputs.exists(str(params[name]))]
+        if missing:
+            params.update(dict.fromkeys(missing, ""))
+            notes.append(f"Its input pictures ({', '.join(missing)}) are not stored in this studio; add them again.")
+        try:
+            params_cls.from_dict(params)
+        except ValueError as e:
+            raise gr.Error(f"this PNG's settings do not fit the {kind} generator here: {e}") from None
+        try:
+            model = catalog.model(recipe.model, kind, any_hub_id=self.services.generation.caps.any_hub_model).id
+        except (UnknownModel, ValueError):
+            model = gr.skip()
+            notes.append(f"The model {recipe.model!r} is not available here; kept yours.")
+        return TabSettings(kind, model, recipe.seed, params, notes)
 
     # -- models -----------------------------------------------------------------------------------------
     def rescan_models(self) -> list[list[Any]]:

@@ -72,3 +72,21 @@ def test_the_caps_and_the_listed_models_hold_in_the_ui(two_users: tuple[Services
     with pytest.raises(Exception, match="someone/forty-gigabytes"):  # typed in: no download
         ann.predict(model="someone/forty-gigabytes", seed=1, api_name="/generate_text_to_image")
     assert len(services.queue.list()) == before
+
+
+def test_presets_recent_prompts_and_the_last_seed_stay_with_their_user(
+        two_users: tuple[Services, Client, Client]) -> None:
+    services, ann, bob = two_users
+    ann.predict(name="Ann's warm look", num_steps=6, palette="warm", api_name="/save_preset_pattern")
+    assert services.presets.names("ann", "pattern") == ["Ann's warm look"]
+    assert services.presets.names("bob", "pattern") == []
+    with pytest.raises(Exception, match="no saved preset named"):
+        bob.predict("Ann's warm look", api_name="/apply_preset_pattern")
+
+    job_id = make(ann, "ann's quiet lake")
+    assert ann.predict(job_id, api_name="/last_seed_pattern") == 1
+    with pytest.raises(Exception, match=f"no job {job_id}"):
+        bob.predict(job_id, api_name="/last_seed_pattern")
+    mine = [value for _, value in ann.predict(api_name="/prompt_history_pattern")["choices"]]
+    theirs = [value for _, value in bob.predict(api_name="/prompt_history_pattern")["choices"]]
+    assert "ann's quiet lake" in mine and "ann's quiet lake" not in theirs

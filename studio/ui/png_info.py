@@ -1,0 +1,171 @@
+"""Settings from a PNG dropped on a generator tab: Atelier's recipe, or AUTOMATIC1111's `parameters` text.
+
+The file is untrusted. It is read only when it is a PNG within the limits of input images (bytes, pixels; a
+decompression bomb is refused), and only its text chunks are used: those before the image data come without decoding
+a pixel, and only a file with none there is decoded to find chunks written after it. A1111's labels map back to the
+text-to-image params (the inverse of TextToImageParams.a1111_fields); what does not map is named in a note, never
+dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from pipelines.base import BaseParams
+from studio.gallery.inputs import MAX_INPUT_BYTES, MAX_INPUT_PIXELS
+from studio.gallery.metadata import PARAMETERS_KEY, RECIPE_KEY, Recipe, parse_parameters
+from studio.generation import MAX_SEED
+
+# A1111 label → text-to-image param, for the values that are plain numbers
+_NUMBERS = {"Steps": ("num_steps", int), "CFG scale": ("cfg_scale", float), "Clip skip": ("clip_skip", int)}
+# What A1111 writes for bookkeeping or reads with the sampler: handled, or not a setting, so never called "not used"
+_HANDLED = {"prompt", "negative_prompt", "Seed", "Size", "Sampler", "Schedule type", "Model", "Model hash", "Version",
+            "VAE hash", "Pipeline", *_NUMBERS}
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$")
+_MAX_NAMED = 6  # unused A1111 settings named in the note; more are counted
+
+
+@dataclass
+class PngSettings:
+    """What a PNG holds: Atelier's recipe, or (without one) A1111's parsed `parameters`; notes for the user."""
+
+    recipe: Recipe | None = None
+    a1111: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class A1111Settings:
+    """A1111's fields as text-to-image settings: params that passed the pipeline's own checks, the seed and the model
+    name (None when absent or unusable), and what could not be used."""
+
+    params: dict[str, Any]
+    seed: int | None
+    model: str | None
+    notes: list[str]
+
+
+def read_png_settings(path: str | Path) -> PngSettings:
+    """The settings in the PNG at `path`; ValueError, in words for the user, if it is not a usable PNG or has none."""
+    size = os.path.getsize(path)
+    if size > MAX_INPUT_BYTES:
+        raise ValueError(f"the file is {size / 1e6:.0f} MB; a PNG to read settings from may be at most "
+                         f"{MAX_INPUT_BYTES / 1e6:.0f} MB")
+    text = _text_chunks(Path(path))
+    notes: list[str] = []
+    if RECIPE_KEY in text:
+        try:
+            return PngSettings(recipe=Recipe.from_json(text[RECIPE_KEY]))
+        except ValueError as e:
+            if PARAMETERS_KEY not in text:
+                raise ValueError(f"this PNG's Atelier recipe cannot be read: {e}") from None
+            notes.append(f"Its Atelier recipe cannot be read ({e}); its A1111 parameters were used instead.")
+    if PARAMETERS_KEY in text:
+        return PngSettings(a1111=parse_parameters(text[PARAMETERS_KEY]), notes=notes)
+    raise ValueError("this PNG holds no generation settings: it has neither an Atelier recipe nor AUTOMATIC1111 "
+                     "parameters (a PNG keeps them only if the tool that made it wrote them, and many sites strip "
+                     "them)")
+
+
+def _text_chunks(path: Path) -> dict[str, str]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.format != "PNG":
+                    raise ValueError(f"this is not a PNG file (it is {image.format or 'unknown'}): only PNGs carry "
+                                     "settings")
+                if image.width * image.height > MAX_INPUT_PIXELS:
+                    raise ValueError(f"this PNG is {image.width}x{image.height}: more than {MAX_INPUT_PIXELS:,} "
+                                     "pixels")
+                found = {key: str(value) for key, value in image.info.items() if key in (RECIPE_KEY, PARAMETERS_KEY)}
+                if found:
+                    return found  # written before the image data, as Atelier and A1111 do: nothing decoded
+                return {key: str(value) for key, value in image.text.items()}  # type: ignore[attr-defined]
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"this PNG has more than {MAX_INPUT_PIXELS:,} pixels (refused: a possible decompression "
+                         "bomb)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"this file is not a readable PNG ({e})") from None
+
+
+def a1111_settings(fields: dict[str, Any], params: type[BaseParams], models: list[str]) -> A1111Settings:
+    """Map A1111's fields (as `parse_parameters` returns them) onto text-to-image `params`, each value checked by the
+    pipeline as a request would be; `models` are the text-to-image model ids of this studio."""
+    fields = {"Clip skip": "1", **fields}  # A1111 writes it only above 1, as Atelier does
+    values: dict[str, Any] = {"prompt": fields.get("prompt", ""), "negative_prompt": fields.get("negative_prompt", "")}
+    notes: list[str] = []
+    for label, (name, kind) in _NUMBERS.items():
+        if label in fields:
+            values[name] = _number(fields[label], kind)
+    if "Size" in fields:
+        match = _SIZE.match(str(fields["Size"]))
+        if match:
+            values["width"], values["height"] = int(match[1]), int(match[2])
+        else:
+            notes.append(f"Size {fields['Size']!r} is not W x H; kept yours.")
+    if "Sampler" in fields:
+        sampler = _sampler(str(fields["Sampler"]), str(fields.get("Schedule type", "")), _choices(params, "sampler"))
+        if sampler is None:
+            notes.append(f"The sampler {fields['Sampler']!r} is not available here; kept yours.")
+        else:
+            values["sampler"] = sampler
+    checked = _checked(values, params, notes)
+    seed = _number(fields.get("Seed"), int)
+    if "Seed" in fields and not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+        notes.append(f"Seed {fields['Seed']!r} is not a seed from 0 to {MAX_SEED}; kept yours.")
+        seed = None
+    model = _model(str(fields["Model"]), models) if "Model" in fields else None
+    if "Model" in fields and model is None:
+        notes.append(f"The model {fields['Model']!r} is not installed here; kept yours.")
+    unused = [key for key in fields if key not in _HANDLED]
+    if unused:
+        more = f" and {len(unused) - _MAX_NAMED} more" if len(unused) > _MAX_NAMED else ""
+        notes.append(f"Not used here: {', '.join(unused[:_MAX_NAMED])}{more}.")
+    return A1111Settings(checked, seed if isinstance(seed, int) else None, model, notes)
+
+
+def _number(text: Any, kind: type) -> Any:
+    """`kind(text)` when `text` is one; the text itself otherwise, for the params check to name."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return text
+    return int(value) if kind is int and value.is_integer() else value
+
+
+def _checked(values: dict[str, Any], params: type[BaseParams], notes: list[str]) -> dict[str, Any]:
+    """The values the pipeline accepts, each checked alone (with the other params at their defaults); each refusal
+    becomes a note in the pipeline's own words."""
+    kept: dict[str, Any] = {}
+    for name, value in values.items():
+        try:
+            kept[name] = params.from_dict({name: value}).to_dict()[name]
+        except ValueError as e:
+            notes.append(f"Not used: {e}.")
+    return kept
+
+
+def _choices(params: type[BaseParams], name: str) -> list[Any]:
+    return next((spec["choices"] or [] for spec in params.describe() if spec["name"] == name), [])
+
+
+def _sampler(name: str, schedule: str, choices: list[Any]) -> str | None:
+    """A1111 ≥ 1.9 writes the schedule apart ("DPM++ 2M" + "Schedule type: Karras"); older ones in the name."""
+    if schedule and schedule.lower() not in ("automatic", "uniform") and f"{name} {schedule}" in choices:
+        return f"{name} {schedule}"
+    return name if name in choices else None
+
+
+def _model(name: str, models: list[str]) -> str | None:
+    """The model id A1111's `Model` names: the same id, or a checkpoint file of that name (A1111 drops the suffix)."""
+    if name in models:
+        return name
+    return next((m for m in models if Path(m).stem == name and Path(m).suffix in (".safetensors", ".ckpt")), None)
