@@ -51,6 +51,7 @@ class StudioConfig:
     insecure_no_auth: bool = False  # serve a shared or network-facing studio without logins, knowingly
     shared_gallery: bool = False  # every user sees (not changes) everyone's artworks
     open_browser: bool = True  # the desktop launch opens the browser once the server is ready
+    window: bool = False  # open a native window (pywebview) instead of the browser; closing it stops the studio
     data_dir: Path = field(default_factory=default_data_dir)  # gallery, queue, settings
     models_dir: Path | None = None  # extra local models (diffusers folders, .safetensors files)
     devices: str = "auto"  # "auto" (each CUDA GPU, else the CPU), "cpu", or "cuda:0,cuda:1"
@@ -204,6 +205,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                    help="let every user see everyone's artworks (each still changes and deletes only their own)")
     p.add_argument("--no-browser", action="store_true", default=flag("no_browser"),
                    help="do not open the browser when the server is ready")
+    p.add_argument("--window", action="store_true", default=flag("window"),
+                   help="open the studio in its own window instead of the browser; closing it stops the studio "
+                        "(needs pywebview: pip install \"atelier[window]\"; without it, the browser opens)")
     p.add_argument("--data-dir", type=Path, default=default("data_dir", d.data_dir),
                    help="where the gallery, queue and settings live (default %(default)s)")
     p.add_argument("--models-dir", type=Path, default=default("models_dir", None),
@@ -259,7 +263,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             host=ns.host, port=int(ns.port), share=ns.share, auth=ns.auth,
             auth_file=Path(ns.auth_file) if ns.auth_file else None, open_browser=not ns.no_browser,
             share_generate_password=ns.share_generate_password, insecure_no_auth=ns.insecure_no_auth,
-            shared_gallery=ns.shared_gallery,
+            shared_gallery=ns.shared_gallery, window=ns.window,
             data_dir=Path(ns.data_dir).expanduser(), models_dir=Path(ns.models_dir) if ns.models_dir else None,
             devices=ns.devices, offline=ns.offline, allow_pickle=ns.allow_pickle, log_level=ns.log_level,
             low_vram=ns.low_vram, vae_tiling=ns.vae_tiling, torch_compile=ns.torch_compile,

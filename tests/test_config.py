@@ -28,7 +28,7 @@ def test_environment_sets_every_flag_and_the_command_line_wins() -> None:
            "ATELIER_NO_BROWSER": "yes", "ATELIER_DATA_DIR": "/srv/atelier", "ATELIER_MODELS_DIR": "/srv/models",
            "ATELIER_DEVICES": "cpu", "ATELIER_OFFLINE": "true", "ATELIER_ALLOW_PICKLE": "1",
            "ATELIER_LOG_LEVEL": "debug", "ATELIER_LOW_VRAM": "1", "ATELIER_VAE_TILING": "on",
-           "ATELIER_TORCH_COMPILE": "yes",
+           "ATELIER_TORCH_COMPILE": "yes", "ATELIER_WINDOW": "1",
            "ATELIER_PLUGINS": "a.b, c.d", "ATELIER_MAX_QUEUE": "5", "ATELIER_MODEL_MEMORY_GB": "1.5",
            "ATELIER_GPU_MEMORY_GB": "7"}
     config = parse_config([], env)
@@ -36,7 +36,7 @@ def test_environment_sets_every_flag_and_the_command_line_wins() -> None:
         host="0.0.0.0", port=8000, share=True, auth="ana:pw", open_browser=False, data_dir=Path("/srv/atelier"),
         models_dir=Path("/srv/models"), devices="cpu", offline=True, allow_pickle=True, log_level="debug",
         plugins=("a.b", "c.d"), max_queue=5, model_memory_gb=1.5, gpu_memory_gb=7.0, low_vram=True, vae_tiling=True,
-        torch_compile=True)
+        torch_compile=True, window=True)
     assert config.memory_budget == MemoryBudget(ram=1_500_000_000, vram=7_000_000_000)
     assert parse_config([], {}).memory_budget.vram is None  # each GPU worker takes 90% of its GPU
     assert parse_config(["--port", "9000", "--host", "127.0.0.1"], env).port == 9000

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -34,10 +34,11 @@ def free_port() -> int:
 class Studio:
     """A launched studio process and the URL it printed."""
 
-    def __init__(self, data_dir: Path, port: int, *extra: str) -> None:
-        env = {**os.environ, "ATELIER_PLUGINS": PLUGIN, "ATELIER_DEVICES": "cpu"}
+    def __init__(self, data_dir: Path, port: int, *extra: str, env: Mapping[str, str] | None = None,
+                 command: Sequence[str] = (sys.executable, "launch.py"), browser: bool = False) -> None:
+        env = {**os.environ, "ATELIER_PLUGINS": PLUGIN, "ATELIER_DEVICES": "cpu", **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "launch.py", "--no-browser", "--data-dir", str(data_dir), "--port", str(port),
+            [*command, *([] if browser else ["--no-browser"]), "--data-dir", str(data_dir), "--port", str(port),
              "--log-level", "warning", *extra],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.printed: list[str] = []  # what it printed before its URL (e.g. a generated login)
@@ -130,11 +131,13 @@ def test_a_busy_port_is_reported_and_the_next_one_taken(tmp_path: Path) -> None:
             studio.proc.kill()
 
 
-def test_a_second_studio_on_the_same_data_dir_is_refused(launched: tuple[Studio, Path]) -> None:
-    _, data_dir = launched
+def test_a_second_launch_on_the_same_data_dir_points_at_the_running_studio(launched: tuple[Studio, Path]) -> None:
+    studio, data_dir = launched
     proc = subprocess.run([sys.executable, "launch.py", "--no-browser", "--data-dir", str(data_dir),
                            "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0 and "in use by another running Atelier" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"Atelier is already running at {studio.url}"]
+    assert studio.proc.poll() is None  # the first one keeps serving
 
 
 def users(data_dir: Path, *args: str, password: str = "") -> subprocess.CompletedProcess[str]:
