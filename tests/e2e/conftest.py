@@ -1,0 +1,55 @@
+"""The studio served on a free port with the real bundled models, Chromium to drive it, a screenshot per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from studio.services import Services
+from tests.conftest import make_config
+from tests.e2e.browser import MISSING, chromium, chromium_path
+from tests.e2e.studio_page import StudioPage
+from tests.ui.serving import serve_http
+
+ARTIFACTS = Path(__file__).parent / "artifacts"  # each test's last screen (not kept in git)
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if chromium_path() is None:
+        pytest.fail(MISSING)  # not a skip: CI must not pass without its browser tests
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, str]]:
+    """One studio for the browser tests, on the bundled models as a new user gets them."""
+    root = tmp_path_factory.mktemp("e2e")
+    with serve_http(make_config(root / "data", plugins=())) as served:
+        yield served
+
+
+@pytest.fixture
+def studio_page(browser, served, request: pytest.FixtureRequest) -> Iterator[StudioPage]:
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        yield StudioPage(page, served[1]).open()
+        assert not errors, f"the page's scripts failed: {errors}"
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"{request.node.name}.png", full_page=True)
+        context.close()

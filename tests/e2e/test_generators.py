@@ -1,0 +1,82 @@
+"""Each generator tab as an artist uses it: fill the controls, Generate, watch the progress, see the picture, find
+it in the gallery; and Stop during a long job."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import expect
+from skimage import data as examples
+
+from tests.e2e.studio_page import StudioPage
+
+
+def expect_gallery_total(studio: StudioPage, total: int) -> None:
+    """The Gallery tab, refreshed, counts `total` artworks."""
+    studio.tab("gallery")
+    studio.button("Refresh").click()
+    expect(studio.panel.get_by_text(re.compile(rf"^Page \d+ of \d+ · {total} artwork"))).to_be_visible()
+
+
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "chelsea.png"
+    Image.fromarray(examples.chelsea()).resize((150, 100)).save(path)
+    return path
+
+
+def test_text_to_image_shows_progress_then_the_picture_and_the_gallery_grows(studio_page: StudioPage, served) -> None:
+    before = served[0].gallery.count()
+    studio_page.tab("text_to_image")
+    studio_page.fill("Prompt", "a red heart")
+    studio_page.fill("Steps", 30)
+    studio_page.generate()
+    expect(studio_page.panel.get_by_text(re.compile(r"^Step \d+ of 30"))).to_be_visible(timeout=60_000)
+    assert "saved to the gallery" in studio_page.wait_done()
+    expect(studio_page.result_images()).to_have_count(1)
+    expect_gallery_total(studio_page, before + 1)
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_a_sampling_tab_makes_pictures_on_its_default_model(studio_page: StudioPage, served, kind: str) -> None:
+    before = served[0].gallery.count()
+    studio_page.tab(kind)
+    studio_page.fill("Seed (-1: random)", 7)
+    studio_page.generate()
+    assert "(seed 7)" in studio_page.wait_done()
+    expect(studio_page.result_images().first).to_be_visible()
+    made = studio_page.result_images().count()
+    expect_gallery_total(studio_page, before + made)
+
+
+def test_style_transfer_restyles_an_uploaded_photo(studio_page: StudioPage, served, tmp_path: Path) -> None:
+    before = served[0].gallery.count()
+    studio_page.tab("style_transfer")
+    studio_page.upload("Photo", photo(tmp_path))
+    studio_page.generate()
+    studio_page.wait_done()
+    expect(studio_page.result_images()).to_have_count(1)
+    expect_gallery_total(studio_page, before + 1)
+
+
+def test_stop_ends_a_long_job_and_keeps_nothing(studio_page: StudioPage, served) -> None:
+    before = served[0].gallery.count()
+    studio_page.tab("text_to_image")
+    studio_page.fill("Prompt", "a slow sunset")
+    studio_page.fill("Steps", 150)
+    studio_page.fill("Batch count", 4)  # 600 steps in all: far from done when Stop is pressed
+    studio_page.generate()
+    expect(studio_page.panel.get_by_text(re.compile(r"^Step \d+ of \d+"))).to_be_visible(timeout=60_000)
+    studio_page.button("Stop").click()
+    expect(studio_page.panel.get_by_text("Stopped.", exact=True)).to_be_visible(timeout=60_000)
+    expect_gallery_total(studio_page, before)
+
+
+def test_a_bad_value_gets_a_readable_message_not_a_stack_trace(studio_page: StudioPage) -> None:
+    studio_page.tab("text_to_image")
+    studio_page.fill("Width", 12)  # not a multiple of 8
+    studio_page.generate()
+    message = studio_page.error_text()
+    assert "width" in message.lower() and "Traceback" not in message
