@@ -68,7 +68,7 @@ def take(out: Path) -> list[Path]:
         shot(studio, "models")
         context.close()
 
-        phone = browser.new_context(viewport=PHONE, device_scale_factor=2)
+        phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
         shot(StudioPage(phone.new_page(), url).open().tab("text_to_image"), "phone")
         phone.close()
 

@@ -20,7 +20,8 @@ class StudioPage:
 
     def open(self) -> StudioPage:
         self.page.goto(self.url)
-        expect(self.page.get_by_role("tab", name="Gallery")).to_be_visible(timeout=60_000)
+        # the first tab: on a narrow screen the last ones fold into a menu
+        expect(self.page.get_by_role("tab", name=TAB_NAMES["text_to_image"])).to_be_visible(timeout=60_000)
         return self
 
     # -- where things are ------------------------------------------------------------------------------

@@ -113,12 +113,14 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
                     preset_name = gr.Textbox(label="Preset name", scale=3, max_length=60)
                     save = gr.Button("Save", scale=1, min_width=60)
                     delete = gr.Button("Delete the chosen preset", scale=1, min_width=60)
-                with gr.Row():
-                    generate = gr.Button("Generate", variant="primary", elem_id=GENERATE_ID.format(kind=kind))
-                    stop = gr.Button("Stop", variant="stop")
                 tab.png = gr.File(label="Load settings from a PNG (Atelier or AUTOMATIC1111)", file_types=[".png"],
                                   type="filepath", height=120)
             with gr.Column(scale=1):
+                # at the top of the results, not below the controls: in view on a 1280×800 screen (and Ctrl+Enter)
+                with gr.Row():
+                    generate = gr.Button("Generate", variant="primary", elem_id=GENERATE_ID.format(kind=kind),
+                                         scale=3)
+                    stop = gr.Button("Stop", variant="stop", scale=1)
                 tab.status = gr.Markdown("Ready.")
                 preview = gr.Image(label="Preview", type="pil", interactive=False, height=256)
                 results = gr.Gallery(label="Results", columns=2, height=400)
