@@ -73,13 +73,20 @@ class Handlers:
                 params.update(binding.to_params(value, self.services.inputs))
             job = self.services.generation.submit(kind, model, params, seed, owner=user_of(request))
         except USER_ERRORS as e:
+            # in the status beside Generate, where the eye is, as well as in Gradio's pop-up
+            yield GeneratorOutputs(f"⚠ {e}").as_tuple()
             raise gr.Error(str(e)) from None
         yield GeneratorOutputs(self._waiting_text(job), job_id=job.id).as_tuple()
         clock = StepClock()
         for update in self.services.generation.follow(job.id):
             if progress is not None and isinstance(update, JobEvent) and update.kind == "progress" and update.total:
                 progress((update.step, update.total), unit="steps")  # the bar with an ETA over the results
-            outputs = self._on_event(job, update, clock) if isinstance(update, JobEvent) else self._on_state(update)
+            try:
+                outputs = self._on_event(job, update, clock) if isinstance(update, JobEvent) else \
+                    self._on_state(update)
+            except gr.Error as e:  # the job failed
+                yield GeneratorOutputs(f"⚠ {e.message}", job_id=job.id).as_tuple()
+                raise
             if outputs is not None:
                 yield outputs.as_tuple()
 

@@ -80,3 +80,5 @@ def test_a_bad_value_gets_a_readable_message_not_a_stack_trace(studio_page: Stud
     studio_page.generate()
     message = studio_page.error_text()
     assert "width" in message.lower() and "Traceback" not in message
+    # and in the status beside Generate
+    expect(studio_page.panel.get_by_text(re.compile(r"^⚠ .*width", re.IGNORECASE))).to_be_visible()
