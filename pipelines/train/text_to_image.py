@@ -238,8 +238,11 @@ def write_index(out: Path, encoder: Any, tokenizer: Any) -> None:
              "tokenizer": ["transformers", type(tokenizer).__name__],
              "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
     (out / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
-    packaged = {"packaged": {"text_encoder": f"{TEXT_PACKAGE}/model"}}
-    (out / "atelier.json").write_text(json.dumps(packaged, indent=2), encoding="utf-8")
+    settings = out / "atelier.json"
+    # the other keys (the "defaults" the studio applies when the model is picked) are kept across retraining
+    kept = json.loads(settings.read_text(encoding="utf-8")) if settings.is_file() else {}
+    kept["packaged"] = {"text_encoder": f"{TEXT_PACKAGE}/model"}
+    settings.write_text(json.dumps(kept, indent=2) + "\n", encoding="utf-8")
 
 
 def export(args: Any, ema: Any, tokenizer: Any, encoder: Any, step: int, minutes: float, images: int,

@@ -175,3 +175,12 @@ def test_the_text_to_image_average_warms_up_instead_of_keeping_the_random_start(
     for step in range(900):
         kept *= ema_decay(step)
     assert kept < 1e-3  # what is left of the initial weights after 900 steps (a fixed 0.999 would keep 41%)
+
+
+def test_retraining_keeps_the_models_other_settings(tmp_path) -> None:
+    from pipelines.train.text_to_image import write_index
+
+    (tmp_path / "atelier.json").write_text(json.dumps({"defaults": {"width": 64}, "packaged": {}}))
+    write_index(tmp_path, encoder=object(), tokenizer=object())
+    settings = json.loads((tmp_path / "atelier.json").read_text())
+    assert settings["defaults"] == {"width": 64} and settings["packaged"]["text_encoder"].endswith("/model")
