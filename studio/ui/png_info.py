@@ -18,16 +18,17 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from pipelines.base import BaseParams
+from pipelines.base import A1111_LABELS, BaseParams
 from studio.gallery.inputs import MAX_INPUT_BYTES, MAX_INPUT_PIXELS
 from studio.gallery.metadata import PARAMETERS_KEY, RECIPE_KEY, Recipe, parse_parameters
 from studio.generation import MAX_SEED
 
 # A1111 label → text-to-image param, for the values that are plain numbers
-_NUMBERS = {"Steps": ("num_steps", int), "CFG scale": ("cfg_scale", float), "Clip skip": ("clip_skip", int)}
+_NUMBERS = {A1111_LABELS[name]: (name, kind) for name, kind in (("num_steps", int), ("cfg_scale", float),
+                                                                ("clip_skip", int))}
 # What A1111 writes for bookkeeping or reads with the sampler: handled, or not a setting, so never called "not used"
-_HANDLED = {"prompt", "negative_prompt", "Seed", "Size", "Sampler", "Schedule type", "Model", "Model hash", "Version",
-            "VAE hash", "Pipeline", *_NUMBERS}
+_HANDLED = {"prompt", "negative_prompt", "Seed", "Size", A1111_LABELS["sampler"], "Schedule type", "Model",
+            "Model hash", "Version", "VAE hash", "Pipeline", *_NUMBERS}
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$")
 _MAX_NAMED = 6  # unused A1111 settings named in the note; more are counted
 
