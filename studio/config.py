@@ -20,6 +20,7 @@ from studio.workers.cache import MemoryBudget
 ENV_PREFIX = "ATELIER_"
 GENERATED_USER = "atelier"  # the login --share-generate-password makes
 LOG_LEVELS = ("debug", "info", "warning", "error")
+BACKENDS = ("local", "ray")  # where the model workers run
 LOOPBACK_HOSTS = ("localhost", "::1")  # and 127.0.0.0/8
 # what one job of a shared or network-facing studio may ask for unless the owner says otherwise: every batch the
 # text-to-image tab allows (8 × 16), and pictures up to SDXL's 1024 × 1024
@@ -73,6 +74,11 @@ class StudioConfig:
     model_memory_gb: float = 6.0  # main memory (RAM): models on the CPU, and a GPU's models offloaded by --low-vram
     gpu_memory_gb: float | None = None  # each GPU's memory (VRAM); None: 90% of what the GPU has
     in_process_workers: bool = False  # run workers as threads in the server (tests, debugging); default: processes
+    # where the model workers run: "local" (processes of this machine) or "ray" (actors on a Ray cluster)
+    backend: str = "local"
+    ray_address: str = ""  # "": Ray's default (RAY_ADDRESS, else this machine's cluster, else a new local one)
+    ray_workers: int = 0  # worker actors; 0: one per GPU of the cluster, or one when it has no GPU
+    ray_worker_cpus: float = 1.0  # CPUs Ray reserves for each actor (and its torch threads, on a CPU-only cluster)
 
     @property
     def memory_budget(self) -> MemoryBudget:
@@ -139,6 +145,15 @@ class StudioConfig:
             raise ValueError(f"--model-memory-gb must be positive, got {self.model_memory_gb}")
         if self.gpu_memory_gb is not None and not self.gpu_memory_gb > 0:
             raise ValueError(f"--gpu-memory-gb must be positive, got {self.gpu_memory_gb}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.ray_workers < 0:
+            raise ValueError(f"--ray-workers must be 0 (one per GPU of the cluster) or more, got {self.ray_workers}")
+        if not self.ray_worker_cpus > 0:
+            raise ValueError(f"--ray-worker-cpus must be positive, got {self.ray_worker_cpus}")
+        if self.backend == "ray" and self.devices != "auto":
+            raise ValueError("--devices picks this machine's devices for local workers; with --backend ray, Ray "
+                             "places the workers (size them with --ray-workers)")
         self.auth_pairs  # noqa: B018 -- validates the credentials early, with the flag's name in the message
         if self.auth_file and not self.auth_file.is_file():
             raise ValueError(f"--auth-file {self.auth_file}: no such file (create it with `python launch.py users "
@@ -248,6 +263,18 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                         "keeps off the GPU (default %(default)s GB)")
     p.add_argument("--gpu-memory-gb", type=float, default=default("gpu_memory_gb", None),
                    help="GPU memory (VRAM) each GPU worker may spend on loaded models (default: 90%% of the GPU's)")
+    p.add_argument("--backend", choices=BACKENDS, default=default("backend", d.backend),
+                   help="where the model workers run: 'local' (processes on this machine, the default) or 'ray' "
+                        "(actors on a Ray cluster; needs pip install \"atelier[ray]\")")
+    p.add_argument("--ray-address", default=default("ray_address", d.ray_address),
+                   help="with --backend ray: 'auto' (the cluster this machine belongs to) or ray://HOST:10001 "
+                        "(default: RAY_ADDRESS, else a cluster on this machine, else a new Ray instance here)")
+    p.add_argument("--ray-workers", type=int, default=default("ray_workers", d.ray_workers),
+                   help="with --backend ray: how many worker actors (default: one per GPU of the cluster, or one "
+                        "when it has no GPU)")
+    p.add_argument("--ray-worker-cpus", type=float, default=default("ray_worker_cpus", d.ray_worker_cpus),
+                   help="with --backend ray: CPUs each worker actor reserves (default %(default)s; on a cluster "
+                        "without GPUs, give each more: they are its torch threads)")
     return p
 
 
@@ -274,6 +301,8 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             allow_any_hub_model=ns.allow_any_hub_model, max_batch=int(ns.max_batch),
             model_memory_gb=float(ns.model_memory_gb),
             gpu_memory_gb=None if ns.gpu_memory_gb is None else float(ns.gpu_memory_gb),
+            backend=ns.backend, ray_address=ns.ray_address, ray_workers=int(ns.ray_workers),
+            ray_worker_cpus=float(ns.ray_worker_cpus),
         )
         config.check()
     except ValueError as e:

@@ -16,8 +16,9 @@ from studio.gallery.inputs import InputStore
 from studio.generation import GenerationService
 from studio.jobs import JobEvents, SqliteJobQueue
 from studio.presets import PresetStore
+from studio.workers.backend import LocalBackend, WorkerBackend
 from studio.workers.devices import resolve_devices
-from studio.workers.pool import WorkerPool, make_handles
+from studio.workers.pool import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,11 @@ def build_services(config: StudioConfig) -> Services:
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock_data_dir(data_dir)
-    devices = resolve_devices(config.devices)
+    try:
+        backend = worker_backend(config)
+    except BaseException:
+        lock.release()
+        raise
     catalog = Catalog(plugins=config.plugins, models_dir=config.models_dir, allow_pickle=config.allow_pickle)
     queue = SqliteJobQueue(data_dir / "jobs.db", max_pending=config.max_queue,
                            max_pending_per_owner=config.max_queue_per_user)
@@ -87,10 +92,27 @@ def build_services(config: StudioConfig) -> Services:
     presets = PresetStore(data_dir)
     events = JobEvents()
     generation = GenerationService(queue, catalog, gallery, inputs, events, config.job_caps)
-    handles = make_handles(devices, budget=config.memory_budget, log_level=config.logging_level,
-                           in_process=config.in_process_workers, device_options=config.device_options)
-    pool = WorkerPool(handles, queue, events, generation.prepare, generation.deliver, max_batch=config.max_batch)
+    pool = WorkerPool(backend, queue, events, generation.prepare, generation.deliver, max_batch=config.max_batch)
     return Services(config, catalog, queue, gallery, inputs, events, generation, pool, accounts, presets, lock)
+
+
+def worker_backend(config: StudioConfig) -> WorkerBackend:
+    """Where the model workers run: this machine's devices, or actors on a Ray cluster (`--backend ray`)."""
+    if config.backend != "ray":
+        return LocalBackend(resolve_devices(config.devices), budget=config.memory_budget,
+                            log_level=config.logging_level, in_process=config.in_process_workers,
+                            device_options=config.device_options)
+    try:
+        from studio.workers.ray_backend import RayBackend
+    except ImportError:
+        raise ValueError('--backend ray needs Ray, which is not installed here: pip install "atelier[ray]"') from None
+    try:
+        return RayBackend(address=config.ray_address, workers=config.ray_workers,
+                          cpus_per_worker=config.ray_worker_cpus, budget=config.memory_budget,
+                          device_options=config.device_options, log_level=config.logging_level)
+    except ConnectionError as e:
+        where = config.ray_address or "RAY_ADDRESS / this machine"
+        raise ValueError(f"--ray-address {where}: could not reach a Ray cluster ({e})") from None
 
 
 def _lock_data_dir(data_dir: Path) -> FileLock:

@@ -38,6 +38,18 @@ def studio(tmp_path: Path) -> Iterator[Services]:
     services.stop()
 
 
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """A Ray instance on this machine for the Ray backend's tests (as `ray start --head` would make, but owned by the
+    test session): two CPUs, no dashboard. Studios built on it leave it running when they stop."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False,
+             namespace="atelier-tests")
+    yield
+    ray.shutdown()
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

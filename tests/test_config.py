@@ -42,6 +42,16 @@ def test_environment_sets_every_flag_and_the_command_line_wins() -> None:
     assert parse_config(["--port", "9000", "--host", "127.0.0.1"], env).port == 9000
 
 
+def test_the_ray_backend_is_chosen_by_flags_or_environment() -> None:
+    env = {"ATELIER_BACKEND": "ray", "ATELIER_RAY_ADDRESS": "ray://head:10001", "ATELIER_RAY_WORKERS": "4",
+           "ATELIER_RAY_WORKER_CPUS": "2.5"}
+    config = parse_config([], env)
+    assert (config.backend, config.ray_address, config.ray_workers, config.ray_worker_cpus) == \
+        ("ray", "ray://head:10001", 4, 2.5)
+    assert parse_config(["--backend", "local"], env).backend == "local"
+    assert parse_config([], {}).backend == "local"
+
+
 def test_logins_come_from_the_auth_file_or_the_data_dir(tmp_path: Path) -> None:
     auth = tmp_path / "users"
     auth.write_text("ana:$argon2id$...\n")
@@ -92,6 +102,10 @@ def test_a_shared_or_network_studio_needs_logins(argv, refused, tmp_path: Path, 
         (["--max-images-per-job", "-1"], {}, "--max-images-per-job must be 0 (no cap) or more"),
         (["--model-memory-gb", "nan"], {}, "--model-memory-gb must be positive, got nan"),
         (["--gpu-memory-gb", "0"], {}, "--gpu-memory-gb must be positive, got 0.0"),
+        ([], {"ATELIER_BACKEND": "slurm"}, "--backend must be one of local, ray, got 'slurm'"),
+        (["--backend", "ray", "--ray-workers", "-1"], {}, "--ray-workers must be 0 (one per GPU of the cluster)"),
+        (["--backend", "ray", "--ray-worker-cpus", "0"], {}, "--ray-worker-cpus must be positive, got 0.0"),
+        (["--backend", "ray", "--devices", "cuda:1"], {}, "with --backend ray, Ray places the workers"),
     ],
 )
 def test_bad_settings_exit_with_a_message_naming_them(argv, env, message, capsys) -> None:
@@ -137,7 +151,7 @@ def test_help_documents_every_flag() -> None:
                          check=True).stdout
     for flag in ("--host", "--port", "--share", "--auth", "--auth-file", "--no-browser", "--data-dir",
                  "--models-dir", "--devices", "--offline", "--log-level", "--share-generate-password",
-                 "--insecure-no-auth", "ATELIER_"):
+                 "--insecure-no-auth", "--backend", "--ray-address", "--ray-workers", "ATELIER_"):
         assert flag in out
 
 

@@ -67,7 +67,7 @@ def test_a_job_through_gradio_client_streams_lands_and_can_be_reused(launched: t
     studio, data_dir = launched
     client = Client(studio.url, verbose=False)
     params = {"prompt": "a lighthouse at dusk", "width": 48, "height": 32, "num_images": 1, "num_steps": 5,
-              "step_delay": 0.05, "palette": "cool", "crash": False}
+              "step_delay": 0.05, "palette": "cool", "crash": False, "fail": ""}
     job = client.submit(model="pattern-v1", seed=1234, **params, api_name="/generate_pattern")
     statuses = [update[0] for update in job]
     assert any(s.startswith("Step 1 of 5") for s in statuses) and any(s.startswith("Step 5 of 5") for s in statuses)

@@ -14,8 +14,10 @@ class JobQueue(ABC):
         """Store a pending job; raises QueueFull when the queue is at its bound."""
 
     @abstractmethod
-    def claim(self, worker: str, pipelines: Collection[str] | None = None) -> Job | None:
-        """Atomically take the next pending job (highest priority, then oldest) and mark it running."""
+    def claim(self, worker: str, pipelines: Collection[str] | None = None, *,
+              leave_models: Collection[str] = ()) -> Job | None:
+        """Atomically take the next pending job (highest priority, then oldest) and mark it running, passing over
+        jobs for `leave_models` (models another worker holds: model affinity)."""
 
     @abstractmethod
     def claim_batch(self, worker: str, job: Job, limit: int) -> list[Job]:
@@ -63,6 +65,10 @@ class JobQueue(ABC):
     @abstractmethod
     def wait_for_work(self, timeout: float) -> None:
         """Block until a job may have been enqueued, or `timeout` seconds."""
+
+    @abstractmethod
+    def wake(self) -> None:
+        """End every wait_for_work now (the studio is stopping)."""
 
     @abstractmethod
     def pending_count(self, owner: str | None = None) -> int: ...

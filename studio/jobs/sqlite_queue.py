@@ -93,8 +93,7 @@ class SqliteJobQueue(JobQueue):
                 (job_id, spec.owner, spec.pipeline, spec.model, json.dumps(spec.params), spec.seed,
                  spec.priority, time.time(), spec.batch_key),
             )
-        with self._wakeup:
-            self._wakeup.notify_all()
+        self.wake()
         return self.get(job_id)
 
     def wait_for_work(self, timeout: float) -> None:
@@ -102,13 +101,21 @@ class SqliteJobQueue(JobQueue):
         with self._wakeup:
             self._wakeup.wait(timeout)
 
-    def claim(self, worker: str, pipelines: Collection[str] | None = None) -> Job | None:
+    def wake(self) -> None:
+        with self._wakeup:
+            self._wakeup.notify_all()
+
+    def claim(self, worker: str, pipelines: Collection[str] | None = None, *,
+              leave_models: Collection[str] = ()) -> Job | None:
         sql = ("SELECT j.id, j.owner FROM jobs j LEFT JOIN owners_served s ON s.owner = j.owner"
                " WHERE j.status = 'pending'")
         args: list[object] = []
         if pipelines is not None:
             sql += f" AND j.pipeline IN ({','.join('?' * len(pipelines))})"
             args += list(pipelines)
+        if leave_models:
+            sql += f" AND j.model NOT IN ({','.join('?' * len(leave_models))})"
+            args += list(leave_models)
         sql += " ORDER BY j.priority DESC, COALESCE(s.last_claim, 0), j.seq LIMIT 1"
         with self.db.transaction() as conn:
             row = conn.execute(sql, args).fetchone()
@@ -212,8 +219,7 @@ class SqliteJobQueue(JobQueue):
                     "UPDATE jobs SET status = 'pending', worker = NULL, error = ?, progress = 0, step = 0"
                     " WHERE id = ?", (f"re-queued after: {reason}", job_id),
                 )
-                with self._wakeup:
-                    self._wakeup.notify_all()
+                self.wake()
                 return self._get(conn, job_id)
             return self._finish(job_id, JobStatus.FAILED, f"{reason} (for the second time; not retried)", [])
 

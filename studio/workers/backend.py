@@ -1,5 +1,7 @@
-"""Worker handles: how the studio reaches one model worker. The dispatcher only uses this interface, so a
-worker may be a local process (the default), a thread in the studio (tests, debugging) or, later, a Ray actor.
+"""Worker backends and handles: where the model workers run, and how the studio reaches one of them.
+
+A WorkerBackend makes the handles; the dispatcher only uses the WorkerHandle interface, so a worker may be a local
+process (the local backend's default), a thread in the studio (tests, debugging) or a Ray actor (ray_backend.py).
 """
 
 from __future__ import annotations
@@ -57,6 +59,43 @@ class WorkerHandle(ABC):
     @abstractmethod
     def shutdown(self, timeout: float) -> None:
         """Let the worker finish its loop and exit; kill it after `timeout`."""
+
+
+class WorkerBackend(ABC):
+    """Where the workers run: makes their handles, and releases what it holds once they are shut down."""
+
+    name: str
+
+    @property
+    @abstractmethod
+    def handles(self) -> list[WorkerHandle]: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """After every handle is shut down."""
+
+
+class LocalBackend(WorkerBackend):
+    """One worker per device of this machine: a spawned process each, or a thread of the studio (`in_process`)."""
+
+    name = "local"
+
+    def __init__(self, devices: list[str], *, budget: MemoryBudget, log_level: int, in_process: bool,
+                 device_options: dict[str, Any]) -> None:
+        self._handles: list[WorkerHandle] = []
+        for device in devices:
+            name = device.replace(":", "")
+            if in_process:
+                self._handles.append(ThreadWorker(name, device, budget, device_options))
+            else:
+                self._handles.append(ProcessWorker(name, device, budget, log_level, device_options))
+
+    @property
+    def handles(self) -> list[WorkerHandle]:
+        return list(self._handles)
+
+    def close(self) -> None:
+        """Nothing to release: each worker ended with its handle's shutdown."""
 
 
 class ProcessWorker(WorkerHandle):

@@ -19,12 +19,36 @@ logger = logging.getLogger(__name__)
 POLL_S = 0.2  # how often a silent worker is checked for death and its job for a cancel request
 STOP_GRACE_S = 20.0  # a job asked to stop gets this long to reach its next step before its worker is killed
 PROGRESS_WRITE_S = 0.5  # progress is persisted at most this often (events go out at every step)
+AFFINITY_WAIT_S = 30.0  # jobs wait for the worker holding their model while it has been busy less than this
+
+
+class ModelAffinity:
+    """Which pending jobs an idle worker leaves to another: those for a model another worker holds in memory (or is
+    loading for the job it runs) and this one does not. So each model loads on one worker, not on every worker in
+    turn, while jobs for models nobody holds go to whichever worker is free. A worker busy for AFFINITY_WAIT_S or
+    more holds nothing back: its models' jobs do not wait for ever on one long job."""
+
+    def __init__(self, queue: JobQueue, wait_s: float = AFFINITY_WAIT_S) -> None:
+        self._queue = queue
+        self._wait_s = wait_s
+        self._lock = threading.Lock()
+        self.dispatchers: list[Dispatcher] = []
+
+    def claim(self, me: Dispatcher) -> Job | None:
+        with self._lock:  # one claim at a time: two idle workers never both start loading a model's first job
+            now = time.monotonic()
+            held = {model for d in self.dispatchers if d is not me
+                    and (d.busy_since is None or now - d.busy_since < self._wait_s) for model in d.models()}
+            job = self._queue.claim(me.handle.name, leave_models=held - me.models())
+            if job is not None:
+                me.current_model, me.busy_since = job.spec.model, now
+            return job
 
 
 class Dispatcher(threading.Thread):
     def __init__(self, handle: WorkerHandle, queue: JobQueue, events: JobEvents,
                  prepare: Callable[[Job], WorkOrder], deliver: Callable[[Job, Finished], list[str]], *,
-                 max_batch: int = 1) -> None:
+                 max_batch: int = 1, affinity: ModelAffinity | None = None) -> None:
         super().__init__(name=f"dispatch-{handle.name}", daemon=True)
         self.handle = handle
         self._queue = queue
@@ -32,14 +56,21 @@ class Dispatcher(threading.Thread):
         self._prepare = prepare
         self._deliver = deliver
         self._max_batch = max_batch  # jobs with one batch key taken together (1: one job at a time)
+        self._affinity = affinity or ModelAffinity(queue)
         self._stopping = threading.Event()
         self.current_jobs: tuple[str, ...] = ()  # what the worker runs now: one job, or the jobs of a batch
+        self.current_model: str | None = None  # the model of those jobs
+        self.busy_since: float | None = None  # when they were claimed (monotonic clock); None when idle
         self.restarts = 0
         self.loaded: tuple[str, ...] = ()  # the model ids the worker last said it holds in memory
         self.memory: MemoryUse | None = None  # and what it said they hold
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def models(self) -> set[str]:
+        """The models this worker holds, or is about to hold: a job on one of them starts without loading it."""
+        return {*self.loaded, self.current_model} - {None}
 
     def run(self) -> None:
         crashes_in_a_row = 0
@@ -49,13 +80,16 @@ class Dispatcher(threading.Thread):
                 crashes_in_a_row += 1
                 self._restart(backoff_s=min(2.0 ** (crashes_in_a_row - 1), 30.0) - 1.0)
                 continue
-            job = self._queue.claim(self.handle.name)
+            job = self._affinity.claim(self)
             if job is None:
                 self._queue.wait_for_work(timeout=0.5)
                 continue
             batch = [job, *self._queue.claim_batch(self.handle.name, job, self._max_batch - 1)]
-            if self._run(batch):
-                crashes_in_a_row = 0
+            try:
+                if self._run(batch):
+                    crashes_in_a_row = 0
+            finally:
+                self.current_model, self.busy_since = None, None
 
     def _restart(self, backoff_s: float) -> None:
         logger.warning("%s; restarting it", self.handle.exit_reason())

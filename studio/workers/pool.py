@@ -1,16 +1,15 @@
-"""WorkerPool: one worker per device, each fed by its own dispatcher thread."""
+"""WorkerPool: the backend's workers (one per device, or one per Ray actor), each fed by its own dispatcher thread;
+the dispatchers share one ModelAffinity, so a model stays on the worker that holds it."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from studio.jobs import Job, JobEvents, JobQueue
-from studio.workers.backend import ProcessWorker, ThreadWorker, WorkerHandle
-from studio.workers.cache import MemoryBudget
-from studio.workers.dispatcher import Dispatcher
+from studio.workers.backend import WorkerBackend, WorkerHandle
+from studio.workers.dispatcher import Dispatcher, ModelAffinity
 from studio.workers.protocol import Finished, MemoryUse, WorkOrder
 
 logger = logging.getLogger(__name__)
@@ -27,23 +26,16 @@ class WorkerStatus:
     memory: MemoryUse | None  # what they hold against the worker's budgets (None until its first job ends)
 
 
-def make_handles(devices: list[str], *, budget: MemoryBudget, log_level: int, in_process: bool,
-                 device_options: dict[str, Any]) -> list[WorkerHandle]:
-    handles: list[WorkerHandle] = []
-    for device in devices:
-        name = device.replace(":", "")
-        if in_process:
-            handles.append(ThreadWorker(name, device, budget, device_options))
-        else:
-            handles.append(ProcessWorker(name, device, budget, log_level, device_options))
-    return handles
-
-
 class WorkerPool:
-    def __init__(self, handles: list[WorkerHandle], queue: JobQueue, events: JobEvents,
+    def __init__(self, backend: WorkerBackend, queue: JobQueue, events: JobEvents,
                  prepare: Callable[[Job], WorkOrder], deliver: Callable[[Job, Finished], list[str]], *,
                  max_batch: int = 1) -> None:
-        self._dispatchers = [Dispatcher(h, queue, events, prepare, deliver, max_batch=max_batch) for h in handles]
+        self.backend = backend
+        self._queue = queue
+        affinity = ModelAffinity(queue)
+        self._dispatchers = [Dispatcher(h, queue, events, prepare, deliver, max_batch=max_batch, affinity=affinity)
+                             for h in backend.handles]
+        affinity.dispatchers = list(self._dispatchers)
 
     def start(self) -> None:
         for d in self._dispatchers:
@@ -53,10 +45,12 @@ class WorkerPool:
         """Stop taking jobs; a running job is asked to stop and goes back to the queue; workers exit."""
         for d in self._dispatchers:
             d.stop()
+        self._queue.wake()  # idle dispatchers stop at once, not at the end of their wait
         for d in self._dispatchers:
             if d.ident is not None:  # started
                 d.join(timeout)
             d.handle.shutdown(timeout=10.0)
+        self.backend.close()
         logger.info("workers stopped")
 
     def status(self) -> list[WorkerStatus]:

@@ -22,14 +22,23 @@ from tests.ui.serving import serve_http
 API = "api/v1"
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, httpx.Client]]:
-    root = tmp_path_factory.mktemp("api")
+def serve_api(root: Path, **changes: Any) -> Iterator[tuple[Services, httpx.Client]]:
     models = root / "models"
     save_tiny_sd(models / "tiny-sd")
-    with serve_http(make_config(root / "data", models_dir=models, max_queue=50)) as (services, url), \
+    with serve_http(make_config(root / "data", models_dir=models, max_queue=50, **changes)) as (services, url), \
             httpx.Client(base_url=url, timeout=60) as client:
         yield services, client
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, httpx.Client]]:
+    yield from serve_api(tmp_path_factory.mktemp("api"))
+
+
+@pytest.fixture
+def ray_api(tmp_path: Path, ray_cluster: None) -> Iterator[tuple[Services, httpx.Client]]:
+    """The same studio with its worker a Ray actor (on a local Ray instance)."""
+    yield from serve_api(tmp_path, backend="ray")
 
 
 def finished(client: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
@@ -120,8 +129,9 @@ def test_a_running_job_is_canceled(api) -> None:
     assert job_id in [j["id"] for j in listed]
 
 
-def test_every_pipeline_runs_through_the_api(api) -> None:
-    _, client = api
+@pytest.mark.parametrize("served", ["api", pytest.param("ray_api", marks=pytest.mark.slow)])
+def test_every_pipeline_runs_through_the_api(served: str, request: pytest.FixtureRequest) -> None:
+    _, client = request.getfixturevalue(served)
     ref = client.post(f"{API}/inputs", content=png_bytes(photo("chelsea", 96)),
                       headers={"content-type": "image/png"}).json()["ref"]
     requests = [

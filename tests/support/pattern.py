@@ -42,6 +42,7 @@ class PatternParams(BaseParams):
     step_delay: float = param(0.0, label="Seconds per step", minimum=0.0, maximum=5.0)
     palette: Literal["warm", "cool"] = param("warm", label="Palette")
     crash: bool = param(False, label="Kill the worker (test fault)")
+    fail: str = param("", label="Fail with this error (test fault)")
 
     def check(self) -> None:
         super().check()
@@ -71,6 +72,8 @@ class PatternPipeline(Pipeline):
                  should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
         if params.crash:
             os.kill(os.getpid(), signal.SIGKILL)
+        if params.fail:
+            raise RuntimeError(params.fail)
         images, seeds = [], []
         total = params.num_steps * params.num_images
         for i in range(params.num_images):

@@ -113,7 +113,7 @@ def test_built_in_and_saved_presets_fill_their_controls(served) -> None:
     assert filled(client, "text_to_image", draft) == {"num_steps": 10, "batch_size": 1, "batch_count": 1}
 
     settings = {"width": 32, "height": 40, "num_images": 2, "num_steps": 3, "step_delay": 0.0, "palette": "cool",
-                "crash": False}
+                "crash": False, "fail": ""}
     saved = client.predict(name="  Cool sketch  ", **settings, api_name="/save_preset_pattern")
     assert saved == "Cool sketch" or saved.get("value") == "Cool sketch"  # chosen in the list once saved
     assert services.presets.names("local", "pattern") == ["Cool sketch"]
@@ -166,7 +166,8 @@ def test_an_atelier_png_fills_its_own_tab_from_any_tab(served) -> None:
     pattern = tabs.pop("pattern")
     assert pattern.pop("status").startswith("Settings loaded from an Atelier PNG (pattern, seed 42)")
     assert pattern == {"model": "pattern-v1", "seed": 42, "prompt": "a teal kite", "width": 48, "height": 64,
-                       "num_images": 1, "num_steps": 3, "step_delay": 0.0, "palette": "cool", "crash": False}
+                       "num_images": 1, "num_steps": 3, "step_delay": 0.0, "palette": "cool", "crash": False,
+                       "fail": ""}
     assert all(not changed for changed in tabs.values())  # the other tabs are left alone
     assert outputs[-1] is None  # the drop zone is cleared for the next PNG
 
