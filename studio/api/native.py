@@ -161,6 +161,7 @@ def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
         catalog = services.catalog
         return HealthOut(status="ok", version=__version__, pending_jobs=services.queue.pending_count(),
                          pipelines=[k for k in catalog.kinds if catalog.has_pipeline(k)],
+                         backend=services.pool.backend.name,
                          workers=[_worker_out(w) for w in services.pool.status()])
 
     return router

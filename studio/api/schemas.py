@@ -152,7 +152,8 @@ class MemoryOut(BaseModel):
 
 class WorkerOut(BaseModel):
     name: str
-    device: str
+    device: str = Field(description="cpu, cuda:0…; on the Ray backend also the machine Ray placed it on "
+                                    "('cuda:0 on 10.0.0.7'), once it has started")
     alive: bool
     current_jobs: list[str] = Field(description="the job it runs, or the jobs of the batch it runs; empty when idle")
     restarts: int
@@ -166,4 +167,6 @@ class HealthOut(BaseModel):
     version: str
     pipelines: list[str]
     pending_jobs: int
+    backend: Literal["local", "ray"] = Field(description="where the model workers run: processes of the studio's "
+                                                         "machine, or actors on a Ray cluster")
     workers: list[WorkerOut]

@@ -12,6 +12,7 @@ This module imports Ray: only `--backend ray` imports it, so the local backend n
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import queue
@@ -19,7 +20,7 @@ import threading
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
 from studio.workers.backend import WorkerBackend, WorkerHandle
 from studio.workers.cache import MemoryBudget
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 ACTOR_THREADS = 8  # concurrent calls an actor serves: the running batch, a message poll, a stop, its lifeline
 CALL_GRACE_S = 1.0  # a message poll answers within its timeout plus a round trip; a later answer waits for the next
 RESTART_WAIT_S = 120.0  # how long a restarted worker waits for Ray to bring its lost actor back before a new one
+# what a call to an actor raises when the actor, or the cluster, is gone (a Ray Client losing its server: the latter)
+LOST = (RayError, ConnectionError)
 
 
 class RayWorkerActor:
@@ -48,7 +51,6 @@ class RayWorkerActor:
         self.node = ray.util.get_node_ip_address()
         self._outbox: queue.SimpleQueue[WorkerMessage] = queue.SimpleQueue()
         self._stopped_upto = 0  # batches numbered up to this one are asked to stop
-        self._closed = threading.Event()
         logger.info("worker %s ready on %s of %s (pid %d)", name, self.device, self.node, os.getpid())
 
     def where(self) -> tuple[str, str]:
@@ -73,11 +75,8 @@ class RayWorkerActor:
                 return out
 
     def lifeline(self) -> None:
-        """Returns only when the actor is closed: while this call is pending, the actor lives."""
-        self._closed.wait()
-
-    def close(self) -> None:
-        self._closed.set()
+        """Never returns: while this call is pending the actor lives, and it fails when the actor is gone."""
+        threading.Event().wait()
 
 
 class RayWorker(WorkerHandle):
@@ -106,17 +105,22 @@ class RayWorker(WorkerHandle):
     def start(self) -> None:
         """Create the actor, or take back the one Ray recreated after a loss. Creating is asynchronous: Ray starts the
         actor's process while the studio goes on, and the first order waits for it."""
-        if self._actor is not None and not self._recreated_by_ray():
-            ray.kill(self._actor, no_restart=True)
-            self._actor = None
-        if self._actor is None:
-            self._actor = self._remote_class.options(
-                **self._resources, max_concurrency=ACTOR_THREADS, max_restarts=-1, max_task_retries=0,
-            ).remote(*self._args)
-        self._death, self._run, self._poll = None, None, None
+        self._run, self._poll = None, None
         self._inbox.clear()
-        self._lifeline = self._actor.lifeline.remote()
-        self._where = self._actor.where.remote()
+        try:
+            if self._actor is not None and not self._recreated_by_ray():
+                ray.kill(self._actor, no_restart=True)
+                self._actor = None
+            if self._actor is None:
+                self._actor = self._remote_class.options(
+                    **self._resources, max_concurrency=ACTOR_THREADS, max_restarts=-1, max_task_retries=0,
+                ).remote(*self._args)
+            self._lifeline = self._actor.lifeline.remote()
+            self._where = self._actor.where.remote()
+        except LOST as e:  # the cluster is out of reach: the dispatcher tries again, waiting longer each time
+            self._died(e)
+            return
+        self._death = None
 
     def _recreated_by_ray(self) -> bool:
         """After a loss: whether Ray brought the actor back (a lost process or node) rather than it being gone for
@@ -129,73 +133,73 @@ class RayWorker(WorkerHandle):
 
     def send(self, orders: list[WorkOrder]) -> None:
         self._batch += 1
-        self._run = self._actor.run.remote(self._batch, orders)
+        try:
+            self._run = self._actor.run.remote(self._batch, orders)
+        except LOST as e:
+            self._died(e)
 
     def recv(self, timeout: float) -> WorkerMessage | None:
-        if self._inbox:
-            return self._inbox.popleft()
-        if self._death is not None:
-            return None
+        if not self._inbox and self._death is None:
+            try:
+                self._fetch(timeout)
+            except LOST as e:
+                self._died(e)
+        return self._inbox.popleft() if self._inbox else None
+
+    def _fetch(self, timeout: float) -> None:
+        """Wait up to `timeout` (and a round trip) for the actor's next messages."""
         if self._poll is None:
             self._poll = self._actor.messages.remote(timeout)
         ready, _ = ray.wait([self._poll], timeout=timeout + CALL_GRACE_S)
         if not ready:
-            return None
+            return
         poll, self._poll = self._poll, None
-        try:
-            self._inbox.extend(ray.get(poll))
-        except RayActorError as e:
-            self._died(e)
-            return None
-        if not self._inbox:
+        self._inbox.extend(ray.get(poll))
+        if not self._inbox and self._run is not None and ray.wait([self._run], timeout=0)[0]:
             self._check_run()
-        return self._inbox.popleft() if self._inbox else None
 
     def _check_run(self) -> None:
-        """A batch call that failed outside run_batch (its orders could not be read, say) never answers: treat the
-        actor as broken so the dispatcher re-queues the batch's jobs and restarts it."""
-        if self._run is None or not ray.wait([self._run], timeout=0)[0]:
-            return
+        """The batch call has returned. If it failed outside run_batch (its orders could not be read, say), its jobs
+        would never hear back: the actor is treated as broken, so they are re-queued and the actor restarted."""
+        run, self._run = self._run, None
         try:
-            ray.get(self._run)
-        except RayActorError as e:
-            self._died(e)
+            ray.get(run)
+        except RayActorError:
+            raise
         except Exception as e:  # noqa: BLE001 -- whatever broke the call, the batch cannot finish
             logger.error("worker %s: its batch call failed: %s", self.name, e)
             self.kill()
             self._death = f"worker {self.name} on {self.device} failed to run its batch: {e}"
-        else:
-            self._run = None
 
     def alive(self) -> bool:
         if self._death is not None or self._actor is None:
             return False
-        if ray.wait([self._lifeline], timeout=0)[0]:  # a lifeline answers only when the actor is gone
-            try:
-                ray.get(self._lifeline)
-                self._death = f"worker {self.name} on {self.device} was closed"
-            except RayActorError as e:
-                self._died(e)
-            return False
-        if self._where is not None and ray.wait([self._where], timeout=0)[0]:
-            try:
-                device, node = ray.get(self._where)
+        try:
+            if ray.wait([self._lifeline], timeout=0)[0]:  # a lifeline answers only when the actor is gone
+                ray.get(self._lifeline)  # raises why
+            if self._where is not None and ray.wait([self._where], timeout=0)[0]:
+                where, self._where = self._where, None
+                device, node = ray.get(where)
                 self.device = f"{device} on {node}"
-            except RayActorError:
-                pass  # the lifeline reports the death
-            self._where = None
+        except LOST as e:
+            self._died(e)
+            return False
         return True
 
-    def _died(self, error: RayActorError) -> None:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        self._death = f"worker {self.name} on {self.device} was lost ({first})"
+    def _died(self, error: Exception) -> None:
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
+        why = [line for line in lines[1:] if line.startswith("The actor is dead because")]
+        self._death = f"worker {self.name} on {self.device} was lost ({' '.join(lines[:1] + why)})"
 
     def exit_reason(self) -> str:
         return self._death or f"worker {self.name} stopped answering"
 
     def stop_job(self) -> None:
-        if self._actor is not None:
-            self._actor.stop.remote(self._batch)
+        if self._actor is not None and self._death is None:
+            try:
+                self._actor.stop.remote(self._batch)
+            except LOST as e:
+                self._died(e)
 
     def clear_stop(self) -> None:
         """Nothing to clear: a stop request names the batch it stops, and a new batch has a new number."""
@@ -203,14 +207,17 @@ class RayWorker(WorkerHandle):
     def kill(self) -> None:
         """End the actor's process. Ray brings it back (max_restarts), so the next `start` finds it there."""
         if self._actor is not None and self._death is None:
-            ray.kill(self._actor, no_restart=False)
             self._death = f"worker {self.name} on {self.device} was killed"
+            with contextlib.suppress(*LOST):
+                ray.kill(self._actor, no_restart=False)
 
     def shutdown(self, timeout: float) -> None:
+        """The running batch was stopped by the dispatcher already: the actor ends now, for good."""
         if self._actor is not None:
-            ray.kill(self._actor, no_restart=True)
-            self._actor = None
             self._death = f"worker {self.name} was shut down"
+            with contextlib.suppress(*LOST):
+                ray.kill(self._actor, no_restart=True)
+            self._actor = None
 
 
 class RayBackend(WorkerBackend):
@@ -229,6 +236,9 @@ class RayBackend(WorkerBackend):
         gpus = int(resources.get("GPU", 0))
         count = workers or max(gpus, 1)
         per_worker = {"num_cpus": cpus_per_worker, "num_gpus": 1 if gpus else 0}
+        if gpus and count > gpus or not gpus and count * cpus_per_worker > resources.get("CPU", 0):
+            logger.warning("%d worker actor(s) need more than the cluster has now (%s CPUs, %d GPUs): the others wait "
+                           "for machines to join", count, resources.get("CPU", 0), gpus)
         logger.info("Ray cluster: %s CPUs, %d GPUs; %d worker actor(s), each %s", resources.get("CPU", 0), gpus, count,
                     per_worker)
         remote_class = ray.remote(RayWorkerActor)

@@ -131,7 +131,7 @@ def test_a_running_job_is_canceled(api) -> None:
 
 @pytest.mark.parametrize("served", ["api", pytest.param("ray_api", marks=pytest.mark.slow)])
 def test_every_pipeline_runs_through_the_api(served: str, request: pytest.FixtureRequest) -> None:
-    _, client = request.getfixturevalue(served)
+    services, client = request.getfixturevalue(served)
     ref = client.post(f"{API}/inputs", content=png_bytes(photo("chelsea", 96)),
                       headers={"content-type": "image/png"}).json()["ref"]
     requests = [
@@ -153,7 +153,9 @@ def test_every_pipeline_runs_through_the_api(served: str, request: pytest.Fixtur
     # the worker reports what it holds in memory: jobs on these models start without loading them again
     loaded = {m["id"] for m in client.get(f"{API}/models").json() if m["loaded"]}
     assert {"tiny-sd", "atelier-emoji-gan"} <= loaded and "dcgan-faces" not in loaded
-    worker = client.get(f"{API}/health").json()["workers"][0]
+    health = client.get(f"{API}/health").json()
+    worker = health["workers"][0]
+    assert health["backend"] == services.config.backend and worker["device"].startswith("cpu")
     assert worker["loaded"][-1] == client.get(f"{API}/jobs/{ids[-1]}").json()["model"]  # most recent last
     # and what those models hold, against its budgets: a CPU worker's are all in main memory
     memory = worker["memory"]
