@@ -16,6 +16,9 @@ from studio.services import Services, build_services
 from tests.conftest import make_config, wait_finished, wait_for
 
 
+EDGE_ONLY = pytest.mark.parametrize("studio", ["local"], indirect=True)  # refused before any worker: one backend
+
+
 @pytest.fixture(params=["local", pytest.param("ray", marks=pytest.mark.slow)])
 def studio(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
     if request.param == "ray":
@@ -53,6 +56,7 @@ def test_same_params_and_seed_give_the_same_pixels(studio: Services) -> None:
     assert a.tobytes() == b.tobytes()
 
 
+@EDGE_ONLY
 def test_unknown_pipeline_or_model_is_refused_before_the_queue(studio: Services) -> None:
     with pytest.raises(UnknownPipeline, match="unknown pipeline 'sketch'"):
         studio.generation.submit("sketch", "pattern-v1", {})
@@ -61,6 +65,7 @@ def test_unknown_pipeline_or_model_is_refused_before_the_queue(studio: Services)
     assert studio.queue.list() == []
 
 
+@EDGE_ONLY
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -79,6 +84,7 @@ def test_bad_params_name_the_field_and_enqueue_nothing(studio: Services, params:
     assert studio.queue.list() == []
 
 
+@EDGE_ONLY
 @pytest.mark.parametrize("seed", [-2, 2**32, 1.5, "7"])
 def test_bad_seed_is_refused(studio: Services, seed: object) -> None:
     with pytest.raises(ValueError, match="`seed`"):
