@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import queue
+import signal
 import threading
 from typing import Any
 
@@ -117,7 +118,9 @@ class RayWorker(WorkerHandle):
                 ).remote(*self._args)
             self._lifeline = self._actor.lifeline.remote()
             self._where = self._actor.where.remote()
-        except LOST as e:  # the cluster is out of reach: the dispatcher tries again, waiting longer each time
+        except Exception as e:  # noqa: BLE001 -- the cluster out of reach, or this code missing there: the
+            # dispatcher sees a dead worker and tries again, waiting longer each time; the log says why
+            logger.error("worker %s: could not start its actor: %s: %s", self.name, type(e).__name__, e)
             self._died(e)
             return
         self._death = None
@@ -229,9 +232,13 @@ class RayBackend(WorkerBackend):
                  device_options: dict[str, Any], log_level: int) -> None:
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
+            on_term = signal.getsignal(signal.SIGTERM)
             # address "": Ray's own default (RAY_ADDRESS, else a cluster started on this machine, else a new one)
             ray.init(address=address or None, logging_level=log_level, log_to_driver=log_level <= logging.INFO,
                      namespace="atelier")
+            if threading.current_thread() is threading.main_thread() and on_term is not None:
+                # ray.init makes SIGTERM exit at once; the studio's own handler shuts down in order (jobs kept)
+                signal.signal(signal.SIGTERM, on_term)
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         count = workers or max(gpus, 1)
