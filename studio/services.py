@@ -111,8 +111,8 @@ def worker_backend(config: StudioConfig) -> WorkerBackend:
                           cpus_per_worker=config.ray_worker_cpus, budget=config.memory_budget,
                           device_options=config.device_options, log_level=config.logging_level)
     except ConnectionError as e:
-        where = config.ray_address or "RAY_ADDRESS / this machine"
-        raise ValueError(f"--ray-address {where}: could not reach a Ray cluster ({e})") from None
+        where = f"at {config.ray_address}" if config.ray_address else "(no --ray-address: RAY_ADDRESS, or here)"
+        raise ValueError(f"--backend ray: could not reach a Ray cluster {where}: {e}") from None
 
 
 def _lock_data_dir(data_dir: Path) -> FileLock:

@@ -15,7 +15,6 @@ from studio.jobs import JobStatus
 from studio.services import Services, build_services
 from tests.conftest import make_config, wait_finished, wait_for
 
-
 EDGE_ONLY = pytest.mark.parametrize("studio", ["local"], indirect=True)  # refused before any worker: one backend
 
 
