@@ -239,15 +239,7 @@ class RayBackend(WorkerBackend):
             if threading.current_thread() is threading.main_thread() and on_term is not None:
                 # ray.init makes SIGTERM exit at once; the studio's own handler shuts down in order (jobs kept)
                 signal.signal(signal.SIGTERM, on_term)
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        count = workers or max(gpus, 1)
-        per_worker = {"num_cpus": cpus_per_worker, "num_gpus": 1 if gpus else 0}
-        if gpus and count > gpus or not gpus and count * cpus_per_worker > resources.get("CPU", 0):
-            logger.warning("%d worker actor(s) need more than the cluster has now (%s CPUs, %d GPUs): the others wait "
-                           "for machines to join", count, resources.get("CPU", 0), gpus)
-        logger.info("Ray cluster: %s CPUs, %d GPUs; %d worker actor(s), each %s", resources.get("CPU", 0), gpus, count,
-                    per_worker)
+        count, per_worker = plan_actors(ray.cluster_resources(), workers, cpus_per_worker)
         remote_class = ray.remote(RayWorkerActor)
         self._handles = [RayWorker(f"ray{i}", remote_class, per_worker, budget, device_options, log_level)
                          for i in range(count)]
@@ -260,3 +252,15 @@ class RayBackend(WorkerBackend):
         if self._owns_ray:
             ray.shutdown()
 
+
+def plan_actors(resources: dict[str, float], workers: int, cpus_per_worker: float) -> tuple[int, dict[str, float]]:
+    """How many worker actors, and what each asks of Ray, for a cluster with these resources: one GPU each where the
+    cluster has GPUs (one actor per GPU unless `workers` says), else CPUs only (one actor unless `workers` says)."""
+    cpus, gpus = resources.get("CPU", 0), int(resources.get("GPU", 0))
+    count = workers or max(gpus, 1)
+    per_worker = {"num_cpus": cpus_per_worker, "num_gpus": 1 if gpus else 0}
+    logger.info("Ray cluster: %s CPUs, %d GPUs; %d worker actor(s), each %s", cpus, gpus, count, per_worker)
+    if count > gpus if gpus else count * cpus_per_worker > cpus:
+        logger.warning("%d worker actor(s) need more than the cluster has now (%s CPUs, %d GPUs): the others wait "
+                       "for machines to join", count, cpus, gpus)
+    return count, per_worker

@@ -112,6 +112,18 @@ def test_two_workers_keep_each_model_on_one_of_them(backend: str, tmp_path: Path
     assert len(v1) == len(v2) == 1 and v1 != v2  # and on one worker each
 
 
+def test_each_actor_takes_a_gpu_where_the_cluster_has_them(caplog: pytest.LogCaptureFixture) -> None:
+    from studio.workers.ray_backend import plan_actors
+
+    four_gpus = {"CPU": 64.0, "GPU": 4.0, "memory": 2e11}
+    assert plan_actors(four_gpus, 0, 1.0) == (4, {"num_cpus": 1.0, "num_gpus": 1})
+    assert plan_actors(four_gpus, 2, 1.0) == (2, {"num_cpus": 1.0, "num_gpus": 1})
+    assert plan_actors({"CPU": 16.0}, 0, 8.0) == (1, {"num_cpus": 8.0, "num_gpus": 0})
+    assert "need more than the cluster has now" not in caplog.text
+    assert plan_actors(four_gpus, 6, 1.0)[0] == 6  # two wait for GPUs to join, as Ray queues them
+    assert "6 worker actor(s) need more than the cluster has now (64.0 CPUs, 4 GPUs)" in caplog.text
+
+
 def test_the_local_backend_needs_no_ray_and_the_ray_backend_says_how_to_install_it(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys
