@@ -7,6 +7,7 @@ instead of failing on the data dir's lock.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -35,6 +36,7 @@ URL_FILE = "atelier.url"  # in the data dir: the URL of the studio holding its l
 # how long a second launch waits for the studio holding the data dir to answer: one that has just taken the lock
 # serves within about 5 s on a 2-core CPU (benchmarks/launch.py: 7 s from process start to the first HTTP 200)
 RUNNING_WAIT = 10.0
+SERVER_CLOSE_GRACE_S = 1.0  # requests still open this long after a shutdown begins are cut (event streams, mostly)
 # not `pip install "atelier[window]"`: PyPI's "atelier" is another project, which pip would fetch if this one
 # was run from a checkout without being installed
 WINDOW_INSTALL = 'python -m pip install "pywebview>=5"'
@@ -75,6 +77,10 @@ def start_server(services: Services, *, host: str = "127.0.0.1", port: int,
         prevent_thread_lock=True, quiet=True, allowed_paths=[str(p) for p in services.gallery.media_dirs],
         footer_links=["api", "settings"], max_file_size=MAX_INPUT_BYTES,  # uploads past it are refused at once
     )
+    # an open browser tab keeps an event stream open, which never ends by itself: past this grace uvicorn cuts what
+    # is still open, rather than every shutdown waiting out Gradio's 5 s join of the server thread
+    app.server.config.timeout_graceful_shutdown = SERVER_CLOSE_GRACE_S
+    logging.getLogger("uvicorn.error").addFilter(_quiet_stream_cuts)
     try:
         mount_api(server, services)
         guard_gallery_files(server, services)
@@ -82,6 +88,12 @@ def start_server(services: Services, *, host: str = "127.0.0.1", port: int,
         app.close()
         raise
     return app, local_url, share_url
+
+
+def _quiet_stream_cuts(record: logging.LogRecord) -> bool:
+    """Keep uvicorn from reporting, as errors with a traceback, the streams it cuts at shutdown (as asked)."""
+    cut = record.exc_info is not None and isinstance(record.exc_info[1], asyncio.CancelledError)
+    return not cut and "timeout graceful shutdown exceeded" not in record.getMessage()
 
 
 def claim_data_dir(config: StudioConfig) -> Services | str:
