@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,8 @@ class Services:
 
 def build_services(config: StudioConfig) -> Services:
     accounts = Accounts.from_sources(config.auth_pairs, config.logins_files)  # a bad logins file stops us here
+    if config.offline:  # read where models are listed and loaded: here, and in every worker (which inherit it)
+        os.environ["HF_HUB_OFFLINE"] = "1"
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock_data_dir(data_dir)
@@ -109,7 +112,8 @@ def worker_backend(config: StudioConfig) -> WorkerBackend:
     try:
         return RayBackend(address=config.ray_address, workers=config.ray_workers,
                           cpus_per_worker=config.ray_worker_cpus, budget=config.memory_budget,
-                          device_options=config.device_options, log_level=config.logging_level)
+                          device_options=config.device_options, log_level=config.logging_level,
+                          environment={"HF_HUB_OFFLINE": "1"} if config.offline else {})
     except ConnectionError as e:
         where = f"at {config.ray_address}" if config.ray_address else "(no --ray-address: RAY_ADDRESS, or here)"
         raise ValueError(f"--backend ray: could not reach a Ray cluster {where}: {e}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -174,3 +175,20 @@ def test_job_caps_are_off_locally_on_when_exposed_and_set_by_flags(tmp_path: Pat
                           "--allow-any-hub-model"], {}).job_caps
     assert owner == JobCaps(0, 4_000_000, any_hub_model=True)
     assert parse_config(data, {"ATELIER_MAX_IMAGES_PER_JOB": "8"}).job_caps.images == 8  # locally too, when asked
+
+
+def test_offline_reaches_the_catalogue_and_every_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.services import build_services
+    from tests.conftest import make_config
+
+    def sd_turbo_status(offline: bool) -> str:
+        services = build_services(make_config(tmp_path / f"data-{offline}", offline=offline))
+        try:
+            return services.catalog.model("stabilityai/sd-turbo", "text_to_image").status
+        finally:
+            services.stop()
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # the tests' own offline switch, off for this one
+    assert sd_turbo_status(offline=False) == "downloads on first use"
+    assert sd_turbo_status(offline=True) == "not downloaded (offline)"
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # what worker processes inherit (and Ray actors are given)

@@ -44,8 +44,10 @@ class RayWorkerActor:
     actors do not keep the order of calls, so each batch has a number and a stop request names the batch it stops.
     """
 
-    def __init__(self, name: str, budget: MemoryBudget, device_options: dict[str, Any], log_level: int) -> None:
+    def __init__(self, name: str, budget: MemoryBudget, device_options: dict[str, Any], log_level: int,
+                 environment: dict[str, str]) -> None:
         logging.basicConfig(level=log_level, format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+        os.environ.update(environment)  # the studio's settings a local worker would inherit (e.g. --offline)
         # Ray sets CUDA_VISIBLE_DEVICES to the GPU it gave this actor, which torch then sees as device 0
         self.device = "cuda:0" if ray.get_gpu_ids() else "cpu"
         self.runtime = WorkerRuntime(self.device, budget, device_options)
@@ -85,11 +87,11 @@ class RayWorker(WorkerHandle):
     poll in flight, so a slow answer is picked up by the next `recv` instead of being lost."""
 
     def __init__(self, name: str, remote_class: Any, resources: dict[str, float], budget: MemoryBudget,
-                 device_options: dict[str, Any], log_level: int) -> None:
+                 device_options: dict[str, Any], log_level: int, environment: dict[str, str]) -> None:
         super().__init__(name, "ray")  # "cuda:0 on 10.0.0.7" once the actor says where Ray placed it
         self._remote_class = remote_class
         self._resources = resources
-        self._args = (name, budget, device_options, log_level)
+        self._args = (name, budget, device_options, log_level, environment)
         self._actor: Any = None
         self._lifeline: Any = None
         self._where: Any = None
@@ -229,7 +231,7 @@ class RayBackend(WorkerBackend):
     name = "ray"
 
     def __init__(self, *, address: str, workers: int, cpus_per_worker: float, budget: MemoryBudget,
-                 device_options: dict[str, Any], log_level: int) -> None:
+                 device_options: dict[str, Any], log_level: int, environment: dict[str, str]) -> None:
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             on_term = signal.getsignal(signal.SIGTERM)
@@ -241,8 +243,8 @@ class RayBackend(WorkerBackend):
                 signal.signal(signal.SIGTERM, on_term)
         count, per_worker = plan_actors(ray.cluster_resources(), workers, cpus_per_worker)
         remote_class = ray.remote(RayWorkerActor)
-        self._handles = [RayWorker(f"ray{i}", remote_class, per_worker, budget, device_options, log_level)
-                         for i in range(count)]
+        self._handles = [RayWorker(f"ray{i}", remote_class, per_worker, budget, device_options, log_level,
+                                   environment) for i in range(count)]
 
     @property
     def handles(self) -> list[WorkerHandle]:
