@@ -1,6 +1,6 @@
-"""The Ray backend on a local Ray instance: an actor lost mid-job, model affinity across two actors, and the local
-backend's independence from Ray. (The spine's job tests run on it too: test_dispatch.py; every pipeline through the
-API: tests/api/test_native.py.)"""
+"""The Ray backend on a local Ray instance: an actor lost mid-job, model affinity across two actors, the actors a GPU
+cluster gets, and the local backend's independence from Ray. (The spine's job tests run on it too:
+test_dispatch.py; every pipeline through the API: tests/api/test_native.py.)"""
 
 from __future__ import annotations
 
