@@ -26,6 +26,14 @@ class Row:
     note: str = ""  # why a target is not met, or what the figure means
 
 
+def rows_markdown(rows: list[Row]) -> list[str]:
+    """A section report's table of its rows (what, baseline, result, target, met), then each row's note."""
+    verdict = {True: "yes", False: "no", None: "reported"}
+    return ["| what | baseline | result | target | met |", "|---|---|---|---|---|",
+            *(f"| {r.what} | {r.baseline} | {r.result} | {r.target} | {verdict[r.met]} |" for r in rows),
+            "", *(f"- {r.what}: {r.note}" for r in rows if r.note)]
+
+
 @dataclass(frozen=True)
 class Timing:
     name: str

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import Row, parse_quick, write_report
+from benchmarks.common import Row, parse_quick, rows_markdown, write_report
 from studio.config import StudioConfig
 from studio.jobs import JobStatus
 from studio.services import Services, build_services
@@ -124,10 +124,7 @@ def report(result: list[Row], quick: bool) -> str:
     lines = ["# The Ray backend against local worker processes (bundled models, CPU)", "",
              f"One worker per backend, a local Ray instance of 2 CPUs; {sizes.jobs} alternating jobs per backend, "
              f"{sizes.kills} lost-worker run(s) each.", "",
-             "| what | baseline | result | target | met |", "|---|---|---|---|---|"]
-    verdict = {True: "yes", False: "no", None: "reported"}
-    lines += [f"| {r.what} | {r.baseline} | {r.result} | {r.target} | {verdict[r.met]} |" for r in result]
-    lines += ["", *(f"- {r.what}: {r.note}" for r in result if r.note)]
+             *rows_markdown(result)]
     return "\n".join(lines) + "\n"
 
 

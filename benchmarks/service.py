@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import torch
 
-from benchmarks.common import Row, parse_quick, write_report
+from benchmarks.common import Row, parse_quick, rows_markdown, write_report
 from pipelines.catalog import Catalog
 from pipelines.text_to_image import TextToImageParams, TextToImagePipeline
 from studio.config import StudioConfig
@@ -177,9 +177,7 @@ def report(result: list[Row], quick: bool) -> str:
     lines = ["# The studio as a service (bundled text-to-image model, 64×64, CPU)", "",
              f"{torch.get_num_threads()} torch threads; one worker process; {sizes.request_rounds} alternating rounds "
              f"for the request, {sizes.jobs} small jobs from {sizes.clients} clients for throughput.", "",
-             "| what | baseline | result | target | met |", "|---|---|---|---|---|"]
-    lines += [f"| {r.what} | {r.baseline} | {r.result} | {r.target} | {'yes' if r.met else 'no'} |" for r in result]
-    lines += ["", *(f"- {r.what}: {r.note}" for r in result if r.note)]
+             *rows_markdown(result)]
     return "\n".join(lines) + "\n"
 
 
