@@ -68,7 +68,7 @@ class JobQueue(ABC):
 
     @abstractmethod
     def wake(self) -> None:
-        """End every wait_for_work now (the studio is stopping)."""
+        """End every wait_for_work now (a job was enqueued or re-queued, or the studio is stopping)."""
 
     @abstractmethod
     def pending_count(self, owner: str | None = None) -> int: ...
