@@ -54,10 +54,12 @@ class Studio:
         return self.proc.wait(timeout)
 
 
-@pytest.fixture
-def launched(tmp_path: Path) -> Iterator[tuple[Studio, Path]]:
-    studio = Studio(tmp_path / "data", free_port())
-    yield studio, tmp_path / "data"
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, Path]]:
+    """One launched studio for the tests that only use it (a launch costs seconds): none changes what another sees."""
+    data_dir = tmp_path_factory.mktemp("launched") / "data"
+    studio = Studio(data_dir, free_port())
+    yield studio, data_dir
     if studio.proc.poll() is None:
         studio.proc.kill()
         studio.proc.wait()
