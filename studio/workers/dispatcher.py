@@ -28,9 +28,8 @@ class ModelAffinity:
     turn, while jobs for models nobody holds go to whichever worker is free. A worker busy for AFFINITY_WAIT_S or
     more holds nothing back: its models' jobs do not wait for ever on one long job."""
 
-    def __init__(self, queue: JobQueue, wait_s: float = AFFINITY_WAIT_S) -> None:
+    def __init__(self, queue: JobQueue) -> None:
         self._queue = queue
-        self._wait_s = wait_s
         self._lock = threading.Lock()
         self.dispatchers: list[Dispatcher] = []
 
@@ -38,7 +37,7 @@ class ModelAffinity:
         with self._lock:  # one claim at a time: two idle workers never both start loading a model's first job
             now = time.monotonic()
             held = {model for d in self.dispatchers if d is not me
-                    and (d.busy_since is None or now - d.busy_since < self._wait_s) for model in d.models()}
+                    and (d.busy_since is None or now - d.busy_since < AFFINITY_WAIT_S) for model in d.models()}
             job = self._queue.claim(me.handle.name, leave_models=held - me.models())
             if job is not None:
                 me.current_model, me.busy_since = job.spec.model, now
@@ -48,7 +47,7 @@ class ModelAffinity:
 class Dispatcher(threading.Thread):
     def __init__(self, handle: WorkerHandle, queue: JobQueue, events: JobEvents,
                  prepare: Callable[[Job], WorkOrder], deliver: Callable[[Job, Finished], list[str]], *,
-                 max_batch: int = 1, affinity: ModelAffinity | None = None) -> None:
+                 affinity: ModelAffinity, max_batch: int = 1) -> None:
         super().__init__(name=f"dispatch-{handle.name}", daemon=True)
         self.handle = handle
         self._queue = queue
@@ -56,7 +55,7 @@ class Dispatcher(threading.Thread):
         self._prepare = prepare
         self._deliver = deliver
         self._max_batch = max_batch  # jobs with one batch key taken together (1: one job at a time)
-        self._affinity = affinity or ModelAffinity(queue)
+        self._affinity = affinity  # shared by the pool's dispatchers
         self._stopping = threading.Event()
         self.current_jobs: tuple[str, ...] = ()  # what the worker runs now: one job, or the jobs of a batch
         self.current_model: str | None = None  # the model of those jobs
