@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,25 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:
     assert readme.index(commands[1]) < readme.index("## ")  # both come before any section
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert ci[-1] == commands[1]
+    assert all("pip install -c constraints.txt " in command for command in commands)  # both at verified versions
+
+
+def test_the_constraints_pin_every_dependency_within_its_range() -> None:
+    """constraints.txt pins each package pyproject asks for (the test tools too) at one version its range allows."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for text in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} vs {text}"
 
 
 def test_job_caps_are_off_locally_on_when_exposed_and_set_by_flags(tmp_path: Path) -> None:
