@@ -3,13 +3,18 @@
 The UI shows artworks through Gradio's file route (`/gradio_api/file=PATH`), which serves any file under its
 allowed paths to anyone logged in. The allowed paths are the gallery's media folders only (never its database),
 and this guard, placed before Gradio's route, lets a request for a file in the gallery through only when the
-file belongs to an artwork of the logged-in user. The path is resolved first, so `..`, symlinks and
-percent-encoded tricks land where they really point; a file that is not an artwork's is refused.
+file belongs to an artwork of the logged-in user. The path is resolved first as Gradio resolves it (`..`
+lexically, so `http:/../..` and percent-encoded dots land where they really point) and then through symlinks; a
+gallery file that is not an artwork's is refused, as is a path that does not resolve at all (a NUL byte).
+
+Gradio's route would also fetch remote `http(s)://` URLs on a client's behalf; nothing in the studio needs that, so
+the guard refuses them rather than let logged-in users use the server as a proxy.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -21,6 +26,7 @@ from studio.accounts import LOCAL_USER, session_user
 from studio.gallery import ArtworkNotFound
 from studio.services import Services
 
+_REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")  # a URL Gradio would fetch, whatever its scheme
 GRADIO_FILE_ROUTES = ("/gradio_api/file={path_or_url:path}", "/gradio_api/file/{path:path}")
 
 
@@ -36,13 +42,22 @@ def guard_gallery_files(app: FastAPI, services: Services) -> None:
 def _guarded(gradio_route: APIRoute, services: Services, root: Path) -> Callable[..., Awaitable[Response]]:
     async def file(request: Request) -> Response:
         path = next(iter(request.path_params.values()))
-        if not path.startswith(("http:", "https:")):
-            target = Path(os.path.realpath(path))  # where `..` and symlinks really lead
-            if target.is_relative_to(root):
-                _check_owner(services, root, target, request)
+        target = _where(path)
+        if target.is_relative_to(root):
+            _check_owner(services, root, target, request)
         return await gradio_route.endpoint(path, request)
 
     return file
+
+
+def _where(path: str) -> Path:
+    """The file a request for `path` would really read: Gradio's own lexical `abspath`, then through symlinks."""
+    if _REMOTE.match(path):
+        raise HTTPException(404, "the studio serves its own files only, not other sites'")
+    try:
+        return Path(os.path.realpath(os.path.abspath(path)))
+    except (ValueError, OSError):  # a NUL byte, a name too long for the system
+        raise HTTPException(404, "no such file") from None
 
 
 def _gradio_file_routes(app: FastAPI) -> list[APIRoute]:

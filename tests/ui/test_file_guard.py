@@ -40,6 +40,21 @@ def test_artwork_files_are_served_to_their_owner_only(tmp_path: Path) -> None:
         assert fetch(bob, str(artwork.path)) == 404 and fetch(bob, str(artwork.thumb_path)) == 404
         assert httpx.get(f"{url}gradio_api/file={artwork.path}").status_code in (401, 403)  # no login at all
 
+        # another user's artwork however the path is spelled: a scheme-like first part, dots the server decodes,
+        # the older route; a NUL byte and a remote URL are refused too, not a server error or a proxied fetch
+        up = "%2e%2e/" * (len(Path.cwd().parts) + 2)  # httpx would fold a literal `..`; the server decodes these
+        month = artwork.path.parent
+        spellings = [f"file=http:/{up}{artwork.path}", f"file=https:/{up}{artwork.path}",
+                     f"file=http:{up}{artwork.path}", f"file={month}/%2e%2e/{month.name}/{artwork.path.name}",
+                     f"file/{artwork.path}",
+                     f"file/http:/{up}{artwork.path}", f"file=http:/{up}{artwork.thumb_path}"]
+        for spelling in spellings:
+            assert ann.get(f"gradio_api/{spelling}").status_code == 200, spelling
+            assert bob.get(f"gradio_api/{spelling}").status_code == 404, spelling
+        assert bob.get("gradio_api/file=%00").status_code == 404
+        assert bob.get(f"gradio_api/file={artwork.path}%00").status_code == 404
+        assert bob.get("gradio_api/file=http://127.0.0.1:1/x.png").status_code == 404
+
         # the store's database and anything that is not an artwork's file: refused, however it is spelled
         (root / "images" / "notes.png").write_bytes(artwork.path.read_bytes())
         os.symlink(root / "gallery.db", root / "images" / f"{artwork.id}.gif")
