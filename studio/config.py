@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,12 @@ class StudioConfig:
     share_generate_password: bool = False  # make a random login for this run and print it once
     insecure_no_auth: bool = False  # serve a shared or network-facing studio without logins, knowingly
     shared_gallery: bool = False  # every user sees (not changes) everyone's artworks
+    # other names the studio answers to (a reverse proxy's, a DNS name for the machine): the Host header must be
+    # one of them, a loopback name, an IP address, --host or the share link's, so a rebound DNS name is refused
+    allowed_hosts: tuple[str, ...] = ()
+    # pages on other sites (scheme://host[:port]) whose scripts may call the API with the user's login (CORS);
+    # A1111's --cors-allow-origins. Every other cross-site request that carries a login or changes state is refused
+    cors_allow_origins: tuple[str, ...] = ()
     open_browser: bool = True  # the desktop launch opens the browser once the server is ready
     window: bool = False  # open a native window (pywebview) instead of the browser; closing it stops the studio
     data_dir: Path = field(default_factory=default_data_dir)  # gallery, queue, settings
@@ -131,6 +138,10 @@ class StudioConfig:
             raise ValueError(f"--port must be between 1 and 65535, got {self.port}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        for origin in self.cors_allow_origins:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"--cors-allow-origins: {origin!r} is not an origin; write scheme://host[:port], "
+                                 "as https://app.example or http://localhost:3000")
         if self.max_queue < 1:
             raise ValueError(f"--max-queue must be at least 1, got {self.max_queue}")
         if self.max_queue_per_user < 1:
@@ -207,6 +218,10 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                    help="port; if busy, the next free one is taken (default %(default)s)")
     p.add_argument("--share", action="store_true", default=flag("share"),
                    help="also serve through a public Gradio share link")
+    p.add_argument("--allowed-hosts", metavar="NAME,…", default=default("allowed_hosts", ""),
+                   help="other host names the studio answers to (a reverse proxy's, the machine's DNS name)")
+    p.add_argument("--cors-allow-origins", metavar="ORIGIN,…", default=default("cors_allow_origins", ""),
+                   help="pages on other sites (https://app.example) whose scripts may call the API as the user")
     p.add_argument("--auth", metavar="USER:PASS", default=default("auth", None), help="require this login")
     p.add_argument("--auth-file", metavar="PATH", type=Path, default=default("auth_file", None),
                    help="require a login from this file (`launch.py users add NAME` writes it; default: the "
@@ -278,6 +293,11 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     return p
 
 
+def _listed(text: str) -> tuple[str, ...]:
+    """A comma-separated flag's entries, without spaces or empty ones."""
+    return tuple(entry.strip() for entry in text.split(",") if entry.strip())
+
+
 def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> StudioConfig:
     """CLI flags and ATELIER_* variables → a checked StudioConfig (argparse exits with a message on bad input)."""
     try:
@@ -290,11 +310,12 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             host=ns.host, port=int(ns.port), share=ns.share, auth=ns.auth,
             auth_file=Path(ns.auth_file) if ns.auth_file else None, open_browser=not ns.no_browser,
             share_generate_password=ns.share_generate_password, insecure_no_auth=ns.insecure_no_auth,
-            shared_gallery=ns.shared_gallery, window=ns.window,
+            shared_gallery=ns.shared_gallery, window=ns.window, allowed_hosts=_listed(ns.allowed_hosts),
+            cors_allow_origins=tuple(o.rstrip("/") for o in _listed(ns.cors_allow_origins)),
             data_dir=Path(ns.data_dir).expanduser(), models_dir=Path(ns.models_dir) if ns.models_dir else None,
             devices=ns.devices, offline=ns.offline, allow_pickle=ns.allow_pickle, log_level=ns.log_level,
             low_vram=ns.low_vram, vae_tiling=ns.vae_tiling, torch_compile=ns.torch_compile,
-            plugins=tuple(m.strip() for m in ns.plugins.split(",") if m.strip()),
+            plugins=_listed(ns.plugins),
             max_queue=int(ns.max_queue), max_queue_per_user=int(ns.max_queue_per_user),
             max_images_per_job=None if ns.max_images_per_job is None else int(ns.max_images_per_job),
             max_megapixels=None if ns.max_megapixels is None else float(ns.max_megapixels),

@@ -63,30 +63,35 @@ def start_server(services: Services, *, host: str = "127.0.0.1", port: int,
                  share: bool = False) -> tuple[gr.Blocks, str, str | None]:
     """Serve the UI and the REST API on one port, with the studio's logins; (app, local URL, share URL or None).
 
-    It returns once the server answers HTTP (Gradio checks the local URL before it returns) with the API mounted.
+    The API's routes and the edge (studio.edge) are on the server app before it listens, so the first request
+    it answers is checked and routed as every later one. It returns once the server answers HTTP (Gradio checks
+    the local URL before it returns).
     """
-    from studio.api import mount_api
+    from studio.api import api_caller, mount_api
+    from studio.api.auth import ApiUsers
+    from studio.edge import EdgePolicy, StudioServer
     from studio.gallery.inputs import MAX_INPUT_BYTES
     from studio.ui import build_app
-    from studio.ui.file_guard import guard_gallery_files
+    from studio.ui.file_guard import gallery_file_check
 
+    users = ApiUsers(services.accounts)
+    policy = EdgePolicy.for_config(services.config, logins=lambda: users.required, caller=api_caller(users),
+                                   check_file=gallery_file_check(services))
+    # FastAPI's own /docs and /redoc are off: the API serves its own /docs, of its routes only
+    server_app = StudioServer(policy, docs_url=None, redoc_url=None)
+    mount_api(server_app, services, users)
     app = build_app(services)
     app.queue(default_concurrency_limit=8)
     server, local_url, share_url = app.launch(
         server_name=host, server_port=port, share=share, auth=services.accounts.gradio_auth,
         prevent_thread_lock=True, quiet=True, allowed_paths=[str(p) for p in services.gallery.media_dirs],
         footer_links=["api", "settings"], max_file_size=MAX_INPUT_BYTES,  # uploads past it are refused at once
+        _app=server_app,
     )
     # an open browser tab keeps an event stream open, which never ends by itself: past this grace uvicorn cuts what
     # is still open, rather than every shutdown waiting out Gradio's 5 s join of the server thread
     app.server.config.timeout_graceful_shutdown = SERVER_CLOSE_GRACE_S
     logging.getLogger("uvicorn.error").addFilter(_quiet_stream_cuts)
-    try:
-        mount_api(server, services)
-        guard_gallery_files(server, services)
-    except Exception:
-        app.close()
-        raise
     return app, local_url, share_url
 
 

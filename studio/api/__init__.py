@@ -1,23 +1,28 @@
 """The REST API, mounted on the Gradio app's FastAPI server: /api/v1 (native) and /sdapi/v1 (AUTOMATIC1111).
 
-`mount_api` runs after Gradio has built its app (as AUTOMATIC1111 mounts its API), so the routes share the port,
-the share link and the logins of the UI. /openapi.json documents the API's routes only — Gradio's internal
-routes are not part of it — and /docs shows it with Swagger UI.
+`mount_api` puts the routes on the studio's server app before Gradio adds its own and before the server listens,
+so they share the port, the share link and the logins of the UI, and answer from the first request.
+/openapi.json documents the API's routes only — Gradio's internal routes are not part of it — and /docs shows
+it with Swagger UI; on a studio with logins both need one (studio.edge asks before the route runs).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from studio import __version__
 from studio.api.a1111 import a1111_router
-from studio.api.auth import ApiUsers
+from studio.api.auth import BASIC, BEARER, ApiUsers
+from studio.api.errors import validation_error
 from studio.api.native import native_router
 from studio.services import Services
 
@@ -26,8 +31,20 @@ DESCRIPTION = ("Generate with every Atelier pipeline through the same queue, wor
                "When the studio has logins, send one with HTTP Basic authentication.")
 
 
-def mount_api(app: FastAPI, services: Services) -> None:
-    users = ApiUsers(services.accounts)
+def api_caller(users: ApiUsers) -> Callable[[Request], Awaitable[str]]:
+    """The login check the edge runs before an API route reads its body: the caller's name, or HTTPException(401).
+    The check itself may hash a password, so it runs in the thread pool, never in the event loop."""
+
+    async def caller(request: Request) -> str:
+        credentials, bearer = await BASIC(request), await BEARER(request)
+        return await run_in_threadpool(users, request, credentials, bearer)
+
+    return caller
+
+
+def mount_api(app: FastAPI, services: Services, users: ApiUsers | None = None) -> None:
+    users = users or ApiUsers(services.accounts)
+    app.add_exception_handler(RequestValidationError, validation_error)  # Gradio's routes' too: no input echoed
     routers = [native_router(services, users), a1111_router(services, users)]
     routes = [route for router in routers for route in router.routes]
     for router in routers:

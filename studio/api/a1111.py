@@ -38,7 +38,7 @@ from studio.api.a1111_models import (
     SDModelItem,
     Txt2ImgRequest,
 )
-from studio.api.errors import ApiRoute, http_errors
+from studio.api.errors import http_errors
 from studio.gallery import Artwork, metadata
 from studio.gallery.files import write_bytes_atomic
 from studio.gallery.inputs import decode_image
@@ -57,7 +57,7 @@ UNSUPPORTED = {  # field → the value that means "not asked for"
 
 
 def a1111_router(services: Services, users: Callable[..., str]) -> APIRouter:
-    router = APIRouter(prefix=PREFIX, tags=["AUTOMATIC1111-compatible"], route_class=ApiRoute)
+    router = APIRouter(prefix=PREFIX, tags=["AUTOMATIC1111-compatible"])
     User = Annotated[str, Depends(users)]  # noqa: N806 -- a type alias for the routes below
     options = OptionsStore(services.config.data_dir / OPTIONS_FILE)
 

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fastapi import HTTPException, Request, Response
+from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from pipelines.catalog import UnknownModel, UnknownPipeline
 from studio.gallery import ArtworkNotFound
 from studio.jobs import JobError, JobNotFound, QueueFull
 
 RETRY_AFTER_S = 10  # a full queue drains a job every few seconds to minutes: try again soon, not at once
-MAX_BODY_BYTES = 150_000_000  # an img2img request with a 50 MB image and a 50 MB mask, base64 (4/3 each), fits
 
 
 @contextmanager
@@ -34,36 +32,11 @@ def http_errors() -> Iterator[None]:
         raise HTTPException(422, str(e)) from None
 
 
-class ApiRoute(APIRoute):
-    """Our routes' request validation errors as 422s that always encode: FastAPI's own handler echoes the
-    rejected input, and a NaN or an infinity in it would turn the 422 into a 500. A body over MAX_BODY_BYTES is
-    refused with 413 before it is read."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            length = request.headers.get("content-length", "")
-            if length.isdigit() and int(length) > MAX_BODY_BYTES:
-                return _too_large()
-            if "chunked" in request.headers.get("transfer-encoding", "").lower():  # no length: count as it comes
-                body = bytearray()
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        return _too_large()
-                request._body = bytes(body)  # Starlette's cache of the body, which the route then reads
-            try:
-                return await handler(request)
-            except RequestValidationError as e:
-                return JSONResponse(status_code=422, content={"detail": [_plain(error) for error in e.errors()]})
-
-        return handle
-
-
-def _too_large() -> JSONResponse:
-    return JSONResponse(status_code=413, content={"detail": f"the request body is larger than the API's limit of "
-                                                            f"{MAX_BODY_BYTES / 1e6:.0f} MB"})
+async def validation_error(request: Request, error: Exception) -> JSONResponse:
+    """Request validation errors as 422s that always encode, for every route of the app (the API's and Gradio's):
+    FastAPI's own handler echoes the rejected input, and a NaN or an infinity in it would turn the 422 into a 500."""
+    errors = error.errors() if isinstance(error, RequestValidationError) else []
+    return JSONResponse(status_code=422, content={"detail": [_plain(e) for e in errors]})
 
 
 def _plain(error: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Res
 from fastapi.responses import FileResponse, StreamingResponse
 
 from studio import __version__
-from studio.api.errors import ApiRoute, http_errors
+from studio.api.errors import http_errors
 from studio.api.schemas import (
     HealthOut,
     ImageOut,
@@ -47,7 +47,7 @@ IMAGE_FORMATS = {"png": "image/png", "gif": "image/gif", "mp4": "video/mp4"}
 
 
 def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
-    router = APIRouter(prefix=PREFIX, tags=["Atelier jobs, gallery and models"], route_class=ApiRoute)
+    router = APIRouter(prefix=PREFIX, tags=["Atelier jobs, gallery and models"])
     User = Annotated[str, Depends(users)]  # noqa: N806 -- a type alias for the routes below
     JobRequest = job_request_model({kind: services.catalog.pipeline(kind).Params  # noqa: N806
                                     for kind in services.catalog.kinds if services.catalog.has_pipeline(kind)})

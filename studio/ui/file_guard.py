@@ -2,10 +2,11 @@
 
 The UI shows artworks through Gradio's file route (`/gradio_api/file=PATH`), which serves any file under its
 allowed paths to anyone logged in. The allowed paths are the gallery's media folders only (never its database),
-and this guard, placed before Gradio's route, lets a request for a file in the gallery through only when the
-file belongs to an artwork of the logged-in user. The path is resolved first as Gradio resolves it (`..`
-lexically, so `http:/../..` and percent-encoded dots land where they really point) and then through symlinks; a
-gallery file that is not an artwork's is refused, as is a path that does not resolve at all (a NUL byte).
+and this guard, which the studio's edge runs before Gradio's route sees the request, lets a request for a file
+in the gallery through only when the file belongs to an artwork of the logged-in user. The path is resolved
+first as Gradio resolves it (`..` lexically, so `http:/../..` and percent-encoded dots land where they really
+point) and then through symlinks; a gallery file that is not an artwork's is refused, as is a path that does not
+resolve at all (a NUL byte).
 
 Gradio's route would also fetch remote `http(s)://` URLs on a client's behalf; nothing in the studio needs that, so
 the guard refuses them rather than let logged-in users use the server as a proxy.
@@ -15,39 +16,30 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.routing import APIRoute
-from starlette.responses import Response
+from fastapi import HTTPException, Request
 
 from studio.accounts import LOCAL_USER, session_user
 from studio.gallery import ArtworkNotFound
 from studio.services import Services
 
 _REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")  # a URL Gradio would fetch, whatever its scheme
-GRADIO_FILE_ROUTES = ("/gradio_api/file={path_or_url:path}", "/gradio_api/file/{path:path}")
 
 
-def guard_gallery_files(app: FastAPI, services: Services) -> None:
-    """Put the owner check in front of Gradio's file routes (call after `launch`, as for `mount_api`)."""
+def gallery_file_check(services: Services) -> Callable[[str, Request], None]:
+    """The check the studio's edge (studio.edge) runs on the path of each request to Gradio's file routes: it
+    raises HTTPException(404) for a gallery file that is not the caller's artwork's, a remote URL or a path that
+    does not resolve. A path outside the gallery goes on to Gradio, which serves its allowed paths only."""
     root = services.gallery.root
-    for gradio_route in _gradio_file_routes(app):
-        app.router.routes.insert(0, APIRoute(
-            gradio_route.path, _guarded(gradio_route, services, root), methods=list(gradio_route.methods),
-            include_in_schema=False, dependencies=gradio_route.dependencies))  # Gradio's login check too
 
-
-def _guarded(gradio_route: APIRoute, services: Services, root: Path) -> Callable[..., Awaitable[Response]]:
-    async def file(request: Request) -> Response:
-        path = next(iter(request.path_params.values()))
+    def check(path: str, request: Request) -> None:
         target = _where(path)
         if target.is_relative_to(root):
             _check_owner(services, root, target, request)
-        return await gradio_route.endpoint(path, request)
 
-    return file
+    return check
 
 
 def _where(path: str) -> Path:
@@ -58,20 +50,6 @@ def _where(path: str) -> Path:
         return Path(os.path.realpath(os.path.abspath(path)))
     except (ValueError, OSError):  # a NUL byte, a name too long for the system
         raise HTTPException(404, "no such file") from None
-
-
-def _gradio_file_routes(app: FastAPI) -> list[APIRoute]:
-    """Gradio's file routes, wherever its router nests them."""
-    found, stack = [], list(app.router.routes)
-    while stack:
-        route = stack.pop()
-        if isinstance(route, APIRoute) and route.path in GRADIO_FILE_ROUTES:
-            found.append(route)
-        inner = getattr(route, "original_router", None) or getattr(route, "router", None)
-        stack += getattr(inner, "routes", [])
-    if not found:
-        raise RuntimeError("Gradio's file route was not found: the gallery files cannot be guarded")
-    return found
 
 
 def _check_owner(services: Services, root: Path, target: Path, request: Request) -> None:

@@ -198,7 +198,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem(api, monkeypatch: pytest.Monk
     assert big.status_code == 413 and "larger than" in big.text
 
     # any body past the API's limit is refused before it is read: with its length given, or streamed without one
-    monkeypatch.setattr("studio.api.errors.MAX_BODY_BYTES", 10_000)
+    monkeypatch.setattr("studio.edge.MAX_BODY_BYTES", 10_000)
     huge = {"pipeline": "pattern", "params": {"prompt": "x" * 20_000}}
     assert client.post(f"{API}/jobs", json=huge).status_code == 413
     streamed = client.post(f"{API}/jobs", content=iter([json.dumps(huge).encode()]),
@@ -225,7 +225,9 @@ def test_with_logins_every_route_needs_one_and_users_see_only_their_own(tmp_path
     add_user(logins, "ann", "apple-pie")
     logins.write_text(logins.read_text() + "bob:blue-moon\n")  # an older plain line still works
     with serve_http(make_config(tmp_path / "data", auth_file=logins)) as (_, url):
-        schema = httpx.get(url + "openapi.json").json()
+        for documentation in ("openapi.json", "docs"):  # a studio with logins documents its API to them only
+            assert httpx.get(url + documentation).status_code == 401
+        schema = httpx.get(url + "openapi.json", auth=("ann", "apple-pie")).json()
         for path, methods in schema["paths"].items():
             for method in methods:
                 concrete = path.replace("{job_id}", "x").replace("{image_id}", "x")
