@@ -74,14 +74,14 @@ def start_server(services: Services, *, host: str = "127.0.0.1", port: int,
     from studio.ui import build_app
     from studio.ui.file_guard import gallery_file_check
 
+    app = build_app(services)  # first: it sets Gradio's upload dir, which the server app reads when it is made
+    app.queue(default_concurrency_limit=8)
     users = ApiUsers(services.accounts)
     policy = EdgePolicy.for_config(services.config, logins=lambda: users.required, caller=api_caller(users),
                                    check_file=gallery_file_check(services))
     # FastAPI's own /docs and /redoc are off: the API serves its own /docs, of its routes only
     server_app = StudioServer(policy, docs_url=None, redoc_url=None)
     mount_api(server_app, services, users)
-    app = build_app(services)
-    app.queue(default_concurrency_limit=8)
     server, local_url, share_url = app.launch(
         server_name=host, server_port=port, share=share, auth=services.accounts.gradio_auth,
         prevent_thread_lock=True, quiet=True, allowed_paths=[str(p) for p in services.gallery.media_dirs],

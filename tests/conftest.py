@@ -38,6 +38,15 @@ def studio(tmp_path: Path) -> Iterator[Services]:
     services.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_studio_outlives_the_tests() -> Iterator[None]:
+    """Whatever a test's outcome, every studio process it launched is gone when the session ends."""
+    yield
+    from tests.support.launched import stop_all
+
+    stop_all()
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
     """A Ray instance on this machine for the Ray backend's tests (as `ray start --head` would make, but owned by the

@@ -28,7 +28,8 @@ from filelock import FileLock
 from studio import launcher
 from studio.launcher import URL_FILE, claim_data_dir, open_window, show
 from tests.conftest import PLUGIN, make_config, wait_for
-from tests.test_launch import ROOT, Studio, free_port
+from tests.support.launched import ROOT, Studio
+from tests.test_launch import free_port
 
 BROWSER_HOOK = textwrap.dedent('''
     """Test hook, run at interpreter start: the browser fetches the URL it is asked to open and notes the answer."""
@@ -115,7 +116,7 @@ def test_the_browser_opens_once_at_the_printed_url_after_the_server_answers(
         assert opened(log) == [f"200 {studio.url}"]  # once
         assert not (data_dir / URL_FILE).exists()
     finally:
-        studio.proc.kill()
+        studio.stop()
 
 
 def test_the_atelier_command_is_launch_py() -> None:
@@ -158,7 +159,7 @@ def test_a_second_launch_opens_the_running_studio_and_another_data_dir_gets_its_
     finally:
         for studio in (first, other):
             if studio is not None:
-                studio.proc.kill()
+                studio.stop()
 
 
 @pytest.mark.slow
@@ -167,13 +168,13 @@ def test_window_without_pywebview_says_why_and_opens_the_browser(
     env, log = desktop
     studio = Studio(tmp_path / "data", free_port(), "--window", env=env, browser=True)
     try:
-        said = studio.proc.stdout.readline().rstrip("\n")
+        said = studio.next_line().rstrip("\n")
         assert said == ('No window: pywebview is not installed (for the window: python -m pip install '
                         '"pywebview>=5", Atelier\'s "window" extra); opening the browser instead.')
         assert wait_for(lambda: opened(log), 60, "the browser") == [f"200 {studio.url}"]
         assert studio.interrupt() == 0
     finally:
-        studio.proc.kill()
+        studio.stop()
 
 
 @pytest.mark.slow
@@ -189,8 +190,8 @@ def test_window_shows_the_studio_and_closing_it_stops_the_studio_in_order(
     data_dir = tmp_path / "data"
     studio = Studio(data_dir, free_port(), "--window", "--log-level", "info", env=env, browser=True)
     try:
-        _, stderr = studio.proc.communicate(timeout=120)  # the window "closes" at once: the studio stops
-        assert studio.proc.returncode == 0, stderr
+        stderr = studio.proc.stderr.read()  # to its end: the window "closes" at once, and the studio stops
+        assert studio.proc.wait(timeout=120) == 0, stderr
         assert json.loads(record.read_text()) == {"windows": [["Atelier", studio.url]], "answers": [200],
                                                   "main_thread": True}
         assert opened(log) == []  # the window instead of the browser
@@ -199,7 +200,7 @@ def test_window_shows_the_studio_and_closing_it_stops_the_studio_in_order(
         assert not (data_dir / URL_FILE).exists()
         FileLock(data_dir / "atelier.lock").acquire(timeout=0)  # the data dir is free again
     finally:
-        studio.proc.kill()
+        studio.stop()
 
 
 # -- in-process: how a launch finds a studio that holds its data dir ------------------------------------------------

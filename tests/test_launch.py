@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,10 +19,10 @@ from PIL import Image
 
 from studio.gallery import read_recipe
 from studio.jobs import JobStatus, SqliteJobQueue
-from tests.conftest import PLUGIN
+from tests.conftest import wait_for
+from tests.support.launched import ROOT, Studio, living_in_group
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).parent.parent
 
 
 def free_port() -> int:
@@ -31,38 +31,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Studio:
-    """A launched studio process and the URL it printed."""
-
-    def __init__(self, data_dir: Path, port: int, *extra: str, env: Mapping[str, str] | None = None,
-                 command: Sequence[str] = (sys.executable, "launch.py"), browser: bool = False) -> None:
-        env = {**os.environ, "ATELIER_PLUGINS": PLUGIN, "ATELIER_DEVICES": "cpu", **(env or {})}
-        self.proc = subprocess.Popen(
-            [*command, *([] if browser else ["--no-browser"]), "--data-dir", str(data_dir), "--port", str(port),
-             "--log-level", "warning", *extra],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.printed: list[str] = []  # what it printed before its URL (e.g. a generated login)
-        while (line := self.proc.stdout.readline()) and not (match := re.search(r"running at (http://\S+)", line)):
-            self.printed.append(line)
-        if not line:
-            self.proc.kill()
-            raise AssertionError(f"no URL printed: {self.printed}\n{self.proc.stderr.read()}")
-        self.url = match.group(1)
-
-    def interrupt(self, timeout: float = 60, how: signal.Signals = signal.SIGINT) -> int:
-        self.proc.send_signal(how)
-        return self.proc.wait(timeout)
-
-
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, Path]]:
     """One launched studio for the tests that only use it (a launch costs seconds): none changes what another sees."""
     data_dir = tmp_path_factory.mktemp("launched") / "data"
-    studio = Studio(data_dir, free_port())
-    yield studio, data_dir
-    if studio.proc.poll() is None:
-        studio.proc.kill()
-        studio.proc.wait()
+    with Studio(data_dir, free_port()) as studio:
+        yield studio, data_dir
 
 
 def test_a_job_through_gradio_client_streams_lands_and_can_be_reused(launched: tuple[Studio, Path]) -> None:
@@ -104,7 +78,11 @@ def test_bad_input_is_refused_with_the_field_named(launched: tuple[Studio, Path]
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_stops_cleanly_and_keeps_the_running_job(tmp_path: Path, how: signal.Signals) -> None:
     data_dir = tmp_path / "data"
-    studio = Studio(data_dir, free_port())
+    with Studio(data_dir, free_port()) as studio:
+        stop_running_job(studio, data_dir, how)
+
+
+def stop_running_job(studio: Studio, data_dir: Path, how: signal.Signals) -> None:
     client = Client(studio.url, verbose=False)
     job = client.submit(model="pattern-v1", seed=1, num_steps=200, step_delay=0.1, api_name="/generate_pattern")
     deadline = time.monotonic() + 60
@@ -119,6 +97,31 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_running_job(tmp_path: Path, how: sig
     queue.close()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's parent-death signal is Linux's")
+def test_a_studio_and_its_workers_end_with_the_test_process_that_launched_it(tmp_path: Path) -> None:
+    """A test process that dies without cleaning up (as pytest-timeout's thread method ends a hung session) leaves
+    no studio behind; and `stop()` ends the studio's workers too."""
+    script = textwrap.dedent("""
+        import os, sys
+        from pathlib import Path
+        from tests.support.launched import Studio
+        from tests.test_launch import free_port
+
+        studio = Studio(Path(sys.argv[1]), free_port())
+        print(studio.proc.pid, flush=True)
+        os._exit(1)  # no finally, no atexit
+    """)
+    died = subprocess.run([sys.executable, "-c", script, str(tmp_path / "died")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=180)
+    group = int(died.stdout.split()[0])
+    wait_for(lambda: not living_in_group(group), 60, "the studio's processes to end")
+
+    studio = Studio(tmp_path / "stopped", free_port())
+    wait_for(lambda: len(living_in_group(studio.proc.pid)) > 1, 60, "the studio's worker")  # launcher + worker(s)
+    studio.stop()
+    assert living_in_group(studio.proc.pid) == []
+
+
 def test_a_busy_port_is_reported_and_the_next_one_taken(tmp_path: Path) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
@@ -130,7 +133,7 @@ def test_a_busy_port_is_reported_and_the_next_one_taken(tmp_path: Path) -> None:
             assert studio.interrupt() == 0
             assert f"port {busy} is busy" in studio.proc.stderr.read()
         finally:
-            studio.proc.kill()
+            studio.stop()
 
 
 def test_a_second_launch_on_the_same_data_dir_points_at_the_running_studio(launched: tuple[Studio, Path]) -> None:
@@ -178,7 +181,7 @@ def test_users_added_on_the_command_line_are_the_studios_logins(tmp_path: Path) 
             Client(studio.url, auth=("ana", "nope"), verbose=False)
         assert studio.interrupt() == 0
     finally:
-        studio.proc.kill()
+        studio.stop()
 
 
 def test_a_generated_password_is_printed_once_and_works(tmp_path: Path) -> None:
@@ -194,7 +197,7 @@ def test_a_generated_password_is_printed_once_and_works(tmp_path: Path) -> None:
         assert password not in studio.proc.stderr.read()  # printed for the user, never logged
         assert not (tmp_path / "data" / "logins").exists()  # nor stored
     finally:
-        studio.proc.kill()
+        studio.stop()
 
 
 def test_a_shared_studio_without_logins_refuses_to_start(tmp_path: Path) -> None:
