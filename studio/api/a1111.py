@@ -130,10 +130,9 @@ def a1111_router(services: Services, users: Callable[..., str]) -> APIRouter:
     @router.post("/png-info", response_model=PngInfoResponse, summary="Read the generation parameters of a PNG")
     def png_info(request: PngInfoRequest, user: User) -> PngInfoResponse:
         with http_errors():
-            image = _decode_image(request.image, "image")
-        texts = {str(k): v for k, v in image.info.items() if isinstance(v, str)}  # the PNG's text chunks
-        info = texts.pop(metadata.PARAMETERS_KEY, "")
-        return PngInfoResponse(info=info, items=texts, parameters=_a1111_fields(info) if info else {})
+            texts = _png_text(request.image)  # the text chunks alone: no pixel is decoded
+            info = texts.pop(metadata.PARAMETERS_KEY, "")
+            return PngInfoResponse(info=info, items=texts, parameters=_a1111_fields(info) if info else {})
 
     @router.get("/memory", response_model=MemoryResponse, summary="Memory of this machine and its GPUs")
     def memory(user: User) -> MemoryResponse:
@@ -252,14 +251,28 @@ def _title(model_id: str, model_hash: str | None) -> str:
 
 
 def _decode_image(text: str, field: str) -> Image.Image:
-    """A base64 image as A1111 accepts it: plain, or a data: URL."""
+    return decode_image(_base64(text, field), field)
+
+
+def _base64(text: str, field: str) -> bytes:
+    """A base64 file as A1111 accepts it: plain, or a data: URL."""
     if text.startswith("data:"):
         text = text.partition(",")[2]
     try:
-        data = base64.b64decode(text, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"`{field}` is not base64") from None
-    return decode_image(data, field)
+
+
+def _png_text(text: str) -> dict[str, str]:
+    """The text chunks of a base64 PNG, for png-info; none for a JPEG or a WebP (which carry no Atelier text)."""
+    data = _base64(text, "image")
+    if data.startswith(b"\xff\xd8\xff") or data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return {}
+    try:
+        return metadata.read_png_text(io.BytesIO(data))
+    except OSError as e:
+        raise ValueError(f"`image` is not a readable PNG ({e})") from None
 
 
 def _binary_mask(mask: Image.Image, *, invert: bool) -> Image.Image:

@@ -9,15 +9,18 @@ Every PNG the gallery writes holds two text chunks:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import re
+import struct
+import zlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
-from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 logger = logging.getLogger(__name__)
@@ -28,8 +31,14 @@ RECIPE_VERSION = 1  # bump when the JSON layout changes incompatibly; from_json 
 
 # A1111's key syntax (re_param_code in infotext_utils.py); a key outside it could not be parsed back.
 _KEY_RE = re.compile(r"\w[\w \-/]*")
-# One `Key: value` pair; a value is either JSON-quoted (may hold commas) or runs to the next comma.
-_PAIR_RE = re.compile(r'\s*(\w[\w \-/]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+# `Key: value` pairs, scanned in linear time (_parse_pairs): a key is a run of key characters right before a `:`;
+# a value is either JSON-quoted (may hold commas) when a `,` or the line's end follows it, or runs to the next comma.
+_WORD, _KEY_RUN = re.compile(r"\w"), re.compile(r"[\w \-/]*")
+_QUOTED = re.compile(r'"(?:\\.|[^\\"])*"')  # one pass: a backslash and a quote each have one way to match
+# A `parameters` text past this is refused, not parsed: A1111's own prompts stay far below it (75-token chunks)
+MAX_PARAMETERS_CHARS = 200_000
+MAX_PNG_TEXT_BYTES = 8_000_000  # all text chunks of one PNG, decompressed; past it the PNG is refused
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _NEGATIVE = "Negative prompt:"
 # These come from the Recipe's own fields; an a1111 entry with the same key would write a contradiction.
 _RESERVED_KEYS = ("Seed", "Model hash", "Model", "Pipeline", "Version")
@@ -151,9 +160,31 @@ def format_parameters(recipe: Recipe) -> str:
 
 
 def _parse_pairs(line: str) -> dict[str, str]:
+    """Every `Key: value` pair of A1111's last line, as its regex finds them, in one pass over the line."""
     pairs: dict[str, str] = {}
-    for match in _PAIR_RE.finditer(line):
-        pairs[match.group(1)] = _unquote(match.group(2).strip())
+    i, n = 0, len(line)
+    while i < n:
+        start = i
+        while start < n and line[start].isspace():
+            start += 1
+        if start >= n or not _WORD.match(line, start):
+            i = max(start, i + 1)
+            continue
+        end = _KEY_RUN.match(line, start).end()
+        if end >= n or line[end] != ":":
+            i = end  # no key starts inside this run either: each would end where this one does
+            continue
+        value_start = end + 1
+        while value_start < n and line[value_start].isspace():
+            value_start += 1
+        quoted = _QUOTED.match(line, value_start)
+        if quoted and (quoted.end() == n or line[quoted.end()] == ","):
+            value_end = quoted.end()
+        else:
+            comma = line.find(",", value_start)
+            value_end = n if comma < 0 else comma
+        pairs[line[start:end]] = _unquote(line[value_start:value_end].strip())
+        i = value_end + 1
     return pairs
 
 
@@ -170,8 +201,12 @@ def parse_parameters(text: str) -> dict[str, Any]:
     """Inverse of `format_parameters`, tolerant of real A1111 files: prompt, negative_prompt, then every pair.
 
     Like A1111, the last line holds the pairs when it looks like them (three or more pairs, or a `Steps` or
-    `Seed` pair); otherwise it is part of the prompt. Values stay strings.
+    `Seed` pair); otherwise it is part of the prompt. Values stay strings. A text over MAX_PARAMETERS_CHARS is
+    refused with a ValueError.
     """
+    if len(text) > MAX_PARAMETERS_CHARS:
+        raise ValueError(f"the `parameters` text is {len(text):,} characters; at most {MAX_PARAMETERS_CHARS:,} are "
+                         "read")
     *lines, last = text.replace("\r\n", "\n").rstrip("\n").split("\n")
     pairs = _parse_pairs(last)
     if len(pairs) < 3 and "Steps" not in pairs and "Seed" not in pairs:
@@ -200,11 +235,59 @@ def png_info(recipe: Recipe) -> PngInfo:
 
 
 def read_png_text(path_or_file: str | Path | IO[bytes]) -> dict[str, str]:
-    """All tEXt/zTXt/iTXt chunks of a PNG (including any after the image data). Raises OSError if unreadable."""
-    with Image.open(path_or_file) as image:
-        if image.format != "PNG":
-            raise OSError(f"not a PNG file (found {image.format})")
-        return {key: str(value) for key, value in image.text.items()}  # type: ignore[attr-defined]
+    """All tEXt/zTXt/iTXt chunks of a PNG, those after the image data too, read chunk by chunk: the pixels are
+    skipped, never decoded, so neither their size nor a decompression bomb costs memory. OSError if the file is not
+    a PNG or breaks off (FileNotFoundError if it is missing); ValueError if its text passes MAX_PNG_TEXT_BYTES."""
+    with contextlib.ExitStack() as stack:
+        file = path_or_file if hasattr(path_or_file, "read") else stack.enter_context(open(path_or_file, "rb"))
+        if file.read(8) != _PNG_SIGNATURE:
+            raise OSError("no PNG signature at its start")
+        texts: dict[str, str] = {}
+        budget = MAX_PNG_TEXT_BYTES
+        while True:
+            head = file.read(8)
+            if len(head) < 8:
+                raise OSError("the PNG breaks off before its end")
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"IEND":
+                return texts
+            if kind not in (b"tEXt", b"zTXt", b"iTXt"):
+                file.seek(length + 4, os.SEEK_CUR)  # the chunk and its CRC
+                continue
+            if length > budget:
+                raise ValueError(f"the PNG's text is larger than {MAX_PNG_TEXT_BYTES / 1e6:.0f} MB")
+            data = file.read(length)
+            file.seek(4, os.SEEK_CUR)
+            if len(data) < length:
+                raise OSError("the PNG breaks off before its end")
+            key, value = _text_chunk(kind, data, budget)
+            budget -= len(data) + len(value)
+            texts.setdefault(key, value)
+
+
+def _text_chunk(kind: bytes, data: bytes, budget: int) -> tuple[str, str]:
+    """One text chunk's keyword and text (PNG spec 11.3.4): Latin-1 tEXt, zlib zTXt, UTF-8 iTXt (maybe zlib)."""
+    key, _, rest = data.partition(b"\0")
+    if kind == b"tEXt":
+        return key.decode("latin-1"), rest.decode("latin-1")
+    if kind == b"zTXt":
+        return key.decode("latin-1"), _inflate(rest[1:], budget).decode("latin-1")
+    compressed, rest = rest[:1] == b"\1", rest[2:]  # compression flag, method
+    _language, _, rest = rest.partition(b"\0")
+    _translated, _, text = rest.partition(b"\0")
+    raw = _inflate(text, budget) if compressed else text
+    return key.decode("latin-1"), raw.decode("utf-8", errors="replace")
+
+
+def _inflate(data: bytes, budget: int) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(data, budget + 1)
+    except zlib.error as e:
+        raise OSError(f"a compressed PNG text chunk is broken ({e})") from None
+    if len(raw) > budget:
+        raise ValueError(f"the PNG's text is larger than {MAX_PNG_TEXT_BYTES / 1e6:.0f} MB")
+    return raw
 
 
 def read_recipe(path: str | Path) -> Recipe | None:

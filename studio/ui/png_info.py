@@ -1,26 +1,22 @@
 """Settings from a PNG dropped on a generator tab: Atelier's recipe, or AUTOMATIC1111's `parameters` text.
 
-The file is untrusted. It is read only when it is a PNG within the limits of input images (bytes, pixels; a
-decompression bomb is refused), and only its text chunks are used: those before the image data come without decoding
-a pixel, and only a file with none there is decoded to find chunks written after it. A1111's labels map back to the
-text-to-image params (the inverse of TextToImageParams.a1111_fields); what does not map is named in a note, never
-dropped silently.
+The file is untrusted. It is read only when it is a PNG within the byte limit of input images, and only its text
+chunks are read (studio.gallery.metadata.read_png_text): no pixel is decoded, however large. A1111's labels map
+back to the text-to-image params (the inverse of TextToImageParams.a1111_fields); what does not map is named in a
+note, never dropped silently.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from pipelines.base import A1111_LABELS, BaseParams
-from studio.gallery.inputs import MAX_INPUT_BYTES, MAX_INPUT_PIXELS
-from studio.gallery.metadata import PARAMETERS_KEY, RECIPE_KEY, Recipe, parse_parameters
+from studio.gallery.inputs import MAX_INPUT_BYTES
+from studio.gallery.metadata import PARAMETERS_KEY, RECIPE_KEY, Recipe, parse_parameters, read_png_text
 from studio.generation import MAX_SEED
 
 # A1111 label → text-to-image param, for the values that are plain numbers
@@ -77,24 +73,9 @@ def read_png_settings(path: str | Path) -> PngSettings:
 
 def _text_chunks(path: Path) -> dict[str, str]:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if image.format != "PNG":
-                    raise ValueError(f"this is not a PNG file (it is {image.format or 'unknown'}): only PNGs carry "
-                                     "settings")
-                if image.width * image.height > MAX_INPUT_PIXELS:
-                    raise ValueError(f"this PNG is {image.width}x{image.height}: more than {MAX_INPUT_PIXELS:,} "
-                                     "pixels")
-                found = {key: str(value) for key, value in image.info.items() if key in (RECIPE_KEY, PARAMETERS_KEY)}
-                if found:
-                    return found  # written before the image data, as Atelier and A1111 do: nothing decoded
-                return {key: str(value) for key, value in image.text.items()}  # type: ignore[attr-defined]
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ValueError(f"this PNG has more than {MAX_INPUT_PIXELS:,} pixels (refused: a possible decompression "
-                         "bomb)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"this file is not a readable PNG ({e})") from None
+        return read_png_text(path)
+    except OSError as e:
+        raise ValueError(f"this is not a readable PNG file ({e}); only PNGs carry settings") from None
 
 
 def a1111_settings(fields: dict[str, Any], params: type[BaseParams], models: list[str]) -> A1111Settings:

@@ -171,4 +171,10 @@ def test_what_atelier_cannot_do_is_refused_by_name(a1111) -> None:
     assert bad_image.status_code == 422 and "init_images" in bad_image.text
     not_png = httpx.post(f"{url}{SD}/png-info", json={"image": base64.b64encode(b"GIF89a").decode()}, timeout=30)
     assert not_png.status_code == 422 and "image" in not_png.text
+    long_text = PngImagePlugin.PngInfo()
+    long_text.add_text("parameters", "x" * 200_001)  # once minutes of the server's time; now refused at once
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG", pnginfo=long_text)
+    too_long = httpx.post(f"{url}{SD}/png-info", json={"image": base64.b64encode(png.getvalue()).decode()})
+    assert too_long.status_code == 422 and "at most 200,000" in too_long.text
     assert httpx.post(f"{url}{SD}/options", json={"sd_model_checkpoint": "nope"}).status_code == 404

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from studio.gallery import format_parameters, parse_parameters, png_info, read_png_text, read_recipe
-from studio.gallery.metadata import Recipe
+from studio.gallery.metadata import MAX_PARAMETERS_CHARS, Recipe
 from tests.gallery.conftest import make_recipe, noise
 
 REAL_A1111 = (
@@ -151,6 +153,52 @@ def test_png_chunks_round_trip_through_a_file(tmp_path: Path) -> None:
     assert set(text) == {"parameters", "atelier"}
     assert text["parameters"] == format_parameters(recipe)
     assert read_recipe(path) == recipe
+
+
+@pytest.mark.parametrize("unit", ["a", "a b ", 'k: "x', "Steps: 1, ", "-/ _"])
+def test_parsing_a_hostile_parameters_line_takes_linear_time(unit: str) -> None:
+    """A long last line without `:` once took quadratic time (16,000 characters: 2 s; megabytes: never)."""
+    def seconds(n: int) -> float:
+        line = "prompt\n" + unit * (n // len(unit))
+        start = time.perf_counter()
+        parse_parameters(line)
+        return time.perf_counter() - start
+
+    small, large = seconds(MAX_PARAMETERS_CHARS // 8), seconds(MAX_PARAMETERS_CHARS - 10)
+    assert large < 0.5 and large < 16 * small + 0.05  # 8× the text: 8× the time, not 64×
+    with pytest.raises(ValueError, match="at most 200,000 are read"):
+        parse_parameters("a" * (MAX_PARAMETERS_CHARS + 1))
+
+
+def test_pairs_are_found_as_a1111_finds_them() -> None:
+    line = 'Steps: 20, Sampler: "Euler, a", bad words, Note: "open, Size: 512x512, x: "y"z, Weird key-/ 2: v'
+    assert parse_parameters("p\n" + line) == {
+        "prompt": "p", "negative_prompt": "", "Steps": "20", "Sampler": "Euler, a", "Note": '"open',
+        "Size": "512x512", "x": '"y"z', "Weird key-/ 2": "v"}
+
+
+def test_text_chunks_are_read_without_decoding_a_pixel(tmp_path: Path) -> None:
+    path = tmp_path / "huge.png"
+    info = PngInfo()
+    info.add_text("parameters", REAL_A1111)
+    info.add_itxt("atelier", "{}", zip=True)
+    Image.new("1", (20_000, 20_000)).save(path, pnginfo=info)  # 400 megapixels in a few kB: decoded, 400 MB
+    tracemalloc.start()
+    try:
+        text = read_png_text(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert text == {"parameters": REAL_A1111, "atelier": "{}"} and peak < 5_000_000
+    with pytest.raises(OSError, match="breaks off"):
+        read_png_text(io.BytesIO(path.read_bytes()[:60]))
+    with pytest.raises(OSError, match="no PNG signature"):
+        read_png_text(io.BytesIO(b"GIF89a" + b"\0" * 100))
+    bomb = PngInfo()
+    bomb.add_itxt("parameters", "x" * 9_000_000, zip=True)  # 9 MB of text in a few kB of zlib
+    Image.new("1", (8, 8)).save(path, pnginfo=bomb)
+    with pytest.raises(ValueError, match="larger than 8 MB"):
+        read_png_text(path)
 
 
 def test_read_png_text_reads_a_file_object() -> None:
