@@ -15,11 +15,11 @@ from studio.config import StudioConfig
 from studio.gallery import Artwork, GalleryStore
 from studio.gallery.inputs import InputStore
 from studio.generation import GenerationService
-from studio.jobs import JobEvents, SqliteJobQueue
+from studio.jobs import JobEvents, JobNotFound, SqliteJobQueue
 from studio.presets import PresetStore
 from studio.workers.backend import LocalBackend, WorkerBackend
 from studio.workers.devices import resolve_devices
-from studio.workers.pool import WorkerPool
+from studio.workers.pool import WorkerPool, WorkerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,18 @@ class Services:
     def may_change(self, artwork: Artwork, user: str) -> bool:
         """Favourite, delete: the owner only, shared gallery or not."""
         return artwork.owner == user
+
+    def workers_seen_by(self, user: str) -> list[WorkerStatus]:
+        """The workers as `user` may see them (health page, Models tab): their own running jobs by id, everyone
+        else's only counted, since an id leads to its job's progress and artworks (`<job>-<n>`)."""
+
+        def mine(job_id: str) -> bool:
+            try:
+                return self.queue.get(job_id).owner == user
+            except JobNotFound:  # finished and gone while we looked
+                return False
+
+        return [w.seen_by(mine) for w in self.pool.status()]
 
     def stop(self) -> None:
         self.pool.stop()

@@ -162,7 +162,7 @@ def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
         return HealthOut(status="ok", version=__version__, pending_jobs=services.queue.pending_count(),
                          pipelines=[k for k in catalog.kinds if catalog.has_pipeline(k)],
                          backend=services.pool.backend.name,
-                         workers=[_worker_out(w) for w in services.pool.status()])
+                         workers=[_worker_out(w) for w in services.workers_seen_by(user)])
 
     return router
 
@@ -201,7 +201,7 @@ def _own_artwork(services: Services, image_id: str, user: str, *, change: bool =
 def _worker_out(w: WorkerStatus) -> WorkerOut:
     memory = MemoryOut(**vars(w.memory)) if w.memory else None
     return WorkerOut(name=w.name, device=w.device, alive=w.alive, current_jobs=list(w.current_jobs),
-                     restarts=w.restarts, loaded=list(w.loaded), memory=memory)
+                     other_jobs=w.other_jobs, restarts=w.restarts, loaded=list(w.loaded), memory=memory)
 
 
 def _job_out(services: Services, job: Job) -> JobOut:

@@ -155,7 +155,9 @@ class WorkerOut(BaseModel):
     device: str = Field(description="cpu, cuda:0…; on the Ray backend also the machine Ray placed it on "
                                     "('cuda:0 on 10.0.0.7'), once it has started")
     alive: bool
-    current_jobs: list[str] = Field(description="the job it runs, or the jobs of the batch it runs; empty when idle")
+    current_jobs: list[str] = Field(description="the caller's job it runs, or the caller's jobs of the batch it "
+                                                "runs; empty when idle or busy with other users' work")
+    other_jobs: int = Field(description="how many other users' jobs it runs (their ids are theirs to know)")
     restarts: int
     loaded: list[str] = Field(description="model ids in this worker's memory, most recently used last")
     memory: MemoryOut | None = Field(description="what those models hold against the worker's budgets; null until "

@@ -328,10 +328,16 @@ class Handlers:
                  m.status if catalog.has_pipeline(m.kind) else "pipeline not installed", m.description]
                 for m in catalog.models()]
 
-    def workers_table(self) -> list[list[Any]]:
-        return [[w.name, w.device, "running" if w.alive else "restarting", ", ".join(w.current_jobs) or "idle",
+    def workers_table(self, request: gr.Request | None = None) -> list[list[Any]]:
+        return [[w.name, w.device, "running" if w.alive else "restarting", _jobs(w.current_jobs, w.other_jobs),
                  w.restarts, ", ".join(reversed(w.loaded)) or "—", _memory(w.memory)]
-                for w in self.services.pool.status()]
+                for w in self.services.workers_seen_by(user_of(request))]
+
+
+def _jobs(own: tuple[str, ...], others: int) -> str:
+    """The Job column: the user's own job ids; other users' jobs only counted."""
+    named = [*own, *([f"{others} of other users"] if others else [])]
+    return ", ".join(named) or "idle"
 
 
 def _memory(use: MemoryUse | None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from studio.jobs import Job, JobEvents, JobQueue
 from studio.workers.backend import WorkerBackend, WorkerHandle
@@ -24,6 +24,12 @@ class WorkerStatus:
     restarts: int
     loaded: tuple[str, ...]  # model ids in the worker's memory
     memory: MemoryUse | None  # what they hold against the worker's budgets (None until its first job ends)
+    other_jobs: int = 0  # running jobs left out of current_jobs by `seen_by`: other users'
+
+    def seen_by(self, mine: Callable[[str], bool]) -> WorkerStatus:
+        """This status with only the jobs `mine` accepts named; the others counted in `other_jobs`."""
+        own = tuple(job for job in self.current_jobs if mine(job))
+        return replace(self, current_jobs=own, other_jobs=self.other_jobs + len(self.current_jobs) - len(own))
 
 
 class WorkerPool:

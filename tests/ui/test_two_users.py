@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from gradio_client import Client
 
@@ -18,14 +19,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def two_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, Client, Client]]:
+def two_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, Client, Client, str]]:
     root = tmp_path_factory.mktemp("two-users")
     add_user(root / "logins", "ann", "apple-pie-9")
     add_user(root / "logins", "bob", "blue-moon-9")
     config = make_config(root / "data", host="0.0.0.0", auth_file=root / "logins", max_images_per_job=4)
     with serve_http(config) as (services, url):
         yield (services, Client(url, auth=("ann", "apple-pie-9"), verbose=False),
-               Client(url, auth=("bob", "blue-moon-9"), verbose=False))
+               Client(url, auth=("bob", "blue-moon-9"), verbose=False), url)
 
 
 def make(client: Client, prompt: str, **params: object) -> str:
@@ -40,8 +41,8 @@ def captions(client: Client) -> list[str]:
     return [item["caption"] for item in items]
 
 
-def test_neither_user_can_see_or_touch_the_others_work(two_users: tuple[Services, Client, Client]) -> None:
-    services, ann, bob = two_users
+def test_neither_user_can_see_or_touch_the_others_work(two_users: tuple[Services, Client, Client, str]) -> None:
+    services, ann, bob, url = two_users
     job_id = make(ann, "ann's secret garden")
     art = f"{job_id}-0"
     assert services.gallery.get(art).owner == "ann"
@@ -57,6 +58,13 @@ def test_neither_user_can_see_or_touch_the_others_work(two_users: tuple[Services
 
     running = ann.submit(model="pattern-v1", seed=2, num_steps=200, step_delay=0.05, api_name="/generate_pattern")
     running_id = wait_for(lambda: running.outputs() and running.outputs()[-1][3], what="the job id")
+    wait_for(lambda: services.queue.get(running_id).status is JobStatus.RUNNING, what="ann's job to run")
+    [ann_row], [bob_row] = ann.predict(api_name="/list_workers")["data"], bob.predict(api_name="/list_workers")["data"]
+    assert ann_row[3] == running_id and bob_row[3] == "1 of other users"  # the id leads to ann's work: hers alone
+    ann_health, bob_health = (httpx.get(f"{url}api/v1/health", auth=login).json()["workers"]
+                              for login in (("ann", "apple-pie-9"), ("bob", "blue-moon-9")))
+    assert ann_health[0]["current_jobs"] == [running_id] and ann_health[0]["other_jobs"] == 0
+    assert bob_health[0]["current_jobs"] == [] and bob_health[0]["other_jobs"] == 1
     with pytest.raises(Exception, match=f"no job {running_id}"):
         bob.predict(running_id, api_name="/stop_pattern")
     assert services.queue.get(running_id).status in (JobStatus.PENDING, JobStatus.RUNNING)
@@ -64,8 +72,8 @@ def test_neither_user_can_see_or_touch_the_others_work(two_users: tuple[Services
     assert wait_finished(services, running_id, timeout=30).status is JobStatus.CANCELED
 
 
-def test_the_caps_and_the_listed_models_hold_in_the_ui(two_users: tuple[Services, Client, Client]) -> None:
-    services, ann, _ = two_users
+def test_the_caps_and_the_listed_models_hold_in_the_ui(two_users: tuple[Services, Client, Client, str]) -> None:
+    services, ann, _, _ = two_users
     before = len(services.queue.list())
     with pytest.raises(Exception, match="at most 4 per job"):
         ann.predict(model="pattern-v1", seed=1, num_images=5, api_name="/generate_pattern")
@@ -75,8 +83,8 @@ def test_the_caps_and_the_listed_models_hold_in_the_ui(two_users: tuple[Services
 
 
 def test_presets_recent_prompts_and_the_last_seed_stay_with_their_user(
-        two_users: tuple[Services, Client, Client]) -> None:
-    services, ann, bob = two_users
+        two_users: tuple[Services, Client, Client, str]) -> None:
+    services, ann, bob, _ = two_users
     ann.predict(name="Ann's warm look", num_steps=6, palette="warm", api_name="/save_preset_pattern")
     assert services.presets.names("ann", "pattern") == ["Ann's warm look"]
     assert services.presets.names("bob", "pattern") == []
