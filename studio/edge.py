@@ -14,6 +14,8 @@ the server answers, for the UI and the API alike. In order:
 - **Login first**: on a studio with logins the API and its documentation answer 401 to a caller without a valid
   login before any body is read or parsed.
 - **Gallery files**: Gradio's file route serves a gallery file to its owner only (studio.ui.file_guard).
+- **Gradio sessions**: on a studio with logins, a session (a browser tab's) serves only the user who opened it
+  (studio.sessions).
 - **Headers**: every answer forbids framing by other sites and MIME sniffing; files from the file route are
   sandboxed (a planted SVG or HTML file runs no script).
 """
@@ -34,7 +36,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from studio.accounts import session_user
 from studio.config import LOOPBACK_HOSTS, StudioConfig
+from studio.sessions import GRADIO, SessionOwners, session_hashes
 
 MAX_BODY_BYTES = 150_000_000  # an img2img request with a 50 MB image and a 50 MB mask, base64 (4/3 each), fits
 LOGIN_FIRST = ("/api/", "/sdapi/", "/openapi.json", "/docs", "/redoc")  # what needs a login before its body is read
@@ -89,6 +93,7 @@ class Edge:
 
     def __init__(self, app: ASGIApp, policy: EdgePolicy) -> None:
         self.app, self.policy = app, policy
+        self.sessions = SessionOwners()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -105,9 +110,17 @@ class Edge:
             return
         try:
             allowed_site = self._check(scope, headers)
-            await self._check_request(scope, Request(scope, receive))
-            if "content-length" not in headers and "chunked" in headers.get("transfer-encoding", "").lower():
-                receive = await _whole_body(receive)
+            request = Request(scope, receive)
+            await self._check_request(scope, request)
+            body = None
+            chunked = "content-length" not in headers and "chunked" in headers.get("transfer-encoding", "").lower()
+            gradio_session = self.policy.logins() and scope["path"].startswith(GRADIO) and (
+                user := session_user(request))
+            if chunked or gradio_session and scope["method"] == "POST" and "json" in headers.get("content-type", ""):
+                body, receive = await _whole_body(receive)
+            if gradio_session:
+                for session_hash in session_hashes(scope["path"], scope.get("query_string", b""), body):
+                    self.sessions.check(session_hash, user)
         except HTTPException as refusal:
             response = JSONResponse({"detail": refusal.detail}, refusal.status_code, headers=refusal.headers)
             await self._respond(response, scope, receive, send, origin=None)
@@ -184,8 +197,9 @@ class StudioServer(App):
         return Edge(super().build_middleware_stack(), self.edge_policy)
 
 
-async def _whole_body(receive: Receive) -> Receive:
-    """A chunked body (no length to check first), read here up to MAX_BODY_BYTES, and a `receive` that replays it."""
+async def _whole_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The body (a chunked one has no length to check first), read here up to MAX_BODY_BYTES, and a `receive`
+    that replays it to the route."""
     body, more = bytearray(), True
     while more:
         message = await receive()
@@ -200,7 +214,7 @@ async def _whole_body(receive: Receive) -> Receive:
     async def replayed() -> Message:
         return replay.pop() if replay else await receive()
 
-    return replayed
+    return replay[0]["body"], replayed
 
 
 def _too_large() -> HTTPException:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from gradio_client import Client
 
 from studio.accounts import add_user
 from tests.conftest import make_config, wait_finished
@@ -34,6 +35,7 @@ def open_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any,
 def login_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
     root = tmp_path_factory.mktemp("edge-logins")
     add_user(root / "logins", "ann", "apple-pie-9")
+    add_user(root / "logins", "bob", "blue-moon-9")
     with serve_http(make_config(root / "data", auth_file=root / "logins")) as served:
         yield served
 
@@ -131,6 +133,22 @@ def test_answers_forbid_framing_and_sniffing_and_sessions_are_lax(login_studio: 
         artwork = services.gallery.get(wait_finished(services, job.id).image_ids[0])
         served = browser.get(f"gradio_api/file={artwork.path}")
         assert served.status_code == 200 and "sandbox" in served.headers["content-security-policy"]
+
+
+def test_a_gradio_session_serves_only_the_user_who_opened_it(login_studio: tuple[Any, str]) -> None:
+    _, url = login_studio
+    ann = Client(url, auth=("ann", "apple-pie-9"), verbose=False)
+    status = ann.predict(model="pattern-v1", seed=1, num_steps=2, api_name="/generate_pattern")[0]
+    assert status.startswith("Done")
+    with httpx.Client(base_url=url, timeout=30) as bob:
+        assert bob.post("login", data={"username": "bob", "password": "blue-moon-9"}).status_code == 200
+        for request in (bob.build_request("GET", "gradio_api/queue/data", params={"session_hash": ann.session_hash}),
+                        bob.build_request("POST", "gradio_api/queue/join", json={
+                            "data": [], "fn_index": 0, "session_hash": ann.session_hash}),
+                        bob.build_request("GET", f"gradio_api/heartbeat/{ann.session_hash}")):
+            refused = bob.send(request)
+            assert refused.status_code == 403 and "another user" in refused.text, request.url
+    assert ann.predict(model="pattern-v1", seed=2, num_steps=2, api_name="/generate_pattern")[0].startswith("Done")
 
 
 def test_the_api_and_the_file_guard_are_in_place_before_the_server_listens(tmp_path: Path,
