@@ -41,7 +41,7 @@ from studio.api.a1111_models import (
 from studio.api.errors import http_errors
 from studio.gallery import Artwork, metadata
 from studio.gallery.files import write_bytes_atomic
-from studio.gallery.inputs import decode_image
+from studio.gallery.inputs import check_format, decode_image
 from studio.jobs import Job, JobStatus
 from studio.services import Services
 
@@ -265,9 +265,11 @@ def _base64(text: str, field: str) -> bytes:
 
 
 def _png_text(text: str) -> dict[str, str]:
-    """The text chunks of a base64 PNG, for png-info; none for a JPEG or a WebP (which carry no Atelier text)."""
+    """The text chunks of a base64 PNG, for png-info; none for a JPEG or a WebP (which carry no Atelier text).
+    No pixel is decoded: a huge or truncated picture costs no more than its text."""
     data = _base64(text, "image")
-    if data.startswith(b"\xff\xd8\xff") or data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+    if not data.startswith(metadata.PNG_SIGNATURE):
+        check_format(io.BytesIO(data), "image")
         return {}
     try:
         return metadata.read_png_text(io.BytesIO(data))

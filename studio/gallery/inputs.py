@@ -1,6 +1,6 @@
 """InputStore: images users hand to a pipeline (img2img source, mask, style painting), kept for reproduction.
 
-Each input is checked at the edge (size, pixel count, decodability), normalised to PNG and stored under its
+Each input is checked at the edge (format, size, pixel count, decodability), normalised to PNG and stored under its
 content hash, so a recipe that names it can be re-run later and two uploads of one file are stored once.
 """
 
@@ -12,6 +12,7 @@ import logging
 import re
 import warnings
 from pathlib import Path
+from typing import IO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -21,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 MAX_INPUT_BYTES = 50 * 1024 * 1024  # a 50 MB upload is already a very large photo
 MAX_INPUT_PIXELS = 64_000_000  # ~8000×8000; beyond this a "photo" is more likely a decompression bomb
+# what an input picture may be, whatever its name says: Pillow identifies the file among these only, so no other
+# decoder (BMP, TIFF, TGA, ICO, PCX, PPM…; EPS, which hands the file to Ghostscript) ever sees an upload
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
+_ACCEPTED = "a PNG, JPEG or WebP picture"
 REF = re.compile(r"^in-[0-9a-f]{32}$")
 KEPT_MODES = ("RGB", "RGBA", "L")
 
@@ -59,7 +64,7 @@ class InputStore:
             raise ValueError(f"input image {ref} is no longer stored") from None
 
     def get(self, ref: str) -> Image.Image:
-        with Image.open(io.BytesIO(self.read_bytes(ref))) as image:
+        with Image.open(io.BytesIO(self.read_bytes(ref)), formats=("PNG",)) as image:
             return image.copy()
 
 
@@ -75,7 +80,7 @@ def decode_image(image: Image.Image | bytes | Path, field: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as opened:
+            with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as opened:
                 if opened.width * opened.height > MAX_INPUT_PIXELS:
                     raise ValueError(f"`{field}` is {opened.width}x{opened.height}: more than "
                                      f"{MAX_INPUT_PIXELS:,} pixels")
@@ -84,5 +89,18 @@ def decode_image(image: Image.Image | bytes | Path, field: str) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(f"`{field}` has more than {MAX_INPUT_PIXELS:,} pixels (refused: a possible "
                          "decompression bomb)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except UnidentifiedImageError:
+        raise ValueError(f"`{field}` is not {_ACCEPTED}") from None
+    except (OSError, SyntaxError) as e:  # a broken file of an accepted format
+        raise ValueError(f"`{field}` is not a readable image ({e})") from None
+
+
+def check_format(path: Path | IO[bytes], field: str) -> None:
+    """ValueError naming `field` unless the file is one of ACCEPTED_FORMATS (only its header is read)."""
+    try:
+        with Image.open(path, formats=ACCEPTED_FORMATS):
+            pass
+    except UnidentifiedImageError:
+        raise ValueError(f"`{field}` is not {_ACCEPTED}") from None
+    except (OSError, SyntaxError) as e:
         raise ValueError(f"`{field}` is not a readable image ({e})") from None

@@ -38,7 +38,7 @@ _QUOTED = re.compile(r'"(?:\\.|[^\\"])*"')  # one pass: a backslash and a quote 
 # A `parameters` text past this is refused, not parsed: A1111's own prompts stay far below it (75-token chunks)
 MAX_PARAMETERS_CHARS = 200_000
 MAX_PNG_TEXT_BYTES = 8_000_000  # all text chunks of one PNG, decompressed; past it the PNG is refused
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _NEGATIVE = "Negative prompt:"
 # These come from the Recipe's own fields; an a1111 entry with the same key would write a contradiction.
 _RESERVED_KEYS = ("Seed", "Model hash", "Model", "Pipeline", "Version")
@@ -240,7 +240,7 @@ def read_png_text(path_or_file: str | Path | IO[bytes]) -> dict[str, str]:
     a PNG or breaks off (FileNotFoundError if it is missing); ValueError if its text passes MAX_PNG_TEXT_BYTES."""
     with contextlib.ExitStack() as stack:
         file = path_or_file if hasattr(path_or_file, "read") else stack.enter_context(open(path_or_file, "rb"))
-        if file.read(8) != _PNG_SIGNATURE:
+        if file.read(8) != PNG_SIGNATURE:
             raise OSError("no PNG signature at its start")
         texts: dict[str, str] = {}
         budget = MAX_PNG_TEXT_BYTES

@@ -8,13 +8,14 @@ Uploaded pictures go through the InputStore (checked, stored by content) and par
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from studio.gallery.inputs import InputStore
+from studio.gallery.inputs import InputStore, check_format
 from studio.ui.tabs.pickers import build_picker, wire_picker
 
 
@@ -91,7 +92,8 @@ def _binding(spec: dict[str, Any], masks: dict[str, str]) -> Binding:
 
 
 def _image_upload(name: str, label: str) -> gr.Image:
-    """An image upload whose unreadable files (not an image, truncated, a decompression bomb) fail with a message
+    """An image upload whose files of another format than PNG, JPEG or WebP (checked before Gradio decodes them)
+    and unreadable ones (truncated, a decompression bomb) fail with a message
     naming the field: gr.Image alone fails inside Gradio, which tells an API client only "an exception occurred".
     The check wraps this instance's preprocess; a gr.Image subclass would make Gradio write a .pyi stub beside
     this module at import."""
@@ -100,7 +102,11 @@ def _image_upload(name: str, label: str) -> gr.Image:
 
     def checked(payload: Any) -> Any:
         try:
+            if getattr(payload, "path", None):  # before Gradio's own decoding, which would open any format
+                check_format(Path(payload.path), name)
             return preprocess(payload)
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
         except (OSError, Image.DecompressionBombError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
             raise gr.Error(f"`{name}`: the upload is not a readable image ({type(e).__name__})") from None
 

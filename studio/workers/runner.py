@@ -144,7 +144,7 @@ def _progress(job_id: str, send: Callable[[WorkerMessage], None]) -> OnStep:
 def _decode(data: bytes) -> Image.Image:
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
+    with Image.open(io.BytesIO(data), formats=("PNG",)) as image:  # the input store keeps PNGs only
         return image.copy()
 
 

@@ -186,7 +186,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem(api, monkeypatch: pytest.Monk
         (client.get(f"{API}/images", params={"cursor": "garbage!"}), 422, "cursor"),
         (client.get(f"{API}/images", params={"limit": 0}), 422, "limit"),
         (client.post(f"{API}/inputs", content=b"not an image", headers={"content-type": "image/png"}), 422,
-         "not a readable image"),
+         "not a PNG, JPEG or WebP picture"),
         (client.post(f"{API}/inputs", content=b""), 422, "empty"),
     ]
     for response, status, words in cases:

@@ -37,7 +37,10 @@ def test_hostile_uploads_and_params_are_refused_by_name(tmp_path: Path) -> None:
             assert response.status_code == 422, (what, response.text)
             assert "image" in response.json()["detail"], (what, response.text)
             a1111 = client.post("sdapi/v1/png-info", json={"image": base64.b64encode(data).decode()})
-            assert a1111.status_code == 422, (what, a1111.text)
+            if what in ("truncated JPEG", "decompression bomb"):  # png-info reads text, never pixels: none here
+                assert a1111.status_code == 200 and a1111.json()["info"] == "", (what, a1111.text)
+            else:
+                assert a1111.status_code == 422, (what, a1111.text)
         assert not any(services.inputs.root.iterdir())  # nothing stored for any of them
 
         def job(**body: object) -> httpx.Response:

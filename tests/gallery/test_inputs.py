@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio.gallery.inputs import InputStore
+from studio.gallery.inputs import InputStore, check_format
 
 
 def png_bytes(image: Image.Image, **save: object) -> bytes:
@@ -36,8 +36,10 @@ def test_odd_modes_are_converted_to_something_every_pipeline_reads(tmp_path: Pat
 
 def test_non_images_and_bombs_are_refused_by_name(tmp_path: Path) -> None:
     store = InputStore(tmp_path)
+    with pytest.raises(ValueError, match="`style_image` is not a PNG, JPEG or WebP picture$"):
+        store.put(b"GIF89a not really", field="style_image")  # in words, not "<_io.BytesIO object at 0x…>"
     with pytest.raises(ValueError, match="`style_image` is not a readable image"):
-        store.put(b"GIF89a not really", field="style_image")
+        store.put(png_bytes(Image.effect_noise((64, 64), 60))[:200], field="style_image")  # a PNG that breaks off
     with pytest.raises(ValueError, match="`content_image` is 60 MB; at most 52 MB"):
         store.put(b"\0" * 60_000_000, field="content_image")
     bomb = png_bytes(Image.new("1", (20_000, 20_000)))  # 400 Mpx that compress to a few kB
@@ -47,6 +49,31 @@ def test_non_images_and_bombs_are_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="`content_image` is 9000x9000: more than 64,000,000 pixels"):
         store.put(mid, field="content_image")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n"  # Pillow would hand it to Ghostscript
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "TGA", "ICO", "PCX", "PPM", "GIF", "EPS"])
+def test_only_png_jpeg_and_webp_are_accepted(tmp_path: Path, fmt: str) -> None:
+    if fmt == "EPS":
+        data = EPS
+    else:
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8), (9, 9, 9)).save(buffer, format=fmt)
+        data = buffer.getvalue()
+    with pytest.raises(ValueError, match="`content_image` is not a PNG, JPEG or WebP picture"):
+        InputStore(tmp_path).put(data, field="content_image")
+    (tmp_path / f"upload.{fmt.lower()}").write_bytes(data)
+    with pytest.raises(ValueError, match="`content_image` is not a PNG, JPEG or WebP picture"):
+        check_format(tmp_path / f"upload.{fmt.lower()}", "content_image")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_png_jpeg_and_webp_are_accepted(tmp_path: Path, fmt: str) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(buffer, format=fmt)
+    assert InputStore(tmp_path).get(InputStore(tmp_path).put(buffer.getvalue())).size == (8, 8)
 
 
 def test_a_one_pixel_image_is_accepted(tmp_path: Path) -> None:

@@ -83,6 +83,10 @@ def test_a_file_that_is_not_an_image_is_refused(served, tmp_path) -> None:
     _, client = served
     fake = tmp_path / "photo.png"
     fake.write_bytes(b"these are not the pixels you are looking for")
-    with pytest.raises(Exception, match="`image_a`: the upload is not a readable image"):
+    with pytest.raises(Exception, match="`image_a` is not a PNG, JPEG or WebP picture"):
         client.predict(model="tiny-vae", seed=1, mode="reconstruct", image_a=handle_file(str(fake)),
+                       api_name="/generate_vae")
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.bmp")  # a picture, but not of a format the studio reads
+    with pytest.raises(Exception, match="`image_a` is not a PNG, JPEG or WebP picture"):
+        client.predict(model="tiny-vae", seed=1, mode="reconstruct", image_a=handle_file(str(tmp_path / "photo.bmp")),
                        api_name="/generate_vae")
