@@ -72,6 +72,8 @@ class StudioConfig:
     plugins: tuple[str, ...] = ()  # extra pipeline modules to import ("package.module"), each defining Pipelines
     max_queue: int = 1000  # pending jobs beyond this are refused ("queue full"), so a flood cannot hang the UI
     max_queue_per_user: int = 100  # and beyond this many of one user's, so one user cannot fill the queue
+    # the input pictures one user may keep stored (PNGs: an 8000×8000 photo takes ~190 MB); 0: no limit
+    max_input_mb_per_user: float = 2000.0
     # per-job caps for every user; None: EXPOSED_CAPS on a shared or network-facing studio, no cap locally; 0: none
     max_images_per_job: int | None = None
     max_megapixels: float | None = None  # of each picture
@@ -144,6 +146,8 @@ class StudioConfig:
                                  "as https://app.example or http://localhost:3000")
         if self.max_queue < 1:
             raise ValueError(f"--max-queue must be at least 1, got {self.max_queue}")
+        if not self.max_input_mb_per_user >= 0:
+            raise ValueError(f"--max-input-mb-per-user must be 0 (no limit) or more, got {self.max_input_mb_per_user}")
         if self.max_queue_per_user < 1:
             raise ValueError(f"--max-queue-per-user must be at least 1, got {self.max_queue_per_user}")
         if (self.max_images_per_job or 0) < 0:
@@ -261,6 +265,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                    help="most pending jobs accepted at once (default %(default)s)")
     p.add_argument("--max-queue-per-user", type=int, default=default("max_queue_per_user", d.max_queue_per_user),
                    help="most pending jobs of one user (default %(default)s); users take turns in the queue")
+    p.add_argument("--max-input-mb-per-user", type=float,
+                   default=default("max_input_mb_per_user", d.max_input_mb_per_user),
+                   help="megabytes of input pictures one user may keep stored (default %(default)s; 0: no limit)")
     caps = "default: %s on a shared or network-facing studio, none locally; 0: no cap"
     p.add_argument("--max-images-per-job", type=int, default=default("max_images_per_job", None),
                    help="most pictures one job may make, frames and grid tiles included ("
@@ -317,6 +324,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             low_vram=ns.low_vram, vae_tiling=ns.vae_tiling, torch_compile=ns.torch_compile,
             plugins=_listed(ns.plugins),
             max_queue=int(ns.max_queue), max_queue_per_user=int(ns.max_queue_per_user),
+            max_input_mb_per_user=float(ns.max_input_mb_per_user),
             max_images_per_job=None if ns.max_images_per_job is None else int(ns.max_images_per_job),
             max_megapixels=None if ns.max_megapixels is None else float(ns.max_megapixels),
             allow_any_hub_model=ns.allow_any_hub_model, max_batch=int(ns.max_batch),

@@ -50,7 +50,7 @@ class GenerationService:
         self._check_caps(checked.workload())
         for name in cls.Params.image_fields():
             ref = getattr(checked, name)
-            if ref and not self.inputs.exists(ref):
+            if ref and not self.inputs.exists(ref, owner=owner):  # another user's upload is not this user's to use
                 raise ValueError(f"`{name}` refers to an input image that is not stored: {ref[:80]!r}")
         key = checked.batch_key()
         return JobSpec(pipeline=pipeline, model=model, params=checked.to_dict(), seed=resolve_seed(seed), owner=owner,

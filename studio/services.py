@@ -13,7 +13,7 @@ from pipelines.catalog import Catalog
 from studio.accounts import Accounts
 from studio.config import StudioConfig
 from studio.gallery import Artwork, GalleryStore
-from studio.gallery.inputs import InputStore
+from studio.gallery.inputs import REFS_IN_TEXT, InputStore
 from studio.generation import GenerationService
 from studio.jobs import JobEvents, JobNotFound, SqliteJobQueue
 from studio.presets import PresetStore
@@ -49,6 +49,10 @@ class Services:
         if recovered:
             logger.warning("%d job(s) were running when the studio last stopped", len(recovered))
         self.generation.settle_recovered(recovered)
+        texts = [*self.queue.params_containing("in-"), *self.gallery.recipes_containing("in-")]
+        removed = self.inputs.sweep({ref for text in texts for ref in REFS_IN_TEXT.findall(text)})
+        if removed:
+            logger.info("removed %d input picture(s) that no job or artwork uses", removed)
         logger.info("gallery: %d re-indexed, %d missing removed; %d jobs pending", report.indexed, report.removed,
                     self.queue.pending_count())
         self.pool.start()
@@ -80,6 +84,7 @@ class Services:
     def stop(self) -> None:
         self.pool.stop()
         self.queue.close()
+        self.inputs.close()
         self.gallery.close()
         self.presets.close()
         if self._lock is not None:
@@ -103,7 +108,7 @@ def build_services(config: StudioConfig) -> Services:
     queue = SqliteJobQueue(data_dir / "jobs.db", max_pending=config.max_queue,
                            max_pending_per_owner=config.max_queue_per_user)
     gallery = GalleryStore(data_dir / "gallery")
-    inputs = InputStore(data_dir / "inputs")
+    inputs = InputStore(data_dir / "inputs", quota_bytes=round(config.max_input_mb_per_user * 1e6))
     presets = PresetStore(data_dir)
     events = JobEvents()
     generation = GenerationService(queue, catalog, gallery, inputs, events, config.job_caps)

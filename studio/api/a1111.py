@@ -68,11 +68,12 @@ def a1111_router(services: Services, users: Callable[..., str]) -> APIRouter:
     @router.post("/img2img", response_model=GenerationResponse, summary="Image to image or inpainting (waits)")
     def img2img(request: Annotated[Img2ImgRequest, Body()], user: User) -> GenerationResponse:
         with http_errors():
-            extra = {"init_image": services.inputs.put(_decode_image(request.init_images[0], "init_images")),
+            extra = {"init_image": services.inputs.put(_decode_image(request.init_images[0], "init_images"),
+                                                          owner=user),
                      "strength": request.denoising_strength}
             if request.mask:
                 mask = _binary_mask(_decode_image(request.mask, "mask"), invert=bool(request.inpainting_mask_invert))
-                extra["mask"] = services.inputs.put(mask, field="mask")
+                extra["mask"] = services.inputs.put(mask, field="mask", owner=user)
         return _generate(services, options, user, request, extra)
 
     @router.get("/sd-models", response_model=list[SDModelItem], summary="Text-to-image models")

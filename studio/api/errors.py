@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from pipelines.catalog import UnknownModel, UnknownPipeline
 from studio.gallery import ArtworkNotFound
+from studio.gallery.inputs import InputQuotaFull
 from studio.jobs import JobError, JobNotFound, QueueFull
 
 RETRY_AFTER_S = 10  # a full queue drains a job every few seconds to minutes: try again soon, not at once
@@ -28,6 +29,8 @@ def http_errors() -> Iterator[None]:
         raise HTTPException(429, str(e), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
     except JobError as e:
         raise HTTPException(409, str(e)) from None
+    except InputQuotaFull as e:
+        raise HTTPException(413, str(e)) from None
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from studio import __version__
 from studio.api.errors import http_errors
@@ -97,10 +98,10 @@ def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
                      "image/webp": {"schema": {"type": "string", "format": "binary"}}}}})
     async def put_input(request: Request, user: User) -> InputOut:
         data = await _read_limited(request, MAX_INPUT_BYTES)
-        with http_errors():
-            ref = services.inputs.put(data, field="the uploaded image")
-            image = services.inputs.get(ref)
-        return InputOut(ref=ref, width=image.width, height=image.height)
+        with http_errors():  # decoding and encoding take seconds for a large photo: never in the event loop
+            ref = await run_in_threadpool(services.inputs.put, data, field="the uploaded image", owner=user)
+            width, height = services.inputs.size(ref)
+        return InputOut(ref=ref, width=width, height=height)
 
     @router.get("/images", response_model=ImagePage, summary="The caller's artworks, newest first")
     def images(user: User, query: Annotated[str | None, Query(max_length=1000)] = None,

@@ -2,6 +2,11 @@
 
 Each input is checked at the edge (format, size, pixel count, decodability), normalised to PNG and stored under its
 content hash, so a recipe that names it can be re-run later and two uploads of one file are stored once.
+
+Who uploaded what is kept in `inputs.db` (one claim per user and input): a job may name only an input its owner
+uploaded, each user's inputs count against their quota (--max-input-mb-per-user), and `sweep` removes, at
+start-up, the inputs that no job and no artwork names any more once they are a day old (a fresh upload may be
+waiting for its job).
 """
 
 from __future__ import annotations
@@ -10,12 +15,15 @@ import hashlib
 import io
 import logging
 import re
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import IO
 
 from PIL import Image, UnidentifiedImageError
 
+from studio.db import Database
 from studio.gallery.files import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
@@ -27,16 +35,42 @@ MAX_INPUT_PIXELS = 64_000_000  # ~8000×8000; beyond this a "photo" is more like
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
 _ACCEPTED = "a PNG, JPEG or WebP picture"
 REF = re.compile(r"^in-[0-9a-f]{32}$")
+REFS_IN_TEXT = re.compile(r"in-[0-9a-f]{32}")  # input references inside params JSON, for `sweep`'s callers
+KEEP_UNUSED_S = 86_400.0  # an input no job or artwork names is kept this long after its (last) upload
+DB_NAME = "inputs.db"
+MIGRATIONS = [
+    """
+    CREATE TABLE claims (
+        ref TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        claimed_at REAL NOT NULL,
+        PRIMARY KEY (ref, owner)
+    );
+    CREATE INDEX claims_by_owner ON claims (owner);
+    """,
+]
 KEPT_MODES = ("RGB", "RGBA", "L")
 
 
+class InputQuotaFull(ValueError):
+    """A user's stored inputs would pass their quota."""
+
+
 class InputStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, quota_bytes: int = 0) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.quota_bytes = quota_bytes  # per user; 0: none
+        self._db = Database(self.root / DB_NAME, MIGRATIONS)
+        self._lock = threading.Lock()  # quota check and claim as one step, for concurrent uploads of one user
 
-    def put(self, image: Image.Image | bytes | Path, *, field: str = "image") -> str:
-        """Store an input and return its reference; ValueError naming `field` when it is not a usable image."""
+    def close(self) -> None:
+        self._db.close()
+
+    def put(self, image: Image.Image | bytes | Path, *, field: str = "image", owner: str = "local") -> str:
+        """Store an input for `owner` and return its reference; ValueError naming `field` when it is not a usable
+        image, InputQuotaFull when it would take `owner` past the quota."""
         decoded = decode_image(image, field)
         if decoded.mode not in KEPT_MODES:
             decoded = decoded.convert("RGBA" if "A" in decoded.getbands() else "RGB")
@@ -44,13 +78,56 @@ class InputStore:
         decoded.save(buffer, format="PNG")
         data = buffer.getvalue()
         ref = "in-" + hashlib.sha256(data).hexdigest()[:32]
-        path = self.path(ref)
-        if not path.exists():
-            write_bytes_atomic(path, data)
+        with self._lock:
+            if not self.exists(ref, owner=owner):
+                self._check_quota(owner, len(data))
+            path = self.path(ref)
+            if not path.exists():
+                write_bytes_atomic(path, data)
+            with self._db.transaction() as conn:
+                conn.execute("INSERT INTO claims (ref, owner, bytes, claimed_at) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (ref, owner) DO UPDATE SET claimed_at = excluded.claimed_at",
+                             (ref, owner, len(data), time.time()))
         return ref
 
-    def exists(self, ref: str) -> bool:
-        return bool(REF.match(ref)) and self.path(ref).exists()
+    def _check_quota(self, owner: str, adding: int) -> None:
+        if not self.quota_bytes:
+            return
+        used = self._db.query("SELECT COALESCE(SUM(bytes), 0) FROM claims WHERE owner = ?", (owner,))[0][0]
+        if used + adding > self.quota_bytes:
+            raise InputQuotaFull(f"your stored input pictures would take {(used + adding) / 1e6:.0f} MB; this studio "
+                                 f"keeps at most {self.quota_bytes / 1e6:.0f} MB per user (--max-input-mb-per-user)"
+                                 "; inputs no job or artwork uses are removed a day after their upload")
+
+    def exists(self, ref: str, *, owner: str | None = None) -> bool:
+        """Whether `ref` is stored; with `owner`, whether that user uploaded it (only then may their jobs use it)."""
+        if not (REF.match(ref) and self.path(ref).exists()):
+            return False
+        return owner is None or bool(self._db.query("SELECT 1 FROM claims WHERE ref = ? AND owner = ?",
+                                                    (ref, owner)))
+
+    def size(self, ref: str) -> tuple[int, int]:
+        """(width, height) from the stored PNG's header, without decoding it."""
+        with Image.open(self.path(ref), formats=("PNG",)) as image:
+            return image.size
+
+    def sweep(self, referenced: set[str], *, older_than_s: float | None = None) -> int:
+        """Remove the inputs that no job or artwork names (`referenced`) and that nobody uploaded in the last
+        `older_than_s` (KEEP_UNUSED_S); the number removed."""
+        cutoff = time.time() - (KEEP_UNUSED_S if older_than_s is None else older_than_s)
+        removed = 0
+        for path in self.root.glob("in-*.png"):
+            ref = path.stem
+            if ref in referenced or not REF.match(ref):
+                continue
+            recent = self._db.query("SELECT 1 FROM claims WHERE ref = ? AND claimed_at >= ?", (ref, cutoff))
+            if recent or path.stat().st_mtime >= cutoff:
+                continue
+            with self._db.transaction() as conn:
+                conn.execute("DELETE FROM claims WHERE ref = ?", (ref,))
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def path(self, ref: str) -> Path:
         if not REF.match(ref):

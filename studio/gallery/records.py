@@ -207,6 +207,9 @@ class GalleryRecords:
         where, params = _where(filters)
         return int(self._read(f"SELECT COUNT(*) FROM artworks{where}", params)[0][0])
 
+    def recipes_containing(self, fragment: str) -> list[str]:
+        return [row[0] for row in self._read("SELECT recipe FROM artworks WHERE instr(recipe, ?) > 0", (fragment,))]
+
     def by_job(self, job_id: str) -> list[ArtworkRecord]:
         rows = self._read(f"SELECT {_COLUMNS} FROM artworks WHERE job_id = ? ORDER BY idx", (job_id,))
         return [_record(row) for row in rows]

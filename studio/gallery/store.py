@@ -195,6 +195,10 @@ class GalleryStore:
     ) -> int:
         return self._records.count(ArtworkFilter(owner, pipeline, model, favourite, query))
 
+    def recipes_containing(self, fragment: str) -> list[str]:
+        """The recipes (as JSON) of every artwork whose recipe contains `fragment`."""
+        return self._records.recipes_containing(fragment)
+
     def by_job(self, job_id: str) -> list[Artwork]:
         """The artworks of one job, in job order."""
         return [self._artwork(r) for r in self._records.by_job(job_id)]

@@ -74,5 +74,9 @@ class JobQueue(ABC):
     def pending_count(self, owner: str | None = None) -> int: ...
 
     @abstractmethod
+    def params_containing(self, fragment: str) -> list[str]:
+        """The params (as JSON) of every job, in any state, whose params contain `fragment`."""
+
+    @abstractmethod
     def recover(self) -> list[Job]:
         """On start: release every job left running by a previous server; returns them."""

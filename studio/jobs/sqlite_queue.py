@@ -177,6 +177,9 @@ class SqliteJobQueue(JobQueue):
             return self.db.query("SELECT COUNT(*) FROM jobs WHERE status = 'pending'")[0][0]
         return self.db.query("SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND owner = ?", (owner,))[0][0]
 
+    def params_containing(self, fragment: str) -> list[str]:
+        return [row[0] for row in self.db.query("SELECT params FROM jobs WHERE instr(params, ?) > 0", (fragment,))]
+
     # -- a running job's life -------------------------------------------------------------------------
     def set_progress(self, job_id: str, step: int, total: int) -> None:
         with self.db.transaction() as conn:

@@ -27,15 +27,16 @@ class Binding:
     names: tuple[str, ...]
     kind: Literal["value", "image", "editor"] = "value"
 
-    def to_params(self, value: Any, store: InputStore) -> dict[str, Any]:
+    def to_params(self, value: Any, store: InputStore, owner: str) -> dict[str, Any]:
+        """The params this control's value stands for; a picture is stored as `owner`'s input first."""
         if self.kind == "value":
             return {self.names[0]: value}
         if self.kind == "image":
-            return {self.names[0]: store.put(value, field=self.names[0]) if value is not None else ""}
+            return {self.names[0]: store.put(value, field=self.names[0], owner=owner) if value is not None else ""}
         image_name, mask_name = self.names
         background, mask = _split_editor(value)
-        return {image_name: store.put(background, field=image_name) if background is not None else "",
-                mask_name: store.put(mask, field=mask_name) if mask is not None else ""}
+        return {image_name: store.put(background, field=image_name, owner=owner) if background is not None else "",
+                mask_name: store.put(mask, field=mask_name, owner=owner) if mask is not None else ""}
 
     def from_params(self, params: dict[str, Any], store: InputStore) -> Any:
         """The control's value that reproduces `params` ("Reuse settings"); gr.skip() for what is missing."""

@@ -69,9 +69,10 @@ class Handlers:
                  request: gr.Request | None, progress: gr.Progress | None = None) -> Iterator[tuple[Any, ...]]:
         try:
             params: dict[str, Any] = {}
+            user = user_of(request)
             for binding, value in zip(bindings, values, strict=True):
-                params.update(binding.to_params(value, self.services.inputs))
-            job = self.services.generation.submit(kind, model, params, seed, owner=user_of(request))
+                params.update(binding.to_params(value, self.services.inputs, user))
+            job = self.services.generation.submit(kind, model, params, seed, owner=user)
         except USER_ERRORS as e:
             # in the status beside Generate, where the eye is, as well as in Gradio's pop-up
             yield GeneratorOutputs(f"⚠ {e}").as_tuple()

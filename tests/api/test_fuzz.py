@@ -66,7 +66,7 @@ def worker_errors() -> Iterator[list[str]]:
 def api_schema(served: tuple[Services, str]) -> Any:
     """Every phase: the schema's examples, its boundary cases ("coverage") and random draws."""
     _, url = served
-    schema = schemathesis.openapi.from_url(f"{url}openapi.json", timeout=30)
+    schema = schemathesis.openapi.from_url(f"{url}openapi.json", timeout=30, auth=LOGIN)  # documented to users
     assert len(list(schema.get_all_operations())) >= 25  # the whole API is in the document
     return schema
 
@@ -76,7 +76,7 @@ def generation_schema(served: tuple[Services, str]) -> Any:
     """Examples and random draws only: the boundary cases of routes that run a job are over a thousand jobs."""
     _, url = served
     config = schemathesis.Config.from_dict({"phases": {"coverage": {"enabled": False}}})
-    return schemathesis.openapi.from_url(f"{url}openapi.json", timeout=30, config=config)
+    return schemathesis.openapi.from_url(f"{url}openapi.json", timeout=30, config=config, auth=LOGIN)
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")

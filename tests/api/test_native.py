@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -338,3 +339,41 @@ def test_a_shared_gallery_shows_everyone_everything_but_only_owners_change(tmp_p
         assert refused.status_code == 403 and "ann's" in refused.text
         assert bob.get(f"{API}/jobs/{job_id}").status_code == 404  # jobs stay private
         assert ann.delete(f"{API}/images/{image_id}/record").status_code == 204
+
+
+def test_inputs_are_stored_off_the_event_loop_per_user_and_within_a_quota(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    logins = tmp_path / "logins"
+    add_user(logins, "ann", "apple-pie-9")
+    add_user(logins, "bob", "blue-moon-9")
+    picture = png_bytes(photo("chelsea", 96))
+    config = make_config(tmp_path / "data", auth_file=logins, max_input_mb_per_user=0.05)
+    with serve_http(config) as (services, url), \
+            httpx.Client(base_url=url, auth=("ann", "apple-pie-9"), timeout=60) as ann, \
+            httpx.Client(base_url=url, auth=("bob", "blue-moon-9"), timeout=60) as bob:
+        # while one upload is being stored (seconds, for a large photo), the studio answers everyone else
+        storing, others_answered = threading.Event(), threading.Event()
+        put = services.inputs.put
+
+        def slow_put(*args: Any, **kwargs: Any) -> str:
+            storing.set()
+            others_answered.wait(30)  # in the event loop, this would hold every other request until it gave up
+            return put(*args, **kwargs)
+
+        monkeypatch.setattr(services.inputs, "put", slow_put)
+        upload = threading.Thread(target=lambda: ann.post(f"{API}/inputs", content=picture))
+        upload.start()
+        assert storing.wait(30)
+        assert bob.get(f"{API}/health", timeout=5).status_code == 200
+        others_answered.set()
+        upload.join()
+        monkeypatch.undo()
+
+        ref = ann.post(f"{API}/inputs", content=picture).json()["ref"]
+        style = {"pipeline": "style_transfer", "params": {"content_image": ref}}
+        refused = bob.post(f"{API}/jobs", json=style)  # ann's upload is not bob's to use, ref or not
+        assert refused.status_code == 422 and "not stored" in refused.text
+        assert ann.post(f"{API}/jobs", json=style).status_code == 202
+
+        full = ann.post(f"{API}/inputs", content=png_bytes(photo("chelsea", 256)))
+        assert full.status_code == 413 and "--max-input-mb-per-user" in full.text

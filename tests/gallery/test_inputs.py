@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio.gallery.inputs import InputStore, check_format
+from studio.gallery.inputs import InputQuotaFull, InputStore, check_format
+from studio.services import build_services
+from tests.conftest import make_config
 
 
 def png_bytes(image: Image.Image, **save: object) -> bytes:
@@ -22,7 +24,7 @@ def test_same_picture_same_reference_and_round_trip(tmp_path: Path) -> None:
     image = Image.new("RGB", (5, 4), (10, 20, 30))
     ref = store.put(image)
     assert store.put(png_bytes(image)) == ref and ref.startswith("in-")
-    assert store.get(ref).tobytes() == image.tobytes() and len(list(tmp_path.iterdir())) == 1
+    assert store.get(ref).tobytes() == image.tobytes() and len(list(tmp_path.glob("in-*"))) == 1
 
 
 @pytest.mark.parametrize("mode", ["CMYK", "P", "RGBA", "LA", "I;16", "1", "F"])
@@ -48,7 +50,7 @@ def test_non_images_and_bombs_are_refused_by_name(tmp_path: Path) -> None:
     mid = png_bytes(Image.new("1", (9_000, 9_000)))  # past our limit, under Pillow's own warning threshold
     with pytest.raises(ValueError, match="`content_image` is 9000x9000: more than 64,000,000 pixels"):
         store.put(mid, field="content_image")
-    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    assert list(tmp_path.glob("in-*")) == []  # nothing half-written
 
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n"  # Pillow would hand it to Ghostscript
@@ -79,3 +81,45 @@ def test_png_jpeg_and_webp_are_accepted(tmp_path: Path, fmt: str) -> None:
 def test_a_one_pixel_image_is_accepted(tmp_path: Path) -> None:
     ref = InputStore(tmp_path).put(Image.new("RGB", (1, 1), (1, 2, 3)))
     assert InputStore(tmp_path).get(ref).size == (1, 1)
+
+
+def test_each_user_has_an_input_quota_and_uses_only_their_own_inputs(tmp_path: Path) -> None:
+    store, picture = InputStore(tmp_path, quota_bytes=2_000), png_bytes(Image.effect_noise((24, 24), 60))
+    first = store.put(picture, owner="ann")
+    assert store.put(picture, owner="ann") == first  # the same picture again: counted once
+    with pytest.raises(InputQuotaFull, match="keeps at most 0 MB per user .--max-input-mb-per-user."):
+        store.put(Image.effect_noise((40, 40), 90), owner="ann")
+    assert store.put(picture, owner="bob") == first  # bob's own quota
+    assert store.exists(first, owner="ann") and store.exists(first, owner="bob") and not store.exists(first,
+                                                                                                       owner="cy")
+    assert store.size(first) == (24, 24)
+
+
+def test_inputs_no_job_or_artwork_names_are_swept_once_old(tmp_path: Path) -> None:
+    store = InputStore(tmp_path)
+    used, unused = (store.put(Image.new("RGB", (4, 4), (v, v, v))) for v in (10, 200))
+    fresh = store.put(Image.new("RGB", (4, 4), (99, 99, 99)))
+    assert store.sweep({used}) == 0  # a fresh upload may be waiting for its job
+    assert store.sweep({used, fresh}, older_than_s=-1) == 1
+    assert store.exists(used) and store.exists(fresh) and not store.exists(unused)
+    assert store.put(Image.new("RGB", (4, 4), (200, 200, 200))) == unused  # uploaded again: stored again
+
+
+def test_the_studio_sweeps_unused_inputs_at_start_and_keeps_those_a_job_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = make_config(tmp_path / "data")
+    services = build_services(config)
+    try:
+        named = services.inputs.put(Image.new("RGB", (16, 16), (1, 2, 3)))
+        unused = services.inputs.put(Image.new("RGB", (16, 16), (3, 2, 1)))
+        services.generation.submit("style_transfer", services.catalog.default_model("style_transfer").id,
+                                   {"content_image": named}, 1)
+    finally:
+        services.stop()
+    monkeypatch.setattr("studio.gallery.inputs.KEEP_UNUSED_S", -1.0)  # as if a day had passed
+    services = build_services(config)
+    try:
+        services.start()
+        assert services.inputs.exists(named) and not services.inputs.exists(unused)
+    finally:
+        services.stop()
