@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
+import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from studio.gallery import format_parameters, parse_parameters, png_info, read_png_text, read_recipe
+from studio.gallery import format_parameters, metadata, parse_parameters, png_info, read_png_text, read_recipe
 from studio.gallery.metadata import MAX_PARAMETERS_CHARS, Recipe
 from tests.gallery.conftest import make_recipe, noise
 
@@ -155,19 +157,35 @@ def test_png_chunks_round_trip_through_a_file(tmp_path: Path) -> None:
     assert read_recipe(path) == recipe
 
 
-@pytest.mark.parametrize("unit", ["a", "a b ", 'k: "x', "Steps: 1, ", "-/ _"])
-def test_parsing_a_hostile_parameters_line_takes_linear_time(unit: str) -> None:
-    """A long last line without `:` once took quadratic time (16,000 characters: 2 s; megabytes: never)."""
-    def seconds(n: int) -> float:
-        line = "prompt\n" + unit * (n // len(unit))
-        start = time.perf_counter()
-        parse_parameters(line)
-        return time.perf_counter() - start
+# What A1111's regex (and this module's, until it was rewritten) did in quadratic time: a run of whitespace, which
+# `\s*` and the key's space both take (8,000 spaces: 1.5 s), and other lines where no pair starts or many do.
+HOSTILE_UNITS = [" ", "\t", " \t", "a ", "a", "-/ _", ":", '"', "Steps: 1, ", 'k:"\\,']
 
-    small, large = seconds(MAX_PARAMETERS_CHARS // 8), seconds(MAX_PARAMETERS_CHARS - 10)
-    assert large < 0.5 and large < 16 * small + 0.05  # 8× the text: 8× the time, not 64×
+
+@pytest.mark.parametrize("unit", HOSTILE_UNITS)
+def test_parsing_a_hostile_parameters_line_takes_linear_time(unit: str) -> None:
+    def seconds(n: int) -> float:
+        line = unit * (n // len(unit))
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            metadata._parse_pairs(line)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    small, large = seconds(1_000_000), seconds(4_000_000)
+    assert large < 10 * small  # 4× the text: about 4× the time (quadratic would be 16×)
     with pytest.raises(ValueError, match="at most 200,000 are read"):
         parse_parameters("a" * (MAX_PARAMETERS_CHARS + 1))
+
+
+def test_pairs_are_the_ones_a1111s_own_regex_finds() -> None:
+    a1111 = re.compile(r'\s*(\w[\w \-/]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')  # re_param_code, quadratic
+    rng = random.Random(0)
+    for _ in range(20_000):
+        line = "".join(rng.choice('a b-/:,"\\\t\u3000é_1') for _ in range(rng.randint(0, 16)))
+        expected = {m[1]: metadata._unquote(m[2].strip()) for m in a1111.finditer(line)}
+        assert metadata._parse_pairs(line) == expected, line
 
 
 def test_pairs_are_found_as_a1111_finds_them() -> None:
@@ -219,6 +237,11 @@ def test_read_recipe_none_without_chunk_and_warns_on_invalid(tmp_path: Path, cap
         assert not caplog.records
         assert read_recipe(invalid) is None
     assert "missing field(s)" in caplog.text
+
+
+def test_a_recipe_nested_thousands_deep_is_refused_not_a_crash() -> None:
+    with pytest.raises(ValueError, match="nests too deeply"):
+        Recipe.from_json("[" * 100_000)  # the JSON decoder recursed once per level: RecursionError
 
 
 def test_read_recipe_of_a_non_png_is_none(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from studio.gallery import (
     ArtworkNotFound,
@@ -270,6 +271,19 @@ def test_reconcile_leaves_foreign_pngs_alone_and_rebuilds_thumbnails(store: Gall
     assert (report.indexed, report.removed, report.thumbnails) == (0, 0, 1)
     assert foreign.exists() and renamed.exists() and artwork.thumb_path.exists()
     assert [a.id for a in store.page()] == ["job1-0"]
+
+
+def test_reconcile_survives_planted_pngs_with_hostile_text(store: GalleryStore) -> None:
+    """Reconcile runs at every start: a PNG dropped into the gallery folder must not stop the studio."""
+    deep, spaces = PngInfo(), PngInfo()
+    deep.add_text("atelier", "[" * 100_000)  # once a RecursionError out of reconcile: the studio did not start
+    spaces.add_text("parameters", " " * 150_000)  # A1111's regex took minutes on this; reconcile never parses it
+    (store.root / JUNE_2024).mkdir(parents=True)
+    for name, info in (("deep-0.png", deep), ("spaces-0.png", spaces)):
+        noise().save(store.root / JUNE_2024 / name, pnginfo=info)
+    artwork = store.add(noise(), make_recipe())
+    assert store.reconcile().indexed == 0
+    assert [a.id for a in store.page()] == [artwork.id]
 
 
 def test_reconcile_follows_a_png_moved_to_another_folder(store: GalleryStore) -> None:
