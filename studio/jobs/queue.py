@@ -59,8 +59,10 @@ class JobQueue(ABC):
         """A running job lost its worker: back to pending once, failed with `reason` the second time."""
 
     @abstractmethod
-    def return_to_queue(self, job_id: str) -> Job:
-        """A running job interrupted by an orderly shutdown: pending again, the attempt not counted."""
+    def return_to_queue(self, job_id: str, *, alone: bool = False) -> Job:
+        """A running job interrupted by an orderly shutdown, or because another job of its batch was stopped:
+        pending again, the attempt not counted. With `alone`, it is never batched again, so stopping batch-mates
+        can send it back at most once."""
 
     @abstractmethod
     def wait_for_work(self, timeout: float) -> None:

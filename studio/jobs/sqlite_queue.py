@@ -122,14 +122,15 @@ class SqliteJobQueue(JobQueue):
             return None if row is None else self._take(conn, worker, row["id"], row["owner"])
 
     def claim_batch(self, worker: str, job: Job, limit: int) -> list[Job]:
-        """Up to `limit` more pending jobs with `job`'s batch key, oldest first, taken as `claim` takes one. The
-        owners of the jobs taken along count as served: their next job waits its turn as usual."""
+        """Up to `limit` more pending jobs of `job`'s owner with its batch key, oldest first, taken as `claim` takes
+        one. Only one owner's jobs share a batch: one user's stop (which interrupts the whole batch) never touches
+        another user's work, nor does one user's batch slow another's job."""
         if limit < 1 or job.spec.batch_key is None:
             return []
         with self.db.transaction() as conn:
             rows = conn.execute("SELECT id, owner FROM jobs WHERE batch_key = ? AND status = 'pending'"
-                                " AND priority = ? ORDER BY seq LIMIT ?",
-                                (job.spec.batch_key, job.spec.priority, limit)).fetchall()
+                                " AND priority = ? AND owner = ? ORDER BY seq LIMIT ?",
+                                (job.spec.batch_key, job.spec.priority, job.spec.owner, limit)).fetchall()
             return [self._take(conn, worker, row["id"], row["owner"]) for row in rows]
 
     # -- reading --------------------------------------------------------------------------------------
@@ -226,11 +227,12 @@ class SqliteJobQueue(JobQueue):
                 return self._get(conn, job_id)
             return self._finish(job_id, JobStatus.FAILED, f"{reason} (for the second time; not retried)", [])
 
-    def return_to_queue(self, job_id: str) -> Job:
+    def return_to_queue(self, job_id: str, *, alone: bool = False) -> Job:
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE jobs SET status = 'pending', worker = NULL, attempts = MAX(attempts - 1, 0), progress = 0,"
-                " step = 0 WHERE id = ? AND status = 'running'", (job_id,),
+                " step = 0, batch_key = CASE WHEN ? THEN NULL ELSE batch_key END WHERE id = ? AND status = 'running'",
+                (alone, job_id),
             )
             return self._get(conn, job_id)
 

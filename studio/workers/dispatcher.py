@@ -175,7 +175,7 @@ class Dispatcher(threading.Thread):
             # stopped without being asked: the studio is shutting down, or another job of its batch was stopped
             why = "the studio stopped; the job will resume" if self._stopping.is_set() else \
                 "another job of its batch was stopped; it runs again"
-            self._queue.return_to_queue(job.id)
+            self._queue.return_to_queue(job.id, alone=not self._stopping.is_set())  # a batch-mate's stop: once
             self._events.publish(JobEvent(job.id, "requeued", message=why))
         elif message.interrupted:
             self._queue.mark_canceled(job.id)

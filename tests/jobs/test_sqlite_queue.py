@@ -105,23 +105,33 @@ def test_restart_requeues_running_once_then_fails_and_keeps_pending(tmp_path: Pa
     q.close()
 
 
-def test_a_claim_takes_along_pending_jobs_of_the_same_batch_key(tmp_path: Path) -> None:
+def test_a_claim_takes_along_pending_jobs_of_the_same_batch_key_and_owner(tmp_path: Path) -> None:
     q = SqliteJobQueue(tmp_path / "jobs.db")
     first = q.enqueue(spec(0, batch_key="a"))
     other = q.enqueue(spec(1, batch_key="b"))
     alone = q.enqueue(spec(2))
-    mates = [q.enqueue(spec(n, batch_key="a", owner="ben")) for n in (3, 4, 5)]
+    mates = [q.enqueue(spec(n, batch_key="a")) for n in (3, 4, 5)]
+    bens = q.enqueue(spec(7, batch_key="a", owner="ben"))  # the same batch key, another user's job
     urgent = q.enqueue(spec(6, batch_key="a", priority=1, owner="cy"))
-    assert q.claim("w").id == urgent.id and q.claim_batch("w", q.get(urgent.id), 3) == []  # no mate at its level
+    assert q.claim("w").id == urgent.id and q.claim_batch("w", q.get(urgent.id), 3) == []  # no mate of its own
     job = q.claim("w")
     assert job.id == first.id and job.spec.batch_key == "a"
-    taken = q.claim_batch("w", job, 2)
-    assert [j.id for j in taken] == [m.id for m in mates[:2]]  # oldest first, at most the limit
+    assert [j.id for j in q.claim_batch("w", job, 2)] == [m.id for m in mates[:2]]  # oldest first, the limit
+    taken = q.claim_batch("w", job, 5)
+    assert [j.id for j in taken] == [mates[2].id]  # never ben's: one user's stop interrupts a whole batch
     assert all(j.status is JobStatus.RUNNING and j.worker == "w" and j.attempts == 1 for j in taken)
     assert q.claim_batch("w", q.get(alone.id), 3) == []  # a job without a key runs alone
-    # ben was served when his jobs were taken along: local's next job, then ben's, then local's again
-    assert [q.claim("w").id for _ in range(3)] == [other.id, mates[2].id, alone.id]
+    assert [q.claim("w").id for _ in range(3)] == [bens.id, other.id, alone.id]  # ben's turn, then local's
     q.close()
+
+
+def test_a_job_returned_alone_is_never_batched_again(queue: SqliteJobQueue) -> None:
+    job, mate = queue.enqueue(spec(0, batch_key="a")), queue.enqueue(spec(1, batch_key="a"))
+    queue.claim("w")
+    back = queue.return_to_queue(job.id, alone=True)  # its batch-mate was stopped: it runs again, on its own
+    assert back.status is JobStatus.PENDING and back.attempts == 0 and back.spec.batch_key is None
+    assert queue.claim("w").id == job.id and queue.claim_batch("w", queue.get(job.id), 3) == []
+    assert queue.get(mate.id).status is JobStatus.PENDING
 
 
 def test_orderly_shutdown_returns_a_job_without_counting_the_attempt(queue: SqliteJobQueue) -> None:

@@ -71,3 +71,16 @@ def test_stopping_one_job_of_a_batch_runs_the_others_again(studio: Services) -> 
     assert stopped.status is JobStatus.CANCELED
     # run again from the start, the interrupted attempt not counted against them
     assert all(j.status is JobStatus.COMPLETED and j.attempts == 1 for j in others), [j.error for j in others]
+
+
+def test_one_users_jobs_never_share_a_batch_with_anothers_so_a_stop_touches_only_its_owner(studio: Services) -> None:
+    busy(studio)
+    long = {**TINY, "num_steps": 150}
+    anns = studio.generation.submit("text_to_image", "tiny-sd", {**long, "prompt": "ann's"}, 1, owner="ann")
+    bobs = studio.generation.submit("text_to_image", "tiny-sd", {**long, "prompt": "bob's"}, 2, owner="bob")
+    wait_for(lambda: studio.queue.get(anns.id).step >= 1, 120, "ann's job to run")
+    assert studio.queue.get(bobs.id).status is JobStatus.PENDING  # the same batch key, but not ann's batch
+    studio.queue.cancel(anns.id)
+    assert wait_finished(studio, anns.id, timeout=120).status is JobStatus.CANCELED
+    bob = wait_finished(studio, bobs.id, timeout=180)
+    assert bob.status is JobStatus.COMPLETED and bob.attempts == 1  # never interrupted by ann's stop
