@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from filelock import FileLock, Timeout
 from pipelines.catalog import Catalog
 from studio.accounts import Accounts
 from studio.config import StudioConfig
-from studio.gallery import Artwork, GalleryStore
+from studio.gallery import Artwork, GalleryStore, Recipe
 from studio.gallery.inputs import REFS_IN_TEXT, InputStore
 from studio.generation import GenerationService
 from studio.jobs import JobEvents, JobNotFound, SqliteJobQueue
@@ -49,7 +50,12 @@ class Services:
         if recovered:
             logger.warning("%d job(s) were running when the studio last stopped", len(recovered))
         self.generation.settle_recovered(recovered)
-        texts = [*self.queue.params_containing("in-"), *self.gallery.recipes_containing("in-")]
+        recipes = self.gallery.recipes_containing("in-")
+        adopted = self.inputs.adopt(_input_users(recipes))
+        if adopted:
+            logger.info("%d input picture(s) stored before uploads were claimed now belong to their artworks' owners",
+                        adopted)
+        texts = [*self.queue.params_containing("in-"), *recipes]
         removed = self.inputs.sweep({ref for text in texts for ref in REFS_IN_TEXT.findall(text)})
         if removed:
             logger.info("removed %d input picture(s) that no job or artwork uses", removed)
@@ -90,6 +96,19 @@ class Services:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _input_users(recipes: list[str]) -> dict[str, set[str]]:
+    """Input ref → the owners of the artworks (recipes as JSON) whose params name it."""
+    users: dict[str, set[str]] = {}
+    for text in recipes:
+        try:
+            recipe = Recipe.from_json(text)
+        except ValueError:
+            continue  # the gallery reports a corrupt recipe where it is read
+        for ref in REFS_IN_TEXT.findall(json.dumps(recipe.params)):
+            users.setdefault(ref, set()).add(recipe.owner)
+    return users
 
 
 def build_services(config: StudioConfig) -> Services:

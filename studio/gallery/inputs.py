@@ -18,6 +18,7 @@ import re
 import threading
 import time
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -128,6 +129,22 @@ class InputStore:
             path.unlink(missing_ok=True)
             removed += 1
         return removed
+
+    def adopt(self, users: Mapping[str, Iterable[str]]) -> int:
+        """Claim each stored input nobody has claimed for the `users` whose artworks name it (ref → owners): inputs
+        stored before claims were kept stay usable by those who used them. Claimed inputs are left as they are, so
+        naming another user's upload in a recipe gains nothing. The number of claims made."""
+        made = 0
+        for ref, owners in users.items():
+            if not self.exists(ref) or self._db.query("SELECT 1 FROM claims WHERE ref = ?", (ref,)):
+                continue
+            stat = self.path(ref).stat()
+            with self._db.transaction() as conn:
+                for owner in sorted(set(owners)):
+                    conn.execute("INSERT INTO claims (ref, owner, bytes, claimed_at) VALUES (?, ?, ?, ?)",
+                                 (ref, owner, stat.st_size, stat.st_mtime))
+                    made += 1
+        return made
 
     def path(self, ref: str) -> Path:
         if not REF.match(ref):

@@ -77,8 +77,8 @@ def _wire_reuse(handlers: Handlers, tabs: gr.Tabs, selected: gr.Textbox, button:
     # the statuses follow the tabs' own outputs, so both events fill each tab in the same order
     statuses = [g.status for g in generators]
 
-    def from_png(path: str | None) -> list[Any]:
-        settings = handlers.png_settings(path)
+    def from_png(path: str | None, request: gr.Request) -> list[Any]:
+        settings = handlers.png_settings(path, request)
         notes = "\n\n".join(settings.notes)
         return [*fill(settings), *(notes if g.kind == settings.kind else gr.skip() for g in generators), None]
 

@@ -264,9 +264,9 @@ class Handlers:
 
     def reuse(self, image_id: str, request: gr.Request | None) -> TabSettings:
         """An artwork's kind, model, seed and params: what its tab needs to make it again."""
-        return self._recipe_settings(self.artwork(image_id, request).recipe)
+        return self._recipe_settings(self.artwork(image_id, request).recipe, user_of(request))
 
-    def png_settings(self, path: str | None) -> TabSettings:
+    def png_settings(self, path: str | None, request: gr.Request | None = None) -> TabSettings:
         """The settings of a dropped PNG: an Atelier recipe fills its own generator's tab, AUTOMATIC1111 parameters
         the text-to-image tab. What cannot be used is kept out and said in the notes."""
         if not path:
@@ -276,7 +276,7 @@ class Handlers:
         except (ValueError, OSError) as e:
             raise gr.Error(str(e) if isinstance(e, ValueError) else "the uploaded file cannot be read") from None
         if found.recipe is not None:
-            settings = self._recipe_settings(found.recipe)
+            settings = self._recipe_settings(found.recipe, user_of(request))
             settings.notes.insert(0, f"Settings loaded from an Atelier PNG ({found.recipe.pipeline}, seed "
                                      f"{found.recipe.seed}).")
             return settings
@@ -290,10 +290,10 @@ class Handlers:
         return TabSettings("text_to_image", mapped.model or gr.skip(), seed, mapped.params,
                            ["Settings loaded from an AUTOMATIC1111 PNG.", *found.notes, *mapped.notes])
 
-    def _recipe_settings(self, recipe: Recipe) -> TabSettings:
+    def _recipe_settings(self, recipe: Recipe, user: str) -> TabSettings:
         """A recipe (a gallery artwork's, or a dropped PNG's from anywhere), checked as a request would be: fields
-        this version lacks and input pictures this studio does not hold are left out; a model it does not list keeps
-        the tab's."""
+        this version lacks and input pictures this studio does not hold for `user` (another user's uploads are
+        theirs, even when their recipe travels) are left out; a model it does not list keeps the tab's."""
         kind, catalog = recipe.pipeline, self.services.catalog
         if not catalog.has_pipeline(kind):
             raise gr.Error(f"this artwork was made with the {kind} pipeline, which is not installed here")
@@ -303,7 +303,7 @@ class Handlers:
         unknown = sorted(set(recipe.params) - known)
         notes = [f"Not used here: {', '.join(unknown)}."] if unknown else []
         missing = [name for name in params_cls.image_fields()
-                   if params.get(name) and not self.services.inputs.exists(str(params[name]))]
+                   if params.get(name) and not self.services.inputs.exists(str(params[name]), owner=user)]
         if missing:
             params.update(dict.fromkeys(missing, ""))
             notes.append(f"Its input pictures ({', '.join(missing)}) are not stored in this studio; add them again.")

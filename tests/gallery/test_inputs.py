@@ -11,6 +11,7 @@ from PIL import Image
 from studio.gallery.inputs import InputQuotaFull, InputStore, check_format
 from studio.services import build_services
 from tests.conftest import make_config
+from tests.gallery.conftest import make_recipe, noise
 
 
 def png_bytes(image: Image.Image, **save: object) -> bytes:
@@ -121,5 +122,27 @@ def test_the_studio_sweeps_unused_inputs_at_start_and_keeps_those_a_job_names(
     try:
         services.start()
         assert services.inputs.exists(named) and not services.inputs.exists(unused)
+    finally:
+        services.stop()
+
+
+def test_inputs_stored_before_claims_belong_to_the_owners_of_the_artworks_that_name_them(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data")
+    services = build_services(config)
+    try:
+        legacy = "in-" + "ab" * 16  # written by an Atelier that kept no claims
+        Image.new("RGB", (8, 8), (5, 6, 7)).save(services.inputs.root / f"{legacy}.png")
+        claimed = services.inputs.put(Image.new("RGB", (8, 8), (7, 6, 5)), owner="ann")
+        for index, (owner, ref) in enumerate((("ann", legacy), ("bob", claimed))):
+            services.gallery.add(noise(), make_recipe(pipeline="style_transfer", owner=owner, job_id=f"job{index}",
+                                                      params={"content_image": ref}))
+    finally:
+        services.stop()
+    services = build_services(config)
+    try:
+        services.start()
+        assert services.inputs.exists(legacy, owner="ann") and not services.inputs.exists(legacy, owner="bob")
+        # an artwork naming someone else's claimed upload gains its owner nothing
+        assert services.inputs.exists(claimed, owner="ann") and not services.inputs.exists(claimed, owner="bob")
     finally:
         services.stop()
