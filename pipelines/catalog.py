@@ -141,7 +141,6 @@ class Catalog:
         self.allow_pickle = allow_pickle
         self._pipelines: dict[str, type[Pipeline]] = {}
         self._models: dict[str, ModelEntry] = {}  # the listed ones
-        self._typed: dict[str, ModelEntry] = {}  # hub ids named in requests (listed too, once named)
         self.refresh()
 
     def refresh(self) -> None:
@@ -184,7 +183,7 @@ class Catalog:
         equals, those free for any use before licence-restricted ones, then the user's own (--models-dir)
         before the bundled ones. The first is a tab's default."""
         ready = {"installed": 0, "downloaded": 1}
-        listed = [m for m in {**self._typed, **self._models}.values() if kind is None or m.kind == kind]
+        listed = [m for m in self._models.values() if kind is None or m.kind == kind]
         return sorted(listed, key=lambda m: (bool(m.refusal), ready.get(m.status, 2), bool(m.restriction),
                                              m.origin != "local"))
 
@@ -194,15 +193,16 @@ class Catalog:
 
     def model(self, model_id: str, kind: str | None = None, *, any_hub_id: bool = True) -> ModelEntry:
         """The entry for `model_id`: a listed model, or (with `any_hub_id`) any hub id for text-to-image (the
-        default) or a VAE, fetched on first use. Raises UnknownModel, or ValueError with the reason for a model
-        that is listed but refused."""
+        default) or a VAE, fetched on first use. A hub id is looked up for this request only, never added to
+        the lists: one user's typing must not fill every user's model lists. Raises UnknownModel, or ValueError
+        with the reason for a model that is listed but refused."""
         from pipelines.model_sources import HUB_ID, hub_entry  # model_sources imports this module
 
-        entry = self._models.get(model_id) or (self._typed.get(model_id) if any_hub_id else None)
+        entry = self._models.get(model_id)
         hub_kind = kind or "text_to_image"
         hub_models = any_hub_id and hub_kind in ("text_to_image", "vae") and hub_kind in self._pipelines
         if entry is None and hub_models and HUB_ID.match(model_id):
-            entry = self._typed[model_id] = hub_entry(model_id, kind=hub_kind)
+            entry = hub_entry(model_id, kind=hub_kind)
         if entry is None or (kind is not None and entry.kind != kind):
             if not any_hub_id and HUB_ID.match(model_id):
                 raise UnknownModel(model_id, kind, [m.id for m in self.models(kind)],

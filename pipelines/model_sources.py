@@ -105,12 +105,20 @@ def folder_defaults(folder: Path) -> dict[str, Any]:
     return defaults
 
 
+OFFLINE_STATUS = "not downloaded (offline)"  # a hub model that cannot be fetched: not in the cache, and offline
+
+
+def offline_reason(repo_id: str) -> str:
+    return (f"model {repo_id} is not downloaded and Atelier is offline; run once with a network connection "
+            "(without --offline) to fetch it")
+
+
 def hub_entry(repo_id: str, licence: str = "see the model card on the hub", restriction: str = "",
               about: str = "", *, kind: str = "text_to_image", defaults: dict[str, Any] | None = None) -> ModelEntry:
     folder = hub_repo_folder(repo_id)
     cached = (folder / "snapshots").is_dir()
     size = tree_size(folder / "blobs") if cached else None
-    status = "downloaded" if cached else ("not downloaded (offline)" if hub_offline() else "downloads on first use")
+    status = "downloaded" if cached else (OFFLINE_STATUS if hub_offline() else "downloads on first use")
     # `hub` makes the loader take the source as a repo id only: "assets/models" is a repo id in form, and must not
     # become a folder of the worker's working directory because someone typed it
     return ModelEntry(id=repo_id, kind=kind, source=repo_id, origin="hub", licence=licence,
@@ -259,8 +267,7 @@ def download_hub_model(repo_id: str, on_status: OnStatus | None, *, allow_patter
                                       local_files_only=hub_offline()))
     except Exception as e:  # noqa: BLE001 -- huggingface_hub raises many types; all mean "not available"
         if hub_offline():
-            raise PipelineError(f"model {repo_id} is not downloaded and Atelier is offline; run once with a "
-                                "network connection (without --offline) to fetch it") from None
+            raise PipelineError(offline_reason(repo_id)) from None
         raise PipelineError(f"cannot download model {repo_id}: {e}") from None
     finally:
         if watcher:

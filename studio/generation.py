@@ -15,17 +15,22 @@ from typing import Any
 
 from pipelines.base import Workload
 from pipelines.catalog import Catalog, pipeline_path
+from pipelines.model_sources import OFFLINE_STATUS, offline_reason
 from studio import __version__
 from studio.config import JobCaps
 from studio.gallery import GalleryStore, Recipe
 from studio.gallery.inputs import InputStore
-from studio.jobs import Job, JobEvent, JobEvents, JobQueue, JobSpec
+from studio.jobs import Job, JobError, JobEvent, JobEvents, JobQueue, JobSpec
 from studio.workers.protocol import DeliveryFailed, Finished, WorkOrder
 
 logger = logging.getLogger(__name__)
 
 MAX_SEED = 2**32 - 1  # what torch.Generator.manual_seed and A1111 clients accept
 MAX_PARAMS_CHARS = 100_000  # a recipe is a few hundred bytes; anything near this is an abuse, not a prompt
+
+
+class ModelUnavailable(JobError):
+    """The model exists but cannot be loaded now (a hub model not downloaded, with the studio offline)."""
 
 
 class GenerationService:
@@ -43,7 +48,9 @@ class GenerationService:
                    owner: str = "local", priority: int = 0) -> JobSpec:
         """Validate a request; raise ValueError (naming the field) or UnknownPipeline/UnknownModel."""
         cls = self.catalog.pipeline(pipeline)
-        self.catalog.model(model, pipeline, any_hub_id=self.caps.any_hub_model)
+        entry = self.catalog.model(model, pipeline, any_hub_id=self.caps.any_hub_model)
+        if entry.status == OFFLINE_STATUS:  # the job could only fail: say so now, not after it waited its turn
+            raise ModelUnavailable(offline_reason(model))
         if len(repr(params)) > MAX_PARAMS_CHARS:
             raise ValueError(f"params are too large ({len(repr(params)):,} characters; at most {MAX_PARAMS_CHARS:,})")
         checked = cls.Params.from_dict(params)

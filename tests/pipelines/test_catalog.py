@@ -63,7 +63,7 @@ def test_any_hub_id_is_a_model_but_other_names_are_not(models_dir: Path) -> None
     catalog = Catalog(models_dir=models_dir)
     entry = catalog.model("someone/their-model", "text_to_image")
     assert (entry.origin, entry.source, entry.status) == ("hub", "someone/their-model", "not downloaded (offline)")
-    assert "someone/their-model" in {m.id for m in catalog.models()}  # now listed in the Models tab too
+    assert "someone/their-model" not in {m.id for m in catalog.models()}  # used, never listed for everyone
     with pytest.raises(UnknownModel, match="unknown model 'nothing here'"):
         catalog.model("nothing here", "text_to_image")
     with pytest.raises(UnknownModel):
@@ -87,6 +87,14 @@ def test_a_studio_may_accept_listed_models_only(models_dir: Path) -> None:
             catalog.model(typed, "text_to_image", any_hub_id=False)
     listed = catalog.model("stabilityai/sd-turbo", "text_to_image", any_hub_id=False)  # in the catalogue: fine
     assert listed.origin == "hub"
+
+
+def test_a_typed_hub_id_is_used_for_its_request_and_never_listed(models_dir: Path) -> None:
+    catalog = Catalog(models_dir=models_dir)
+    before = [m.id for m in catalog.models()]
+    for n in range(50):  # one user typing ids: no other user's lists grow, nor does the studio's memory
+        assert catalog.model(f"someone/typed-{n}", "text_to_image").origin == "hub"
+    assert [m.id for m in catalog.models()] == before
 
 
 def test_a_hub_id_is_never_read_as_a_folder_of_the_working_directory(models_dir: Path, tmp_path: Path,
