@@ -177,4 +177,7 @@ def test_what_atelier_cannot_do_is_refused_by_name(a1111) -> None:
     Image.new("RGB", (8, 8)).save(png, format="PNG", pnginfo=long_text)
     too_long = httpx.post(f"{url}{SD}/png-info", json={"image": base64.b64encode(png.getvalue()).decode()})
     assert too_long.status_code == 422 and "at most 200,000" in too_long.text
+    offline = {"prompt": "x", "override_settings": {"sd_model_checkpoint": "someone/not-downloaded"}}
+    unavailable = httpx.post(f"{url}{SD}/txt2img", json=offline, timeout=60)  # the tests run offline
+    assert unavailable.status_code == 409 and "not downloaded and Atelier is offline" in unavailable.text
     assert httpx.post(f"{url}{SD}/options", json={"sd_model_checkpoint": "nope"}).status_code == 404
