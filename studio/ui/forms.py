@@ -7,9 +7,12 @@ Uploaded pictures go through the InputStore (checked, stored by content) and par
 
 from __future__ import annotations
 
+import base64
+import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import gradio as gr
 import numpy as np
@@ -81,6 +84,7 @@ def _binding(spec: dict[str, Any], masks: dict[str, str]) -> Binding:
         editor = gr.ImageEditor(label=f"{_label(spec)} — paint over the parts to repaint (inpaint)",
                                 type="pil", layers=False, sources=("upload", "clipboard"),
                                 brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), height=360)
+        _check_before_decoding(editor, spec["name"], lambda payload: _editor_files(editor, payload))
         return Binding(editor, (spec["name"], masks[spec["name"]]), "editor")
     if spec["type"] == "image":
         return Binding(_image_upload(spec["name"], _label(spec)), (spec["name"],), "image")
@@ -93,26 +97,51 @@ def _binding(spec: dict[str, Any], masks: dict[str, str]) -> Binding:
 
 
 def _image_upload(name: str, label: str) -> gr.Image:
-    """An image upload whose files of another format than PNG, JPEG or WebP (checked before Gradio decodes them)
-    and unreadable ones (truncated, a decompression bomb) fail with a message
-    naming the field: gr.Image alone fails inside Gradio, which tells an API client only "an exception occurred".
-    The check wraps this instance's preprocess; a gr.Image subclass would make Gradio write a .pyi stub beside
-    this module at import."""
     image = gr.Image(label=label, type="pil", height=300)
-    preprocess = image.preprocess
+    _check_before_decoding(image, name, lambda payload: [_image_file(payload)])
+    return image
+
+
+def _check_before_decoding(component: gr.Image | gr.ImageEditor, name: str,
+                           files: Callable[[Any], list[Path | IO[bytes] | None]]) -> None:
+    """Make an upload whose files are of another format than PNG, JPEG or WebP (checked before Gradio decodes them:
+    it opens any format Pillow knows, EPS through Ghostscript), or unreadable (truncated, a decompression bomb), fail
+    with a message naming the field: Gradio alone fails inside, which tells an API client only "an exception
+    occurred". The check wraps this instance's preprocess; a subclass would make Gradio write a .pyi stub beside this
+    module at import."""
+    preprocess = component.preprocess
 
     def checked(payload: Any) -> Any:
         try:
-            if getattr(payload, "path", None):  # before Gradio's own decoding, which would open any format
-                check_format(Path(payload.path), name)
+            for file in files(payload) if payload is not None else []:
+                if file is not None:
+                    check_format(file, name)
             return preprocess(payload)
         except ValueError as e:
             raise gr.Error(str(e)) from None
         except (OSError, Image.DecompressionBombError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
             raise gr.Error(f"`{name}`: the upload is not a readable image ({type(e).__name__})") from None
 
-    image.preprocess = checked  # type: ignore[method-assign]
-    return image
+    component.preprocess = checked  # type: ignore[method-assign]
+
+
+def _image_file(data: Any) -> Path | IO[bytes] | None:
+    """What Gradio will open for one image of a payload: an uploaded file, bytes, or a data: URL (which it decodes)."""
+    if isinstance(data, (bytes, bytearray)):
+        return io.BytesIO(data)
+    if getattr(data, "path", None):
+        return Path(data.path)
+    url = getattr(data, "url", None) or ""
+    return io.BytesIO(base64.b64decode(url.partition(",")[2])) if url.startswith("data:") else None
+
+
+def _editor_files(editor: gr.ImageEditor, payload: Any) -> list[Path | IO[bytes] | None]:
+    """Every picture of an ImageEditor payload: background, layers and composite, or those of a chunked upload."""
+    if getattr(payload, "id", None) is not None:
+        payload = editor.blob_storage.get(payload.id)
+        if payload is None:
+            return []
+    return [_image_file(part) for part in (payload.background, *(payload.layers or []), payload.composite)]
 
 
 def field_component(spec: dict[str, Any]) -> gr.components.Component:

@@ -92,6 +92,22 @@ def test_img2img_and_inpaint_from_the_image_editor(served, tmp_path: Path) -> No
     assert not (pixels[14:34, 24:40] == [30, 90, 200]).all()  # painted: repainted
 
 
+def test_the_image_editor_takes_only_png_jpeg_and_webp(served, tmp_path: Path) -> None:
+    """Gradio's editor opened (and converted) any format Pillow knows before the studio saw it: EPS via Ghostscript."""
+    services, client = served
+    Image.new("RGB", (64, 80), (30, 90, 200)).save(tmp_path / "photo.bmp")
+    Image.new("RGBA", (64, 80), (0, 0, 0, 0)).save(tmp_path / "stroke.tiff")
+    Image.new("RGB", (64, 80), (30, 90, 200)).save(tmp_path / "photo.png")
+    stored = set(services.inputs.root.glob("in-*.png"))
+    for background, layer in (("photo.bmp", None), ("photo.png", "stroke.tiff")):
+        editor = {"background": handle_file(str(tmp_path / background)), "composite": None,
+                  "layers": [handle_file(str(tmp_path / layer))] if layer else []}
+        with pytest.raises(Exception, match="`init_image` is not a PNG, JPEG or WebP picture"):
+            client.predict(model="tiny-sd", seed=1, **{**PARAMS, "init_image": editor},
+                           api_name="/generate_text_to_image")
+    assert set(services.inputs.root.glob("in-*.png")) == stored  # nothing stored for them
+
+
 def test_a_pickle_checkpoint_is_listed_but_refused(served) -> None:
     services, client = served
     table = client.predict(api_name="/list_models")
