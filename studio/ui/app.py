@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
+import time
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -19,6 +23,7 @@ from studio.ui.tabs.pickers import REPO_ROOT
 def build_app(services: Services) -> gr.Blocks:
     # Gradio's own upload/preview cache lives in the data dir, not a world-readable system temp dir.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(services.config.data_dir / "cache"))
+    sweep_upload_cache(Path(os.environ["GRADIO_TEMP_DIR"]))
     # Gallery files are served in place (never copied into the cache); the file route still needs the login.
     gr.set_static_paths([services.gallery.root / "images", services.gallery.root / "thumbs", REPO_ROOT / "assets"])
     handlers = Handlers(services)
@@ -39,6 +44,23 @@ def build_app(services: Services) -> gr.Blocks:
                  outputs=[gallery.grid, gallery.ids, gallery.page_label], api_name="load_gallery")
         _wire_user_lists(app, installed)
     return app
+
+
+def sweep_upload_cache(cache: Path, *, older_than_s: float = 600.0) -> int:
+    """Remove what uploads left in Gradio's cache that no one can use: empty files (an empty upload is stored as
+    one) and the temporary files of uploads that broke off (`tmp*` at the top), once older than `older_than_s`
+    (never an upload in progress). The number removed."""
+    cutoff, removed = time.time() - older_than_s, 0
+    if not cache.is_dir():
+        return 0
+    for path in [*cache.glob("tmp*"), *cache.glob("*/*")]:
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+            info = path.lstat()
+            stray = path.parent == cache or info.st_size == 0
+            if stat.S_ISREG(info.st_mode) and stray and info.st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def _wire_user_lists(app: gr.Blocks, generators: list[GeneratorTab]) -> None:

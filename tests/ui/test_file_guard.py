@@ -11,6 +11,7 @@ import httpx
 
 from studio.accounts import add_user
 from studio.gallery.inputs import MAX_INPUT_BYTES
+from studio.ui.app import sweep_upload_cache
 from tests.conftest import make_config, wait_finished
 from tests.ui.serving import serve_http
 
@@ -80,3 +81,18 @@ def test_without_logins_the_local_user_sees_the_gallery_and_huge_uploads_are_ref
         huge = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.png", b"\0" * (MAX_INPUT_BYTES + 1))},
                           timeout=60)
         assert huge.status_code == 413
+
+
+def test_what_broken_and_empty_uploads_leave_in_the_cache_is_swept(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    (cache / "c6b0").mkdir(parents=True)
+    empty, kept, broken, fresh = cache / "c6b0" / "big.png", cache / "c6b0" / "a.png", cache / "tmpab12", \
+        cache / "tmpcd34"
+    empty.write_bytes(b"")
+    kept.write_bytes(b"\x89PNG")
+    broken.write_bytes(b"abc")  # a multipart upload that broke off leaves its temporary file at the top
+    fresh.write_bytes(b"")  # may be an upload in progress
+    for path in (empty, kept, broken):
+        os.utime(path, (1, 1))
+    assert sweep_upload_cache(cache) == 2
+    assert not empty.exists() and not broken.exists() and kept.exists() and fresh.exists()
