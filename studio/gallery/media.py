@@ -83,14 +83,14 @@ def animated_thumbnail(frames: list[Image.Image], fps: float, size: int) -> byte
 
 def animated_thumbnail_of(gif: Path, size: int) -> bytes:
     """`animated_thumbnail` of a stored GIF (to rebuild a lost thumbnail)."""
-    with Image.open(gif) as animation:
+    with Image.open(gif, formats=("GIF",)) as animation:  # a stored GIF, whatever a planted file holds
         duration = animation.info.get("duration", 100)
         frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(animation)]
     return animated_thumbnail(frames, 1000 / max(duration, 1), size)
 
 
 def read_gif_comment(path: Path) -> str:
-    with Image.open(path) as image:
+    with Image.open(path, formats=("GIF",)) as image:
         comment = image.info.get("comment", b"")
     return comment.decode("utf-8") if isinstance(comment, bytes) else str(comment)
 

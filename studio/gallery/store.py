@@ -58,6 +58,9 @@ DB_NAME = "gallery.db"
 # Modes PNG stores losslessly. Anything else is the caller's to convert, not ours to guess: Pillow would save CMYK
 # or F not at all and 32-bit "I" silently truncated to 16 bits.
 PNG_MODES = frozenset({"1", "L", "LA", "I;16", "P", "RGB", "RGBA"})
+# What reconcile opens in the gallery folder: only PNGs, whatever a file planted there is named, so no other decoder
+# (EPS would hand it to Ghostscript) ever reads one
+ARTWORK_FORMATS = ("PNG",)
 
 
 @dataclass(frozen=True)
@@ -313,7 +316,7 @@ class GalleryStore:
         if (recorded_id := artwork_id_for(recipe)) != png.stem:
             logger.warning("%s holds the recipe of artwork %s, not %s; left alone", rel, recorded_id, png.stem)
             return None
-        with Image.open(png) as image:
+        with Image.open(png, formats=ARTWORK_FORMATS) as image:
             width, height = image.size
         record = self._records.upsert(ArtworkRecord(png.stem, recipe, rel, thumb_relpath(png.stem), width, height))
         logger.info("re-indexed %s from its recipe", rel)
@@ -334,7 +337,7 @@ class GalleryStore:
                 if gif.is_file():  # an animation: its thumbnail moves too
                     write_bytes_atomic(thumb, animated_thumbnail_of(gif, THUMB_SIZE))
                 else:
-                    with Image.open(self.root / rel) as image:
+                    with Image.open(self.root / rel, formats=ARTWORK_FORMATS) as image:
                         write_thumbnail(thumb, image)
                 rebuilt += 1
             except (OSError, ValueError) as e:

@@ -286,6 +286,17 @@ def test_reconcile_survives_planted_pngs_with_hostile_text(store: GalleryStore) 
     assert [a.id for a in store.page()] == [artwork.id]
 
 
+def test_reconcile_opens_only_pngs_whatever_a_planted_file_is_named(store: GalleryStore) -> None:
+    """A BMP stands in for an EPS, which Pillow hands to Ghostscript: neither decoder may read a gallery file."""
+    artwork = store.add(noise(), make_recipe())
+    noise().save(artwork.path, format="BMP")  # replaced under its .png name
+    artwork.thumb_path.unlink()
+    planted = store.root / JUNE_2024 / "job9-0.png"
+    noise().save(planted, format="BMP")
+    report = store.reconcile()
+    assert (report.indexed, report.thumbnails) == (0, 0) and not artwork.thumb_path.exists()
+
+
 def test_reconcile_follows_a_png_moved_to_another_folder(store: GalleryStore) -> None:
     artwork = store.add(noise(30, 20), make_recipe())
     moved = store.root / "images/2023/01" / artwork.path.name
