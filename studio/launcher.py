@@ -68,7 +68,7 @@ def start_server(services: Services, *, host: str = "127.0.0.1", port: int,
     the local URL before it returns).
     """
     from studio.api import api_caller, mount_api
-    from studio.api.auth import ApiUsers
+    from studio.api.auth import ApiUsers, serve_logins
     from studio.edge import EdgePolicy, StudioServer
     from studio.gallery.inputs import MAX_INPUT_BYTES
     from studio.ui import build_app
@@ -82,6 +82,7 @@ def start_server(services: Services, *, host: str = "127.0.0.1", port: int,
     # FastAPI's own /docs and /redoc are off: the API serves its own /docs, of its routes only
     server_app = StudioServer(policy, docs_url=None, redoc_url=None)
     mount_api(server_app, services, users)
+    serve_logins(server_app, services.accounts)
     server, local_url, share_url = app.launch(
         server_name=host, server_port=port, share=share, auth=services.accounts.gradio_auth,
         prevent_thread_lock=True, quiet=True, allowed_paths=[str(p) for p in services.gallery.media_dirs],

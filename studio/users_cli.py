@@ -2,7 +2,9 @@
 file) and API tokens.
 
 The file is --auth-file when given, else `logins` in the data dir, which the studio reads by itself: adding the
-first user turns logins on for the next launch. A password is asked twice on a terminal, or read as one line
+first user turns logins on for the next launch. A running studio takes every later change at once (it reads the
+file again when it changes): a removed user, a new password and a revoked token stop working, and the UI sessions
+of a removed user, or of a changed password, end. A password is asked twice on a terminal, or read as one line
 from standard input otherwise (`echo "$PW" | python launch.py users add ana`), never taken from the command line,
 where other users of the machine could read it.
 """
@@ -52,7 +54,7 @@ def users_main(argv: Sequence[str]) -> int:
             # on stdout alone, so `TOKEN=$(python launch.py users token ana)` works; the note goes to stderr
             print(issue_token(path, args.name))  # noqa: T201
             print(f"API token of {args.name}: send it as `Authorization: Bearer TOKEN`; it is shown only now, and "
-                  "a running studio reads it when restarted", file=sys.stderr)  # noqa: T201
+                  "a running studio takes it at once", file=sys.stderr)  # noqa: T201
         else:
             for name in sorted(read_logins(path)) if path.exists() else []:
                 print(name)  # noqa: T201

@@ -17,7 +17,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
-from starlette.concurrency import run_in_threadpool
 
 from studio import __version__
 from studio.api.a1111 import a1111_router
@@ -33,11 +32,11 @@ DESCRIPTION = ("Generate with every Atelier pipeline through the same queue, wor
 
 def api_caller(users: ApiUsers) -> Callable[[Request], Awaitable[str]]:
     """The login check the edge runs before an API route reads its body: the caller's name, or HTTPException(401).
-    The check itself may hash a password, so it runs in the thread pool, never in the event loop."""
+    A password that needs hashing is hashed in the thread pool by ApiUsers, never in the event loop."""
 
     async def caller(request: Request) -> str:
         credentials, bearer = await BASIC(request), await BEARER(request)
-        return await run_in_threadpool(users, request, credentials, bearer)
+        return await users(request, credentials, bearer)
 
     return caller
 
