@@ -226,7 +226,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                    help="other host names the studio answers to (a reverse proxy's, the machine's DNS name)")
     p.add_argument("--cors-allow-origins", metavar="ORIGIN,…", default=default("cors_allow_origins", ""),
                    help="pages on other sites (https://app.example) whose scripts may call the API as the user")
-    p.add_argument("--auth", metavar="USER:PASS", default=default("auth", None), help="require this login")
+    p.add_argument("--auth", metavar="USER:PASS", default=default("auth", None),
+                   help="require this login (the password shows in `ps`: prefer `launch.py users add NAME`, which "
+                        "stores a hash, or --auth-file)")
     p.add_argument("--auth-file", metavar="PATH", type=Path, default=default("auth_file", None),
                    help="require a login from this file (`launch.py users add NAME` writes it; default: the "
                         "data dir's `logins`, when it exists)")

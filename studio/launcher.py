@@ -254,6 +254,15 @@ def serve(config: StudioConfig) -> None:
         services.stop()
 
 
+def warn_of_passwords_in(args: Sequence[str]) -> None:
+    """--auth USER:PASS on the command line shows the password to every user of the machine (`ps`); the
+    environment (ATELIER_AUTH) does not, nor does a logins file."""
+    if any(arg == "--auth" or arg.startswith("--auth=") for arg in args):
+        logger.warning("--auth shows its password to anyone on this machine who lists its processes (`ps`); store "
+                       "the login with `python launch.py users add NAME` instead (a hash in the data dir's logins "
+                       "file, or in --auth-file)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """`python launch.py` and the `atelier` command alike."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -264,4 +273,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = parse_config(args)
     logging.basicConfig(level=config.logging_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    warn_of_passwords_in(args)
     serve(config)

@@ -286,3 +286,14 @@ def test_an_api_token_names_its_user_until_revoked_and_only_its_digest_is_stored
     logins = Accounts.from_sources([], [path])
     assert logins.token_user(token) is None and logins.token_user(ben) is None
     assert read_logins(accounts.tokens_file(path)) == {}
+
+
+def test_a_password_on_the_command_line_is_warned_of(caplog) -> None:
+    from studio.launcher import warn_of_passwords_in
+
+    with caplog.at_level(logging.WARNING):
+        warn_of_passwords_in(["--auth-file", "logins", "--port", "7861"])
+        assert caplog.text == ""
+        warn_of_passwords_in(["--auth=ann:apple-pie-9"])
+    assert "lists its processes (`ps`)" in caplog.text and "users add NAME" in caplog.text
+    assert "apple-pie-9" not in caplog.text
