@@ -260,7 +260,7 @@ class Pipeline(ABC):
 
     @classmethod
     def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[Any]:
-        """The catalogue entries (pipelines.catalog.ModelEntry) this pipeline brings: bundled weights, weights
+        """The catalogue entries (pipelines.model_entries.ModelEntry) this pipeline brings: bundled weights, weights
         inside installed packages, and what it recognises in the user's models folder."""
         return []
 

@@ -40,7 +40,6 @@ from pipelines.base import (
     Workload,
     param,
 )
-from pipelines.catalog import ModelEntry, folder_models
 from pipelines.imaging import contact_sheet, frame_sheet, upscale
 from pipelines.latents import (
     NoiseType,
@@ -50,6 +49,7 @@ from pipelines.latents import (
     sample_noise,
     variations,
 )
+from pipelines.model_entries import ModelEntry, folder_models
 from pipelines.nets.registry import gan_architectures
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.base import OnStatus, PipelineError
-from pipelines.catalog import ModelEntry, model_card_facts, tree_size
 from pipelines.hashing import short_file_hash
+from pipelines.model_entries import ModelEntry, model_card_facts, tree_size
 
 if TYPE_CHECKING:
     import torch

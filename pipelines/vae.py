@@ -47,11 +47,11 @@ from pipelines.base import (
     Workload,
     param,
 )
-from pipelines.catalog import ModelEntry, folder_models, read_model_config
 from pipelines.diffusion_utils import pick_dtype
 from pipelines.hashing import short_file_hash
 from pipelines.imaging import contact_sheet, frame_sheet, input_image, rgb, to_image, to_tensor, upscale
 from pipelines.latents import MAX_SEED, interpolation_path, sample_noise
+from pipelines.model_entries import ModelEntry, folder_models, read_model_config
 from pipelines.model_sources import HUB_ID, download_hub_model, hub_entry
 
 if TYPE_CHECKING:

@@ -12,20 +12,20 @@ from typing import Any
 import gradio as gr
 
 from studio.services import Services
-from studio.ui import uploads
 from studio.ui.browser import ON_LOAD_JS, THEME_TOGGLE_ID, TOGGLE_THEME_JS
 from studio.ui.handlers import Handlers, TabSettings
 from studio.ui.tabs.gallery import build_gallery_tab
 from studio.ui.tabs.generator import GeneratorTab, build_generator_tab
 from studio.ui.tabs.models import build_models_tab
 from studio.ui.tabs.pickers import REPO_ROOT
+from studio.ui.uploads import install as clean_up_broken_uploads
 
 
 def build_app(services: Services) -> gr.Blocks:
     # Gradio's own upload/preview cache lives in the data dir, not a world-readable system temp dir.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(services.config.data_dir / "cache"))
     sweep_upload_cache(Path(os.environ["GRADIO_TEMP_DIR"]))
-    uploads.install()  # an upload that breaks off or is refused removes its temporary file at once
+    clean_up_broken_uploads()  # an upload that breaks off or is refused removes its temporary file at once
     # Gallery files are served in place (never copied into the cache); the file route still needs the login.
     gr.set_static_paths([services.gallery.root / "images", services.gallery.root / "thumbs", REPO_ROOT / "assets"])
     handlers = Handlers(services)

@@ -28,8 +28,8 @@ from pipelines.base import (
     Workload,
     param,
 )
-from pipelines.catalog import ModelEntry
 from pipelines.imaging import to_image
+from pipelines.model_entries import ModelEntry
 
 
 @dataclass(frozen=True)
