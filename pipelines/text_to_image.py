@@ -43,7 +43,8 @@ from pipelines.diffusion_utils import (
     pick_dtype,
 )
 from pipelines.imaging import input_image
-from pipelines.model_sources import load_diffusers_pipeline
+from pipelines.model_sources import diffusers_models, load_diffusers_pipeline
+from pipelines.models import Library, ModelEntry
 
 if TYPE_CHECKING:
     import torch
@@ -145,11 +146,11 @@ class TextToImagePipeline(Pipeline):
         self._default_scheduler = pipe.scheduler
         self._lock = threading.Lock()  # one job at a time per loaded model: schedulers hold per-run state
 
-    @classmethod
-    def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[Any]:
-        from pipelines.model_sources import diffusers_models
+    hub_ids = True
 
-        return diffusers_models(models_dir, allow_pickle=allow_pickle)
+    @classmethod
+    def list_models(cls, library: Library) -> list[ModelEntry]:
+        return diffusers_models(library)
 
     @classmethod
     def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,11 +49,12 @@ from pipelines.base import (
     param,
 )
 from pipelines.diffusion_utils import pick_dtype
-from pipelines.hashing import short_file_hash
 from pipelines.imaging import contact_sheet, frame_sheet, input_image, rgb, to_image, to_tensor, upscale
 from pipelines.latents import MAX_SEED, interpolation_path, sample_noise
-from pipelines.model_entries import ModelEntry, folder_models, read_model_config
-from pipelines.model_sources import HUB_ID, download_hub_model, hub_entry
+from pipelines.models import Library, ModelEntry, kinds
+from pipelines.models.entries import read_model_config
+from pipelines.models.hub import HUB_ID, download_hub_model, hub_entry
+from pipelines.models.library import folder_entry
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +66,6 @@ logger = logging.getLogger(__name__)
 VAE_CLASS = "AutoencoderKL"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 HUB_FILES = ["config.json", WEIGHTS]  # a VAE repo may also hold .bin and .ckpt copies: fetch only these
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"  # each model folder names its class
 # Models a fresh install can name without typing an id; any other hub id of an AutoencoderKL works too.
 KNOWN_HUB_VAES = [
     ("stabilityai/sd-vae-ft-mse", "MIT", "",
@@ -154,14 +155,14 @@ class VaePipeline(Pipeline):
         self._lock = threading.Lock()  # tiling is a switch on the shared module: one job at a time
 
     # -- models -----------------------------------------------------------------------------------------
+    hub_ids = True
+
     @classmethod
-    def list_models(cls, *, models_dir: Path | None, allow_pickle: bool) -> list[ModelEntry]:
+    def list_models(cls, library: Library) -> list[ModelEntry]:
         entries = [hub_entry(repo, licence, restriction, about, kind="vae")
                    for repo, licence, restriction, about in KNOWN_HUB_VAES]
-        entries += folder_models(BUNDLED_DIR, "vae", "bundled", _accept_vae)
-        if models_dir is not None:
-            entries += folder_models(models_dir, "vae", "local", _accept_vae)
-        return entries
+        return entries + [folder_entry(f, "vae", _vae_fields(f.path, f.config), library)
+                          for f in library.files(kinds.VAE) if f.format == "folder"]
 
     @classmethod
     def load(cls, source: str | Path, *, device: str, dtype: str | None = None, on_status: OnStatus | None = None,
@@ -171,7 +172,7 @@ class VaePipeline(Pipeline):
         path = Path(source)
         if path.is_dir() and not options.get("hub"):  # a hub id is never a folder of the working directory
             folder = path
-            model_hash = short_file_hash(path / WEIGHTS) if (path / WEIGHTS).is_file() else None
+            model_hash = None  # the studio records the weights' hash, computed in the background
         elif HUB_ID.match(str(source)):
             folder = download_hub_model(str(source), on_status, allow_patterns=HUB_FILES)
             model_hash = folder.name[:10]  # the snapshot's commit
@@ -366,9 +367,7 @@ def _load_vae(folder: Path, torch_dtype: torch.dtype) -> Any:
         raise PipelineError(f"cannot load the VAE in {folder}: {e}") from e
 
 
-def _accept_vae(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    if config.get("_class_name") != VAE_CLASS:
-        return None
+def _vae_fields(folder: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     factor = 2 ** (len(config.get("block_out_channels", [0])) - 1)
     if (folder / WEIGHTS).is_file() or (folder / f"{WEIGHTS}.index.json").is_file():
         return {"description": f"AutoencoderKL folder (f = {factor})"}

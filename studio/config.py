@@ -61,7 +61,8 @@ class StudioConfig:
     open_browser: bool = True  # the desktop launch opens the browser once the server is ready
     window: bool = False  # open a native window (pywebview) instead of the browser; closing it stops the studio
     data_dir: Path = field(default_factory=default_data_dir)  # gallery, queue, settings
-    models_dir: Path | None = None  # extra local models (diffusers folders, .safetensors files)
+    # the user's model folders: Atelier's own, A1111/Forge's or ComfyUI's (or its extra_model_paths.yaml)
+    models_dirs: tuple[Path, ...] = ()
     devices: str = "auto"  # "auto" (each CUDA GPU, else the CPU), "cpu", or "cuda:0,cuda:1"
     offline: bool = False  # never reach a model hub; a missing model is an error, not a download
     allow_pickle: bool = False  # .ckpt/.bin checkpoints can run code when unpickled: refused unless asked
@@ -246,8 +247,10 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                         "(needs pywebview: pip install \"atelier[window]\"; without it, the browser opens)")
     p.add_argument("--data-dir", type=Path, default=default("data_dir", d.data_dir),
                    help="where the gallery, queue and settings live (default %(default)s)")
-    p.add_argument("--models-dir", type=Path, default=default("models_dir", None),
-                   help="folder with extra local models (diffusers folders, .safetensors files)")
+    p.add_argument("--models-dir", type=Path, action="append", default=None,
+                   help="a folder of models: Atelier's own, an A1111/Forge or ComfyUI install (or its models/ "
+                        "folder), or ComfyUI's extra_model_paths.yaml; may be given several times (default: "
+                        f"{ENV_PREFIX}MODELS_DIR, a {os.pathsep!r}-separated list)")
     p.add_argument("--devices", default=default("devices", d.devices),
                    help="'auto' (one worker per CUDA GPU, else the CPU), 'cpu', or 'cuda:0,cuda:1'")
     p.add_argument("--offline", action="store_true", default=flag("offline"),
@@ -307,6 +310,13 @@ def _listed(text: str) -> tuple[str, ...]:
     return tuple(entry.strip() for entry in text.split(",") if entry.strip())
 
 
+def _models_dirs(given: list[Path] | None, env: Mapping[str, str]) -> tuple[Path, ...]:
+    """--models-dir flags, else ATELIER_MODELS_DIR's entries (separated as PATH is)."""
+    listed = given if given is not None else [Path(p) for p in env.get(f"{ENV_PREFIX}MODELS_DIR", "").split(os.pathsep)
+                                              if p.strip()]
+    return tuple(dict.fromkeys(Path(p).expanduser() for p in listed))
+
+
 def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> StudioConfig:
     """CLI flags and ATELIER_* variables → a checked StudioConfig (argparse exits with a message on bad input)."""
     try:
@@ -315,13 +325,14 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         raise SystemExit(f"launch.py: error: {e}") from None
     try:
         ns = parser.parse_args(argv)
+        env = os.environ if environ is None else environ
         config = StudioConfig(
             host=ns.host, port=int(ns.port), share=ns.share, auth=ns.auth,
             auth_file=Path(ns.auth_file) if ns.auth_file else None, open_browser=not ns.no_browser,
             share_generate_password=ns.share_generate_password, insecure_no_auth=ns.insecure_no_auth,
             shared_gallery=ns.shared_gallery, window=ns.window, allowed_hosts=_listed(ns.allowed_hosts),
             cors_allow_origins=tuple(o.rstrip("/") for o in _listed(ns.cors_allow_origins)),
-            data_dir=Path(ns.data_dir).expanduser(), models_dir=Path(ns.models_dir) if ns.models_dir else None,
+            data_dir=Path(ns.data_dir).expanduser(), models_dirs=_models_dirs(ns.models_dir, env),
             devices=ns.devices, offline=ns.offline, allow_pickle=ns.allow_pickle, log_level=ns.log_level,
             low_vram=ns.low_vram, vae_tiling=ns.vae_tiling, torch_compile=ns.torch_compile,
             plugins=_listed(ns.plugins),

@@ -11,11 +11,13 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from pipelines.base import Workload
 from pipelines.catalog import Catalog, pipeline_path
-from pipelines.model_sources import OFFLINE_STATUS, offline_reason
+from pipelines.models import ModelEntry
+from pipelines.models.hub import OFFLINE_STATUS, offline_reason
 from studio import __version__
 from studio.config import JobCaps
 from studio.gallery import GalleryStore, Recipe
@@ -60,8 +62,9 @@ class GenerationService:
             if ref and not self.inputs.exists(ref, owner=owner):  # another user's upload is not this user's to use
                 raise ValueError(f"`{name}` refers to an input image that is not stored: {ref[:80]!r}")
         key = checked.batch_key()
-        return JobSpec(pipeline=pipeline, model=model, params=checked.to_dict(), seed=resolve_seed(seed), owner=owner,
-                       priority=priority, batch_key=None if key is None else f"{pipeline}|{model}|{key}")
+        return JobSpec(pipeline=pipeline, model=entry.id, params=checked.to_dict(), seed=resolve_seed(seed),
+                       owner=owner, priority=priority, model_entry=entry.recorded(),
+                       batch_key=None if key is None else f"{pipeline}|{entry.id}|{entry.source}|{key}")
 
     def _check_caps(self, asked: Workload) -> None:
         if self.caps.images and asked.pictures > self.caps.images:
@@ -88,9 +91,15 @@ class GenerationService:
                 return
 
     # -- the dispatcher's side -------------------------------------------------------------------------
+    def resolved(self, job: Job) -> ModelEntry:
+        """The model a job was submitted with; for a job queued by an older version, the catalogue's entry now."""
+        if job.spec.model_entry is not None:
+            return ModelEntry.from_recorded(job.spec.model_entry)
+        return self.catalog.model(job.spec.model, job.spec.pipeline)
+
     def prepare(self, job: Job) -> WorkOrder:
         cls = self.catalog.pipeline(job.spec.pipeline)
-        entry = self.catalog.model(job.spec.model, job.spec.pipeline)
+        entry = self.resolved(job)
         refs = cls.Params.from_dict(job.spec.params).image_refs()
         return WorkOrder(job_id=job.id, pipeline=pipeline_path(cls), model=entry.id, source=entry.source,
                          params=job.spec.params, seed=job.spec.seed, load_options=dict(entry.load_options),
@@ -99,18 +108,23 @@ class GenerationService:
     def deliver(self, job: Job, result: Finished) -> list[str]:
         """Write every image with its recipe; ids are deterministic, so a re-run after a crash overwrites."""
         cls = self.catalog.pipeline(job.spec.pipeline)
-        entry = self.catalog.model(job.spec.model, job.spec.pipeline)
+        entry = self.resolved(job)
         a1111 = cls.Params.from_dict(job.spec.params).a1111_fields()
+        # the hash known at submit, else the one hashed since (in the background), else what the worker read
+        sha256 = entry.sha256 or self.catalog.library.sha256(Path(entry.source))
+        model_hash = entry.hash or (sha256[:10] if sha256 else None) or result.info.get("model_hash")
+        hashes = {"model_hash": model_hash, **({"model_sha256": sha256} if sha256 else {})}
         created = time.time()
         # the licence travels with each image, so a restriction (e.g. non-commercial) is never separated from it
         terms = {"licence": entry.licence, **({"restriction": entry.restriction} if entry.restriction else {})}
         ids = []
         for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
             recipe = Recipe(
-                pipeline=job.spec.pipeline, model=entry.id, model_hash=result.info.get("model_hash", entry.hash),
+                pipeline=job.spec.pipeline, model=entry.id, model_hash=model_hash,
                 params=job.spec.params,
                 seed=seed, owner=job.owner, job_id=job.id, index=index, count=len(result.images),
-                app_version=__version__, a1111=a1111, info={**result.info, **terms, "job_seed": job.spec.seed},
+                app_version=__version__, a1111=a1111,
+                info={**result.info, **hashes, **terms, "job_seed": job.spec.seed},
                 created_at=created,
             )
             try:

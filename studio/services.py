@@ -123,7 +123,8 @@ def build_services(config: StudioConfig) -> Services:
     except BaseException:
         lock.release()
         raise
-    catalog = Catalog(plugins=config.plugins, models_dir=config.models_dir, allow_pickle=config.allow_pickle)
+    catalog = Catalog(plugins=config.plugins, models_dirs=config.models_dirs, allow_pickle=config.allow_pickle,
+                      hash_db=config.data_dir / "model_hashes.sqlite3")
     queue = SqliteJobQueue(data_dir / "jobs.db", max_pending=config.max_queue,
                            max_pending_per_owner=config.max_queue_per_user)
     gallery = GalleryStore(data_dir / "gallery")

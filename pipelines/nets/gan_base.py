@@ -21,7 +21,7 @@ import torch
 from diffusers import ConfigMixin, ModelMixin
 
 from pipelines.base import PipelineError
-from pipelines.model_entries import read_model_config
+from pipelines.models.entries import read_model_config
 from pipelines.nets.registry import gan_architectures
 
 

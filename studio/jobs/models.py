@@ -53,6 +53,9 @@ class JobSpec:
     owner: str = "local"
     priority: int = 0  # higher runs first; equal priorities run in submission order
     batch_key: str | None = None  # pending jobs with the same key may run as one batch (None: alone)
+    # the catalogue entry the model resolved to at submit (ModelEntry.recorded): the worker loads exactly this, and
+    # the recipe names its hash and licence, whatever a rescan changes meanwhile; None for jobs from older versions
+    model_entry: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

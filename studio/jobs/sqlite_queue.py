@@ -63,6 +63,10 @@ MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN batch_key TEXT;
     CREATE INDEX jobs_by_batch ON jobs (batch_key, status, seq) WHERE batch_key IS NOT NULL;
     """,
+    """
+    -- the model as resolved at submit (JSON: id, source, hash, licence…), so a rescan cannot change a queued job
+    ALTER TABLE jobs ADD COLUMN model_entry TEXT;
+    """,
 ]
 
 
@@ -88,10 +92,11 @@ class SqliteJobQueue(JobQueue):
             if own >= self.max_pending_per_owner:
                 raise QueueFull(own, per_owner=True)
             conn.execute(
-                "INSERT INTO jobs (id, owner, pipeline, model, params, seed, priority, status, created_at, batch_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                "INSERT INTO jobs (id, owner, pipeline, model, params, seed, priority, status, created_at, batch_key,"
+                " model_entry) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
                 (job_id, spec.owner, spec.pipeline, spec.model, json.dumps(spec.params), spec.seed,
-                 spec.priority, time.time(), spec.batch_key),
+                 spec.priority, time.time(), spec.batch_key,
+                 None if spec.model_entry is None else json.dumps(spec.model_entry)),
             )
         self.wake()
         return self.get(job_id)
@@ -278,7 +283,8 @@ class SqliteJobQueue(JobQueue):
 
 def _row_to_job(row: sqlite3.Row) -> Job:
     spec = JobSpec(pipeline=row["pipeline"], model=row["model"], params=json.loads(row["params"]),
-                   seed=row["seed"], owner=row["owner"], priority=row["priority"], batch_key=row["batch_key"])
+                   seed=row["seed"], owner=row["owner"], priority=row["priority"], batch_key=row["batch_key"],
+                   model_entry=json.loads(row["model_entry"]) if row["model_entry"] else None)
     return Job(
         id=row["id"], spec=spec, status=JobStatus(row["status"]), progress=row["progress"], step=row["step"],
         total_steps=row["total_steps"], attempts=row["attempts"], worker=row["worker"], error=row["error"],

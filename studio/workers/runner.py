@@ -13,8 +13,9 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pipelines.base import BatchItem, Interrupted, OnStep, Pipeline, PipelineError
+from pipelines.base import BatchItem, Interrupted, OnStep, Pipeline
 from pipelines.catalog import import_pipeline
+from pipelines.models import ModelError
 from studio.workers.cache import MemoryBudget, ModelCache
 from studio.workers.protocol import (
     PREVIEW_SIZE,
@@ -84,7 +85,7 @@ class WorkerRuntime:
                 raise Interrupted("stopped after the last step")
         except Interrupted as e:
             return [Failed(o.job_id, str(e) or "stopped", interrupted=True) for o in orders]
-        except (PipelineError, ValueError) as e:
+        except (ModelError, ValueError) as e:  # a PipelineError is a ModelError too
             return [Failed(o.job_id, str(e)) for o in orders]
         except Exception as e:  # noqa: BLE001 -- any bug in a pipeline fails its jobs, not the worker
             logger.exception("job %s failed", ", ".join(o.job_id for o in orders))

@@ -90,7 +90,7 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
                 with gr.Row():
                     # a hub id typed here is fetched on first use, when the pipeline supports hub models and the
                     # studio lets its users name any (see JobCaps.any_hub_model)
-                    typed = kind in ("text_to_image", "vae") and handlers.services.generation.caps.any_hub_model
+                    typed = catalog.takes_hub_ids(kind) and handlers.services.generation.caps.any_hub_model
                     tab.model = gr.Dropdown(choices=[m.id for m in models], value=default.id if default else None,
                                             label="Model", allow_custom_value=typed, scale=3)
                     fields = {s["name"] for s in specs if s["name"] not in NOT_IN_PRESETS}

@@ -1,17 +1,15 @@
-"""Model entries, the catalogue's records of one model each, and the folder scans that make them.
-
-A leaf of the model library: it imports no other pipelines module, so the pipelines, the hub sources and the
-catalogue all build on it without importing one another.
-"""
+"""Model entries, the catalogue's records of one model a pipeline can load, and the readers of model folders."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+BUNDLED_DIR = ASSETS_DIR / "models"  # the models that ship with Atelier, one folder each
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -30,6 +28,24 @@ class ModelEntry:
     # params this model is meant to run with (its card's size, steps, guidance): a tab fills them in when the model
     # is picked; other params keep the user's values
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    family: str = ""  # the base family (pipelines.models.kinds), where it has one
+    sha256: str | None = None  # of its file, once the library has hashed it
+    preview: Path | None = None  # a picture beside the file (NAME.preview.png …)
+    triggers: tuple[str, ...] = ()  # trigger words its sidecars or training metadata suggest
+    path: Path | None = None  # the library file it was made from, when it was
+
+    def recorded(self) -> dict[str, Any]:
+        """What a job stores of the entry at submit, so the worker loads exactly this model and the recipe names
+        it, whatever a rescan changes meanwhile."""
+        return {"id": self.id, "kind": self.kind, "source": self.source, "origin": self.origin,
+                "licence": self.licence, "restriction": self.restriction, "size_bytes": self.size_bytes,
+                "hash": self.hash, "sha256": self.sha256, "family": self.family,
+                "load_options": dict(self.load_options)}
+
+    @classmethod
+    def from_recorded(cls, recorded: Mapping[str, Any]) -> ModelEntry:
+        fields = {k: v for k, v in recorded.items() if k in cls.__dataclass_fields__}
+        return cls(**fields)
 
 
 def model_card_facts(folder: Path) -> dict[str, str]:
@@ -64,26 +80,3 @@ def read_model_config(folder: Path) -> dict[str, Any] | None:
 def tree_size(path: Path) -> int:
     """Bytes of every file under `path` (0 when it is not a folder)."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
-
-
-# What a pipeline says about one model folder it recognises: the entry's own fields (at least `description`,
-# used when the folder has no card), or None for a folder it does not load.
-FolderCheck = Callable[[Path, dict[str, Any]], dict[str, Any] | None]
-
-
-def folder_models(root: Path, kind: str, origin: str, check: FolderCheck) -> list[ModelEntry]:
-    """An entry for each folder of `root` whose config.json `check` accepts, in name order; the licence,
-    restriction and description of its MODEL_CARD.md front matter win over the defaults."""
-    if not root.is_dir():
-        return []
-    entries = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        config = read_model_config(folder)
-        fields = check(folder, config) if config is not None else None
-        if fields is None:
-            continue
-        card = model_card_facts(folder)
-        entries.append(ModelEntry(**{
-            "id": folder.name, "kind": kind, "source": str(folder), "origin": origin,
-            "licence": "unknown (see the model's own files)", "size_bytes": tree_size(folder), **fields, **card}))
-    return entries
