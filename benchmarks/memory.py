@@ -30,7 +30,7 @@ from PIL import Image
 
 from benchmarks.common import Row, parse_quick, write_report
 from pipelines.catalog import CORE_PIPELINES
-from pipelines.model_entries import ModelEntry
+from pipelines.models import ModelEntry
 from studio.config import StudioConfig
 from studio.jobs import JobStatus
 from studio.services import Services, build_services

@@ -36,7 +36,7 @@ def test_environment_sets_every_flag_and_the_command_line_wins() -> None:
     config = parse_config([], env)
     assert config == StudioConfig(
         host="0.0.0.0", port=8000, share=True, auth="ana:pw", open_browser=False, data_dir=Path("/srv/atelier"),
-        models_dir=Path("/srv/models"), devices="cpu", offline=True, allow_pickle=True, log_level="debug",
+        models_dirs=(Path("/srv/models"),), devices="cpu", offline=True, allow_pickle=True, log_level="debug",
         plugins=("a.b", "c.d"), max_queue=5, model_memory_gb=1.5, gpu_memory_gb=7.0, low_vram=True, vae_tiling=True,
         torch_compile=True, window=True)
     assert config.memory_budget == MemoryBudget(ram=1_500_000_000, vram=7_000_000_000)

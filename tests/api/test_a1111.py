@@ -34,7 +34,7 @@ INFO_FIELDS = {"prompt", "all_prompts", "negative_prompt", "all_negative_prompts
 def a1111(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, str]]:
     root = tmp_path_factory.mktemp("a1111")
     save_tiny_sd(root / "models" / "tiny-sd")
-    with serve_http(make_config(root / "data", models_dir=root / "models", plugins=())) as served:
+    with serve_http(make_config(root / "data", models_dirs=(root / "models",), plugins=())) as served:
         httpx.post(served[1] + f"{SD}/options", json={"sd_model_checkpoint": "tiny-sd"}, timeout=30)
         yield served
 

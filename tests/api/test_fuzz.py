@@ -38,7 +38,7 @@ BOUNDED = {"deadline": None, "database": None, "derandomize": True, "suppress_he
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, str]]:
     root = tmp_path_factory.mktemp("fuzz")
     save_tiny_sd(root / "models" / "tiny-sd")
-    config = make_config(root / "data", models_dir=root / "models", max_queue=20, auth=":".join(LOGIN),
+    config = make_config(root / "data", models_dirs=(root / "models",), max_queue=20, auth=":".join(LOGIN),
                          plugins=())  # not the test plugin, whose `crash` really ends the process
     with serve_http(config) as (services, url):
         # A1111 requests name no model: the tiny one keeps them fast (the bundled model is ten times its size)

@@ -26,7 +26,7 @@ API = "api/v1"
 def serve_api(root: Path, **changes: Any) -> Iterator[tuple[Services, httpx.Client]]:
     models = root / "models"
     save_tiny_sd(models / "tiny-sd")
-    with serve_http(make_config(root / "data", models_dir=models, max_queue=50, **changes)) as (services, url), \
+    with serve_http(make_config(root / "data", models_dirs=(models,), max_queue=50, **changes)) as (services, url), \
             httpx.Client(base_url=url, timeout=60) as client:
         yield services, client
 

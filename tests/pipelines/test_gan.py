@@ -17,6 +17,7 @@ from pipelines.gan import FACES_ID, GanParams, GanPipeline
 from pipelines.nets.gan_base import GanGenerator, load_generator
 from pipelines.nets.gan_dcgan import DCGANGenerator
 from pipelines.nets.registry import GAN_BASE, gan_architectures
+from tests.support.model_trees import scanned
 
 
 def save_tiny_dcgan(folder: Path) -> Path:
@@ -74,7 +75,8 @@ def test_the_architectures_read_from_the_source_are_the_generator_classes_python
 def test_models_folder_gan_is_listed_by_architecture(tmp_path: Path) -> None:
     save_tiny_dcgan(tmp_path / "mine")
     (tmp_path / "notes").mkdir()
-    entries = [e for e in GanPipeline.list_models(models_dir=tmp_path, allow_pickle=False) if e.origin == "local"]
+    library = scanned(tmp_path, GanPipeline.folder_classes())
+    entries = [e for e in GanPipeline.list_models(library) if e.origin == "local"]
     assert [(e.id, e.kind, e.description) for e in entries] == [("mine", "gan", "DCGANGenerator")]
 
 
@@ -172,7 +174,7 @@ def test_stop_between_batches(tiny: GanPipeline) -> None:
 def test_faces_model_from_the_package_matches_its_own_generator_and_is_marked_non_commercial() -> None:
     from gan_face_generate.models import Generator  # only torch inside: safe to import without its deps
 
-    entry = next(e for e in GanPipeline.list_models(models_dir=None, allow_pickle=False) if e.id == FACES_ID)
+    entry = next(e for e in GanPipeline.list_models(scanned()) if e.id == FACES_ID)
     assert entry.origin == "package" and "non-commercial" in entry.restriction and "DigiFace-1M" in entry.licence
     pipe = GanPipeline.load(entry.source, device="cpu")
     theirs = Generator(ngpu=0, nc=3, nz=100, ngf=64)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from pipelines.base import Interrupted, PipelineError
 from pipelines.diffusion_utils import SAMPLERS
+from pipelines.models import ModelError
 from pipelines.text_to_image import Sampler, TextToImageParams, TextToImagePipeline, native_shape
 from tests.support.tiny_sd import install_in_hub_cache, save_tiny_sd
 
@@ -158,7 +159,7 @@ def test_hub_id_loads_from_the_cache_offline(tiny_folder: Path, tmp_path: Path, 
     pipe = TextToImagePipeline.load("atelier-test/tiny-sd", device="cpu")
     assert pipe.model_hash == commit[:10]
     assert run(pipe).images[0].size == (64, 64)
-    with pytest.raises(PipelineError, match="model atelier-test/missing is not downloaded and Atelier is offline"):
+    with pytest.raises(ModelError, match="model atelier-test/missing is not downloaded and Atelier is offline"):
         TextToImagePipeline.load("atelier-test/missing", device="cpu")
 
 

@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from pipelines.train.dataset import caption_of_clipart, caption_of_emoji, fit
+from tests.support.model_trees import scanned
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +90,7 @@ def test_the_latent_autoencoder_trains_resumes_and_loads_in_the_vae_tab(latent_v
     assert (work / "checkpoint.pt").is_file() and (model / "reconstructions.png").is_file()
     card = (model / "MODEL_CARD.md").read_text()
     assert "| val_psnr_db |" in card and "![validation images" in card and "## Known limits" in card
-    entry = next(e for e in VaePipeline.list_models(models_dir=model.parent, allow_pickle=False) if e.id == model.name)
+    entry = next(e for e in VaePipeline.list_models(scanned(model.parent)) if e.id == model.name)
     assert entry.licence.startswith("Apache-2.0") and "16×16×4" in entry.description  # the card's front matter
     pipe = VaePipeline.load(str(model), device="cpu")
     assert pipe.factor == 4 and pipe.latent_channels == 4

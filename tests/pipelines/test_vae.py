@@ -3,6 +3,7 @@ determinism, odd inputs, tiling, progress and stop, bad params, and where models
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,10 @@ from PIL import Image
 
 from pipelines.base import Interrupted, PipelineError
 from pipelines.catalog import Catalog
-from pipelines.hashing import short_file_hash
+from pipelines.models import ModelError
 from pipelines.vae import KNOWN_HUB_VAES, WEIGHTS, VaeParams, VaePipeline
+from tests.conftest import wait_for
+from tests.support.model_trees import scanned
 from tests.support.photos import photo
 from tests.support.tiny_sd import install_in_hub_cache, save_tiny_vae
 
@@ -30,10 +33,7 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def pipe(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaePipeline]:
-    with pytest.MonkeyPatch.context() as patch:  # the model hash cache goes to a temporary folder, not the user's
-        cache = tmp_path_factory.mktemp("cache") / "model_hashes.json"
-        patch.setattr("pipelines.hashing.cache_file", lambda: cache)
-        yield VaePipeline.load(str(tiny_folder), device="cpu", dtype="fp32")
+    yield VaePipeline.load(str(tiny_folder), device="cpu", dtype="fp32")
 
 
 def run(pipe: VaePipeline, seed: int = 0, inputs: dict[str, Image.Image] | None = None, **params: object):
@@ -204,8 +204,11 @@ def test_bad_input_images_are_pipeline_errors(pipe: VaePipeline) -> None:
 
 
 # -- models ------------------------------------------------------------------------------------------------
-def test_loading_records_the_hash_and_counts_the_weights(pipe: VaePipeline, tiny_folder: Path) -> None:
-    assert run(pipe).info["model_hash"] == short_file_hash(tiny_folder / WEIGHTS)
+def test_the_library_hashes_the_weights_and_loading_counts_them(pipe: VaePipeline, tiny_folder: Path) -> None:
+    library = scanned(tiny_folder.parent)
+    (entry,) = [e for e in VaePipeline.list_models(library) if e.id == tiny_folder.name]
+    digest = hashlib.sha256((tiny_folder / WEIGHTS).read_bytes()).hexdigest()
+    assert wait_for(lambda: library.sha256(entry.path)) == digest  # hashed in the background
     assert pipe.nbytes() == sum(p.numel() * 4 for p in pipe.vae.parameters()) > 0
     assert VaePipeline.load(str(tiny_folder), device="cpu", dtype="bf16").vae.dtype == torch.bfloat16
     # SD VAEs overflow in fp16 (config force_upcast): diffusers' flag says to run them in fp32
@@ -218,7 +221,7 @@ def test_a_hub_vae_loads_from_the_cache_offline(tiny_folder: Path, tmp_path: Pat
     commit = install_in_hub_cache(tiny_folder, tmp_path / "hub", "atelier-test/tiny-vae")
     loaded = VaePipeline.load("atelier-test/tiny-vae", device="cpu", dtype="fp32")
     assert loaded.model_hash == commit[:10] and loaded.factor == 2
-    with pytest.raises(PipelineError, match="model atelier-test/missing is not downloaded and Atelier is offline"):
+    with pytest.raises(ModelError, match="model atelier-test/missing is not downloaded and Atelier is offline"):
         VaePipeline.load("atelier-test/missing", device="cpu")
 
 
@@ -245,7 +248,7 @@ def test_the_catalogue_lists_vae_folders_and_hub_vaes_apart_from_text_to_image(
     (models / "carded" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL",
                                                                "block_out_channels": [8, 16, 32, 32]}))
     (models / "carded" / "MODEL_CARD.md").write_text("---\nlicence: CC0-1.0\ndescription: emoji VAE\n---\n# x\n")
-    catalog = Catalog(models_dir=models)
+    catalog = Catalog(models_dirs=[models])
     vaes = {m.id: m for m in catalog.models("vae")}
     assert (vaes["tiny-vae"].origin, vaes["tiny-vae"].status) == ("local", "installed")
     assert vaes["tiny-vae"].description == "AutoencoderKL folder (f = 2)"

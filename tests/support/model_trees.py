@@ -4,11 +4,14 @@ names and shapes, a few KB each), and A1111/Forge, ComfyUI and Atelier folder tr
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from safetensors.numpy import save_file
+
+from pipelines.models import Library
 
 CONTEXT = {"sd1": 768, "sd2": 1024, "sdxl": 2048}
 RANK = 2
@@ -122,3 +125,10 @@ def comfyui_tree(comfy: Path) -> dict[str, Path]:
     }
     preview(files["upscaler"].with_suffix(".preview.png"), (40, 40, 200))
     return files
+
+
+def scanned(folder: Path | None = None, folder_classes: Mapping[str, str] | None = None) -> Library:
+    """A library of `folder` alone (no bundled models), scanned."""
+    library = Library([folder] if folder else [], bundled=None)
+    library.scan(folder_classes or {})
+    return library

@@ -29,7 +29,7 @@ from pipelines.base import (
     param,
 )
 from pipelines.imaging import to_image
-from pipelines.model_entries import ModelEntry
+from pipelines.models import ModelEntry
 
 
 @dataclass(frozen=True)

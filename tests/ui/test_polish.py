@@ -16,6 +16,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from pipelines.model_sources import diffusers_models
+from pipelines.models import Library
 from pipelines.text_to_image import TextToImageParams
 from studio.services import Services
 from studio.ui.presets import usable_settings
@@ -102,7 +103,9 @@ def test_a_model_folder_names_its_own_defaults_and_stray_ones_are_left_out(tmp_p
     (folder / "model_index.json").write_text("{}")
     (folder / "atelier.json").write_text(json.dumps({"defaults": {"width": 768, "height": 512, "num_steps": "many",
                                                                   "sampler": "Warp drive", "no_such_field": 1}}))
-    (entry,) = [m for m in diffusers_models(tmp_path, allow_pickle=False) if m.id == "my-model"]
+    library = Library([tmp_path], bundled=None)
+    library.scan()
+    (entry,) = [m for m in diffusers_models(library) if m.id == "my-model"]
     assert entry.defaults["width"] == 768
     assert usable_settings(TextToImageParams.describe(), entry.defaults, "test") == {"width": 768, "height": 512}
 

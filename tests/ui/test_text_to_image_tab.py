@@ -30,7 +30,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services,
     save_tiny_sd(models / "tiny-sd")
     save_tiny_checkpoint(models / "tiny-file.safetensors")
     (models / "old.ckpt").write_bytes(b"not loaded")
-    with serve(make_config(root / "data", models_dir=models, plugins=())) as served:
+    with serve(make_config(root / "data", models_dirs=(models,), plugins=())) as served:
         yield served
 
 

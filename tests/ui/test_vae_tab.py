@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, Client]]:
     root = tmp_path_factory.mktemp("vae")
     save_tiny_vae(root / "models" / "tiny-vae")
-    with serve(make_config(root / "data", models_dir=root / "models")) as served:
+    with serve(make_config(root / "data", models_dirs=(root / "models",))) as served:
         yield served
 
 

@@ -23,7 +23,7 @@ TINY = {"width": 64, "height": 64, "num_steps": 3}
 @pytest.fixture
 def studio(tmp_path: Path) -> Iterator[Services]:
     save_tiny_sd(tmp_path / "models" / "tiny-sd")
-    services = build_services(make_config(tmp_path / "data", models_dir=tmp_path / "models", max_batch=3))
+    services = build_services(make_config(tmp_path / "data", models_dirs=(tmp_path / "models",), max_batch=3))
     services.start()
     yield services
     services.stop()
