@@ -49,7 +49,9 @@ def read_root(path: Path) -> list[Root]:
     for models in (path, path / "models"):
         if (models / "Stable-diffusion").is_dir() or (models / "Lora").is_dir():
             places = [Place(models / name, kind) for name, kind in A1111_FOLDERS.items()]
-            return [Root(path, "a1111", (*places, Place(models.parent / "embeddings", kinds.EMBEDDING)))]
+            # the webui's `embeddings/` lies beside `models/`; some installs keep a `models/embeddings` too
+            embeddings = [Place(folder / "embeddings", kinds.EMBEDDING) for folder in (models.parent, models)]
+            return [Root(path, "a1111", (*places, *embeddings))]
         if (models / "checkpoints").is_dir() or (models / "loras").is_dir():
             return [Root(path, "comfyui", tuple(Place(models / name, kind) for name, kind in COMFYUI_FOLDERS.items()))]
     return [Root(path, "atelier", (Place(path, None),))]
