@@ -24,7 +24,9 @@ import psutil
 from fastapi import APIRouter, Body, Depends, HTTPException
 from PIL import Image
 
+from pipelines.models import ModelEntry
 from studio import __version__
+from studio.api.a1111_library import KIND, a1111_library_router, checkpoint_id, checkpoint_title
 from studio.api.a1111_models import (
     GenerationRequest,
     GenerationResponse,
@@ -35,7 +37,6 @@ from studio.api.a1111_models import (
     ProgressResponse,
     SamplerItem,
     SchedulerItem,
-    SDModelItem,
     Txt2ImgRequest,
 )
 from studio.api.errors import http_errors
@@ -46,7 +47,6 @@ from studio.jobs import Job, JobStatus
 from studio.services import Services
 
 PREFIX = "/sdapi/v1"
-KIND = "text_to_image"
 OPTIONS_FILE = "a1111_options.json"
 TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{6,64}\]$")  # "model.safetensors [6ce0161689]" → "model.safetensors"
 SCHEDULERS = {"automatic": "Automatic", "karras": "Karras"}
@@ -60,6 +60,7 @@ def a1111_router(services: Services, users: Callable[..., str]) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["AUTOMATIC1111-compatible"])
     User = Annotated[str, Depends(users)]  # noqa: N806 -- a type alias for the routes below
     options = OptionsStore(services.config.data_dir / OPTIONS_FILE)
+    router.include_router(a1111_library_router(services, users, lambda user: _model_in_use(services, options, user)))
 
     @router.post("/txt2img", response_model=GenerationResponse, summary="Text to image (waits for the result)")
     def txt2img(request: Annotated[Txt2ImgRequest, Body()], user: User) -> GenerationResponse:
@@ -76,15 +77,6 @@ def a1111_router(services: Services, users: Callable[..., str]) -> APIRouter:
                 extra["mask"] = services.inputs.put(mask, field="mask", owner=user)
         return _generate(services, options, user, request, extra)
 
-    @router.get("/sd-models", response_model=list[SDModelItem], summary="Text-to-image models")
-    def sd_models(user: User) -> list[SDModelItem]:
-        return [SDModelItem(title=_title(m.id, m.hash), model_name=m.id, hash=m.hash, sha256=None, filename=m.source,
-                            config=None) for m in services.catalog.models(KIND) if not m.refusal]
-
-    @router.post("/refresh-checkpoints", summary="Rescan the models")
-    def refresh_checkpoints(user: User) -> None:
-        services.catalog.refresh()
-
     @router.get("/samplers", response_model=list[SamplerItem], summary="Sampler names")
     def samplers(user: User) -> list[SamplerItem]:
         return [SamplerItem(name=name, aliases=[], options={}) for name in _sampler_names(services)]
@@ -98,7 +90,7 @@ def a1111_router(services: Services, users: Callable[..., str]) -> APIRouter:
     def get_options(user: User) -> dict[str, Any]:
         model = _model_for(services, options, user, {})
         entry = services.catalog.model(model, KIND)
-        return {"sd_model_checkpoint": _title(entry.id, entry.hash), "sd_checkpoint_hash": entry.hash,
+        return {"sd_model_checkpoint": checkpoint_title(entry.id, entry.hash), "sd_checkpoint_hash": entry.hash,
                 "CLIP_stop_at_last_layers": options.get(user).get("CLIP_stop_at_last_layers", 1),
                 "samples_format": "png"}
 
@@ -242,13 +234,18 @@ def _model_for(services: Services, options: OptionsStore, user: str, override: d
 def _checked_model(services: Services, title: Any) -> str:
     if not isinstance(title, str) or not title.strip():
         raise HTTPException(422, f"`sd_model_checkpoint` must be a model title or name, got {title!r}")
-    name = TITLE_HASH.sub("", title.strip())
+    name = checkpoint_id(services, TITLE_HASH.sub("", title.strip()))
     with http_errors():
         return services.catalog.model(name, KIND).id
 
 
-def _title(model_id: str, model_hash: str | None) -> str:
-    return f"{model_id} [{model_hash}]" if model_hash else model_id
+def _model_in_use(services: Services, options: OptionsStore, user: str) -> ModelEntry | None:
+    """The caller's checkpoint (its options', else the default); None when none is installed or the one chosen
+    is no longer listed."""
+    try:
+        return services.catalog.model(_model_for(services, options, user, {}), KIND)
+    except (HTTPException, ValueError):
+        return None
 
 
 def _decode_image(text: str, field: str) -> Image.Image:

@@ -93,17 +93,6 @@ class PngInfoResponse(BaseModel):
     parameters: dict[str, Any] = Field(description="the `parameters` text as fields")
 
 
-class SDModelItem(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-
-    title: str
-    model_name: str
-    hash: str | None
-    sha256: str | None
-    filename: str
-    config: str | None
-
-
 class SamplerItem(BaseModel):
     name: str
     aliases: list[str]

@@ -12,12 +12,15 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from pipelines.models import ModelFile, kinds
 from studio import __version__
 from studio.api.errors import http_errors
 from studio.api.schemas import (
@@ -28,6 +31,8 @@ from studio.api.schemas import (
     JobAccepted,
     JobList,
     JobOut,
+    LibraryFileOut,
+    LibraryRefreshOut,
     MemoryOut,
     ModelOut,
     RecordOut,
@@ -45,6 +50,8 @@ PREFIX = "/api/v1"
 PAGE_LIMIT = 200
 HEARTBEAT_POLLS = 30  # an SSE comment after this many silent polls (~15 s), so proxies keep the stream open
 IMAGE_FORMATS = {"png": "image/png", "gif": "image/gif", "mp4": "video/mp4"}
+LIBRARY_KINDS = {kind or "other": kind for kind in kinds.KINDS}  # the API's name → the library's ("" unrecognised)
+PICTURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"RIFF", "image/webp"))
 
 
 def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
@@ -157,6 +164,42 @@ def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
                          restriction=m.restriction, size_bytes=m.size_bytes, description=m.description,
                          default=defaults.get(m.kind) == m.id, loaded=m.id in loaded) for m in listed]
 
+    @router.get("/library", response_model=list[LibraryFileOut], summary="Every file of the model library: "
+                "each model file in the --models-dir folders and the bundled ones, usable or not")
+    def library(user: User, kind: Annotated[str, Query(max_length=40, description=", ".join(LIBRARY_KINDS))] = "",
+                family: Annotated[str, Query(max_length=40, description="files that fit this base model ("
+                                             f"{', '.join(kinds.FAMILIES)}): those made for it and those whose "
+                                             "family is unknown")] = "",
+                q: Annotated[str, Query(max_length=1000, description="a part of the id, name or description, "
+                                        "in any case")] = "") -> list[LibraryFileOut]:
+        wanted = _library_kind(kind) if kind else None
+        if family and family not in kinds.FAMILIES:
+            raise HTTPException(422, f"unknown `family` {family!r}; known: {', '.join(kinds.FAMILIES)}")
+        needle = q.strip().casefold()
+        return [_library_file_out(services, f) for f in services.catalog.files(wanted)
+                if kinds.fits(f.family, family)
+                and (not needle or any(needle in text.casefold() for text in (f.id, f.name, f.about)))]
+
+    @router.get("/library/{kind}/{file_id:path}/preview", response_class=FileResponse,
+                summary="The preview picture beside a library file (`file_id` as GET /api/v1/library lists it)",
+                responses={200: {"content": {media: {} for _, media in PICTURES}}})
+    def library_preview(kind: str, file_id: str, user: User) -> FileResponse:
+        wanted = _library_kind(kind)
+        # only a listed file's own preview is served: the id is looked up, never used as a path
+        preview = next((f.preview for f in services.catalog.files(wanted) if f.id == file_id), None)
+        media = _picture_type(preview) if preview is not None else None
+        if preview is None or media is None:
+            raise HTTPException(404, f"no {kind} {file_id[:200]!r} with a preview picture in the model library")
+        return FileResponse(preview, media_type=media)
+
+    @router.post("/models/refresh", response_model=LibraryRefreshOut, summary="Rescan the model folders")
+    def refresh_models(user: User) -> LibraryRefreshOut:
+        services.catalog.refresh()
+        files = services.catalog.files()
+        counts = {name: sum(f.kind == kind for f in files) for name, kind in LIBRARY_KINDS.items()}
+        return LibraryRefreshOut(files=counts, problems=sum(bool(f.problem) for f in files),
+                                 models=len(services.catalog.models()), hashing=services.catalog.library.hashing)
+
     @router.get("/health", response_model=HealthOut, summary="Is the studio up, and what is it doing")
     def health(user: User) -> HealthOut:
         catalog = services.catalog
@@ -175,6 +218,33 @@ def _default_model(services: Services, kind: str) -> str:
     if default is None:
         raise HTTPException(404, f"no {kind} model is installed; name one from GET {PREFIX}/models")
     return default.id
+
+
+def _library_kind(name: str) -> str:
+    if name not in LIBRARY_KINDS:
+        raise HTTPException(422, f"unknown kind of model file {name[:80]!r}; known: {', '.join(LIBRARY_KINDS)}")
+    return LIBRARY_KINDS[name]
+
+
+def _library_file_out(services: Services, f: ModelFile) -> LibraryFileOut:
+    kind = f.kind or "other"
+    return LibraryFileOut(id=f.id, kind=kind, name=f.name, rel=f.rel, family=f.family, size_bytes=f.size,
+                          sha256=services.catalog.library.sha256(f), short_hash=services.catalog.library.short_hash(f),
+                          about=f.about, triggers=list(f.triggers), has_preview=f.preview is not None,
+                          preview_url=f"{PREFIX}/library/{kind}/{quote(f.id)}/preview" if f.preview else None,
+                          note=f.note, problem=f.problem, layout=f.layout, origin=f.origin)
+
+
+def _picture_type(path: Path) -> str | None:
+    """The media type of a PNG, JPEG or WebP file, told from its first bytes; None for anything else (or no file):
+    a sidecar named .png is served only when it is a picture."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    return next((media for magic, media in PICTURES if head.startswith(magic)
+                 and (media != "image/webp" or head[8:12] == b"WEBP")), None)
 
 
 def _own_job(services: Services, job_id: str, user: str) -> Job:

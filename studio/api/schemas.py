@@ -143,6 +143,34 @@ class ModelOut(BaseModel):
     loaded: bool = Field(description="a worker holds it in memory now: a job on it starts without loading")
 
 
+class LibraryFileOut(BaseModel):
+    id: str = Field(description="unique among files of its kind: the path under its kind's folder, or "
+                                "\"layout:path\" when two model folders hold the same path")
+    kind: str = Field(description="checkpoint, vae, lora, embedding, controlnet, upscaler, gan, style, or other "
+                                  "(a file Atelier cannot place)")
+    name: str = Field(description="A1111's name: the file name without extension (a folder's name)")
+    rel: str = Field(description="ComfyUI's name: the path under its kind's folder, with the extension")
+    family: str = Field(description="the base model it was made for (sd1, sd2, sdxl); empty when unknown")
+    size_bytes: int
+    sha256: str | None = Field(description="null until the background hasher has read it")
+    short_hash: str | None = Field(description="A1111's short hash: the first 10 hex digits of the SHA-256")
+    about: str = Field(description="what it is, from its sidecars, metadata or layout")
+    triggers: list[str] = Field(description="trigger words its sidecars or training metadata suggest")
+    has_preview: bool
+    preview_url: str | None = Field(description="the picture beside the file; null when it has none")
+    note: str = Field(description="something worth knowing (e.g. a LoRA found in the checkpoints folder)")
+    problem: str = Field(description="why it cannot be used; empty when it can")
+    layout: str = Field(description="the folder layout it was found in: atelier, a1111 or comfyui")
+    origin: str = Field(description="local (the --models-dir folders) or bundled")
+
+
+class LibraryRefreshOut(BaseModel):
+    files: dict[str, int] = Field(description="files found, per kind (those with a problem included)")
+    problems: int = Field(description="files that cannot be used (see `problem` in GET /api/v1/library)")
+    models: int = Field(description="models the pipelines can load now, in GET /api/v1/models")
+    hashing: int = Field(description="files still waiting for their hash")
+
+
 class MemoryOut(BaseModel):
     ram: int = Field(description="bytes of main memory the loaded models hold")
     vram: int = Field(description="bytes of GPU memory they hold")
