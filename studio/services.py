@@ -93,6 +93,7 @@ class Services:
         self.inputs.close()
         self.gallery.close()
         self.presets.close()
+        self.catalog.library.close()
         if self._lock is not None:
             self._lock.release()
             self._lock = None

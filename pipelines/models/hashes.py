@@ -8,6 +8,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,16 +16,16 @@ logger = logging.getLogger(__name__)
 
 CHUNK = 8 * 1024 * 1024
 SHORT = 10  # digits of A1111's short hash
+FLUSH_S = 1.0  # hashes found are written to SQLite at least this often, in one transaction
 SCHEMA = """CREATE TABLE IF NOT EXISTS file_hashes (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)"""
 
-Key = tuple[str, int, int]  # (resolved path, size, mtime_ns): a file whose size or time changes is hashed anew
+Key = tuple[str, int, int]  # (path, size, mtime_ns): a file whose size or time changes is hashed anew
 
 
 def file_key(path: Path) -> Key:
-    resolved = Path(path).resolve()
-    stat = resolved.stat()
-    return str(resolved), stat.st_size, stat.st_mtime_ns
+    stat = Path(path).stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
 
 
 def sha256_of(path: Path, stop: threading.Event | None = None) -> str | None:
@@ -65,14 +66,21 @@ class HashCache:
         with self._lock:
             return self._known.get(key)
 
-    def put(self, key: Key, sha256: str) -> None:
+    def remember(self, key: Key, sha256: str) -> None:
+        """Known at once to this process; `save` writes it for the next."""
         with self._lock:
             self._known[key] = sha256
-        if self.db_path is None:
+
+    def save(self, found: dict[Key, str]) -> None:
+        """Remember hashes and write them, in one transaction (the hasher hands them over in batches)."""
+        with self._lock:
+            self._known.update(found)
+        if self.db_path is None or not found:
             return
         try:
             with self._connect() as db:
-                db.execute("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?)", (*key, sha256))
+                db.executemany("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?)",
+                               [(*key, digest) for key, digest in found.items()])
         except sqlite3.Error as e:
             logger.warning("cannot write the model hash cache %s: %s", self.db_path, e)
 
@@ -104,24 +112,37 @@ class Hasher:
             return len(self._todo)
 
     def stop(self) -> None:
+        """Stop after the current chunk, keeping what was hashed."""
         self._stop.set()
         with self._wake:
             self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        done: dict[Key, str] = {}
+        flushed = time.monotonic()
         while not self._stop.is_set():
             with self._wake:
+                if not self._todo:
+                    self.cache.save(done)  # the queue ran dry: keep what was found before waiting
+                    done, flushed = {}, time.monotonic()
                 while not self._todo and not self._stop.is_set():
                     self._wake.wait()
                 if self._stop.is_set():
-                    return
+                    break
                 key, path = self._todo[0]
             try:
                 digest = sha256_of(path, self._stop)
                 if digest is not None and file_key(path) == key:  # not changed while it was read
-                    self.cache.put(key, digest)
+                    done[key] = digest
+                    self.cache.remember(key, digest)
             except OSError as e:
                 self.failed[key[0]] = e.strerror or str(e)
             with self._wake:
                 if self._todo and self._todo[0][0] == key:
                     self._todo.pop(0)
+            if time.monotonic() - flushed > FLUSH_S:
+                self.cache.save(done)
+                done, flushed = {}, time.monotonic()
+        self.cache.save(done)

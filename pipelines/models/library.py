@@ -61,9 +61,12 @@ class Library:
         self._by_path = {f.path: f for f in self._files}
         self._keys = {}
         for f in self._files:
-            if f.weights is not None:
+            weights = f.weights
+            if weights == f.path:
+                self._keys[weights] = (str(weights), f.size, f.mtime_ns)  # as the scan saw it: no second stat
+            elif weights is not None:
                 try:
-                    self._keys[f.weights] = file_key(f.weights)
+                    self._keys[weights] = file_key(weights)
                 except OSError:
                     continue
         self._hasher.wanted((key, path) for path, key in self._keys.items())

@@ -12,9 +12,9 @@ from typing import Any
 
 from pipelines.models import kinds
 from pipelines.models.entries import tree_size
-from pipelines.models.header import BadModelFile, Header, read_header
+from pipelines.models.header import BadModelFile, read_header
 from pipelines.models.layouts import Place
-from pipelines.models.sidecars import read_sidecars
+from pipelines.models.sidecars import MAX_TRIGGERS, NO_SIDECARS, kohya_tags, read_sidecars
 from pipelines.models.sniff import family_of, kind_of, upscaler_about
 
 SAFETENSORS = (".safetensors", ".sft")
@@ -59,8 +59,8 @@ class ModelFile:
         return self.path
 
 
-# (path, size, mtime) → what the file's header said: a warm rescan re-reads no unchanged file
-HeaderMemo = dict[tuple[str, int, int], Header | str]
+# (path, size, mtime, the folder's kind) → what the file's header said: a warm rescan re-reads no unchanged file
+HeaderMemo = dict[tuple[str, int, int, str], "ModelFile"]
 
 
 class Scan:
@@ -74,78 +74,86 @@ class Scan:
 
     def place(self, place: Place) -> None:
         if place.folder.is_dir():
-            self._walk(place.folder, place, 0)
+            self._walk(place.folder, "", place, 0)
 
-    def _walk(self, folder: Path, place: Place, depth: int) -> None:
+    def _walk(self, folder: Path, rel_dir: str, place: Place, depth: int) -> None:
         try:
             stat = folder.stat()
             if (stat.st_dev, stat.st_ino) in self._seen:
                 if depth:
-                    self._problem(folder, place, "a link to a folder already listed (a link loop?): skipped")
+                    self._problem(folder, rel_dir.rstrip("/"), place, "a link to a folder already listed (a link "
+                                  "loop?): skipped")
                 return
             self._seen.add((stat.st_dev, stat.st_ino))
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            self._problem(folder, place, f"cannot read this folder: {e.strerror or e}")
+            self._problem(folder, rel_dir.rstrip("/") or folder.name, place,
+                          f"cannot read this folder: {e.strerror or e}")
             return
         listing = {e.name for e in entries}
         for entry in entries:
-            path = Path(entry.path)
+            rel = rel_dir + entry.name
             try:
                 is_dir = entry.is_dir()
             except OSError:
                 is_dir = False
             if is_dir:
+                path = Path(entry.path)
                 if _is_checkpoint_config(entry.name, listing):
                     continue  # `model.config/` beside `model.safetensors` is that checkpoint's configuration
                 if (path / "model_index.json").is_file() or (path / "config.json").is_file():
-                    self._folder(path, place)
+                    self._folder(path, rel, place)
                 elif depth < MAX_DEPTH:
-                    self._walk(path, place, depth + 1)
-            elif path.suffix.lower() in SAFETENSORS + PICKLES:
-                self._file(path, place, listing)
+                    self._walk(path, rel + "/", place, depth + 1)
+            elif os.path.splitext(entry.name)[1].lower() in SAFETENSORS + PICKLES:
+                self._file(entry, rel, place, listing)
 
-    def _base(self, path: Path, place: Place, kind: str, fmt: str, size: int = 0, mtime: int = 0) -> ModelFile:
-        rel = path.relative_to(place.folder).as_posix() if path.is_relative_to(place.folder) else path.name
-        name = path.name if fmt in ("diffusers", "folder") else path.name[: -len(path.suffix)]
+    def _base(self, path: Path, rel: str, kind: str, fmt: str, size: int = 0, mtime: int = 0) -> ModelFile:
+        name = path.name if fmt in ("diffusers", "folder") else os.path.splitext(path.name)[0]
         return ModelFile(path, kind, rel, name, fmt, size, mtime, self.layout, self.origin, id=rel)
 
-    def _problem(self, path: Path, place: Place, why: str) -> None:
-        self.found.append(replace(self._base(path, place, place.kind or kinds.OTHER, "folder"), problem=why))
+    def _problem(self, path: Path, rel: str, place: Place, why: str) -> None:
+        self.found.append(replace(self._base(path, rel, place.kind or kinds.OTHER, "folder"), problem=why))
 
-    def _file(self, path: Path, place: Place, listing: set[str]) -> None:
+    def _file(self, entry: os.DirEntry[str], rel: str, place: Place, listing: set[str]) -> None:
+        path = Path(entry.path)
         try:
-            stat = path.stat()
+            stat = entry.stat()
         except OSError as e:
-            self.found.append(replace(self._base(path, place, place.kind or kinds.OTHER, "safetensors"),
+            self.found.append(replace(self._base(path, rel, place.kind or kinds.OTHER, "safetensors"),
                                       problem=f"cannot read it: {e.strerror or e} (a broken link?)"))
             return
         pickle = path.suffix.lower() in PICKLES
-        base = self._base(path, place, place.kind or kinds.OTHER, "pickle" if pickle else "safetensors",
+        base = self._base(path, rel, place.kind or kinds.OTHER, "pickle" if pickle else "safetensors",
                           stat.st_size, stat.st_mtime_ns)
         if pickle:
             found = replace(base, kind=place.kind or kinds.CHECKPOINT, about="pickle file",
                             problem="" if self.allow_pickle else PICKLE_REFUSAL)
         else:
             found = self._read_safetensors(base, place)
-        sidecars = read_sidecars(path.parent, base.name, listing, found.metadata)
+        sidecars = read_sidecars(path.parent, base.name, listing)
+        if sidecars == NO_SIDECARS:
+            self.found.append(found)
+            return
         self.found.append(replace(
-            found, preview=sidecars.preview, triggers=sidecars.triggers, about=sidecars.description or found.about,
-            family=found.family or sidecars.family,
-            note="; ".join(n for n in (found.note, sidecars.problem) if n)))
+            found, preview=sidecars.preview, about=sidecars.description or found.about,
+            triggers=tuple(dict.fromkeys(sidecars.triggers + found.triggers))[:MAX_TRIGGERS],
+            family=found.family or sidecars.family, note="; ".join(n for n in (found.note, sidecars.problem) if n)))
 
     def _read_safetensors(self, base: ModelFile, place: Place) -> ModelFile:
-        key = (str(base.path), base.size, base.mtime_ns)
-        header = self.memo.get(key)
-        if header is None:
-            try:
-                header = read_header(base.path)
-            except BadModelFile as e:
-                header = str(e)
-            self.memo[key] = header
-        if isinstance(header, str):
-            return replace(base, problem=header)
+        """What the header says, remembered by (path, size, mtime, the folder's kind) for the next scan."""
+        key = (str(base.path), base.size, base.mtime_ns, place.kind or "")
+        known = self.memo.get(key)
+        if known is None:
+            known = self.memo[key] = self._from_header(base, place)
+        return replace(known, id=base.id, rel=base.rel, layout=base.layout, origin=base.origin)
+
+    def _from_header(self, base: ModelFile, place: Place) -> ModelFile:
+        try:
+            header = read_header(base.path)
+        except BadModelFile as e:
+            return replace(base, problem=str(e))
         sniffed = kind_of(header)
         kind, note, problem = sniffed, "", ""
         if sniffed == kinds.OTHER and place.kind:
@@ -158,9 +166,10 @@ class Scan:
         vectors = header.shapes.get("emb_params") or header.shapes.get("clip_l") or ()
         about = upscaler_about(header) if kind == kinds.UPSCALER else header.metadata.get("ss_output_name", "")
         return replace(base, kind=kind, family=family_of(header, kind), metadata=header.metadata, about=about,
-                       vectors=vectors[0] if len(vectors) == 2 else 0, note=note, problem=problem)
+                       triggers=tuple(kohya_tags(header.metadata)), vectors=vectors[0] if len(vectors) == 2 else 0,
+                       note=note, problem=problem)
 
-    def _folder(self, path: Path, place: Place) -> None:
+    def _folder(self, path: Path, rel: str, place: Place) -> None:
         try:
             stat = path.stat()
             index = path / "model_index.json"
@@ -173,11 +182,11 @@ class Scan:
                 fmt, family = "folder", kinds.CONTEXT_WIDTH.get(config.get("cross_attention_dim"), "")
             size = tree_size(path)
         except (OSError, ValueError) as e:
-            self._problem(path, place, f"cannot read this model folder: {e}")
+            self._problem(path, rel, place, f"cannot read this model folder: {e}")
             return
         about = "diffusers folder" if fmt == "diffusers" else str(config.get("_class_name", "model folder"))
         problem = "" if kind != kinds.OTHER else f"a folder of {about}, which no generator of this studio loads"
-        self.found.append(replace(self._base(path, place, kind, fmt, size, stat.st_mtime_ns), config=config,
+        self.found.append(replace(self._base(path, rel, kind, fmt, size, stat.st_mtime_ns), config=config,
                                   family=family, about=about, problem=problem))
 
 

@@ -1,6 +1,6 @@
 """The files other tools keep beside a model: a preview picture, A1111's user metadata (`NAME.json`) and a civitai
-helper's `NAME.civitai.info`; with kohya's training metadata, what the Models tab shows as description and trigger
-words.
+helper's `NAME.civitai.info`; with kohya's training tags (in the file's own metadata), what the Models tab shows as
+description and trigger words.
 
 Names are looked up in the folder's listing (a set the scan already holds), so a sidecar costs no system call unless
 it exists.
@@ -31,9 +31,13 @@ class Sidecars:
     problem: str = ""  # a sidecar that could not be read
 
 
-def read_sidecars(folder: Path, stem: str, listing: Set[str], metadata: Mapping[str, str]) -> Sidecars:
-    """The sidecars of the model `stem` in `folder` whose file names are `listing`, merged with the model's own
-    safetensors metadata (kohya's `ss_*` fields)."""
+NO_SIDECARS = Sidecars()
+
+
+def read_sidecars(folder: Path, stem: str, listing: Set[str]) -> Sidecars:
+    """The sidecars of the model `stem` in `folder` whose file names are `listing`."""
+    if not any(stem + suffix in listing for suffix in (*PREVIEW_SUFFIXES, ".json", ".civitai.info")):
+        return NO_SIDECARS
     preview = next((folder / (stem + s) for s in PREVIEW_SUFFIXES if stem + s in listing), None)
     problems: list[str] = []
     user = _json_object(folder, stem + ".json", listing, problems)
@@ -43,7 +47,6 @@ def read_sidecars(folder: Path, stem: str, listing: Set[str], metadata: Mapping[
     trained = civitai.get("trainedWords")
     if isinstance(trained, list):
         words += [w.strip() for w in trained if isinstance(w, str)]
-    words += _kohya_tags(metadata)
     about = user.get("description") or civitai.get("description") or _civitai_name(civitai) or ""
     family = (kinds.family_from_label(str(user.get("sd version", ""))) or
               kinds.family_from_label(str(civitai.get("baseModel", ""))))
@@ -71,7 +74,7 @@ def _civitai_name(civitai: Mapping[str, Any]) -> str:
     return str(model.get("name", "")) if isinstance(model, dict) else ""
 
 
-def _kohya_tags(metadata: Mapping[str, str]) -> list[str]:
+def kohya_tags(metadata: Mapping[str, str]) -> list[str]:
     """The most frequent training tags of a kohya LoRA (`ss_tag_frequency`: dataset → tag → count)."""
     try:
         datasets = json.loads(metadata.get("ss_tag_frequency", "") or "{}")
