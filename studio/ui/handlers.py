@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import gradio as gr
@@ -20,8 +21,9 @@ from studio.jobs import Job, JobError, JobEvent, JobNotFound, JobStatus
 from studio.presets import PresetSaveError
 from studio.services import Services
 from studio.ui.forms import Binding
+from studio.ui.model_library import ALL, Listing, ModelLibraryView, Thumbnail
 from studio.ui.png_info import a1111_settings, read_png_settings
-from studio.ui.presets import builtin_presets, check_settings, usable_settings
+from studio.ui.presets import builtin_presets, usable_settings
 from studio.ui.progress import StepClock, step_text
 from studio.workers.protocol import MemoryUse
 
@@ -170,7 +172,7 @@ class Handlers:
             defaults = catalog.model(model or "", kind, any_hub_id=False).defaults
         except (UnknownModel, ValueError):
             return {}
-        return usable_settings(catalog.pipeline(kind).Params.describe(), defaults, f"the defaults of {model}")
+        return usable_settings(catalog.pipeline(kind).Params, defaults, f"the defaults of {model}")
 
     def recent_prompts(self, kind: str, request: gr.Request | None) -> list[str]:
         return self.services.gallery.recent_prompts(user_of(request), kind)
@@ -192,7 +194,7 @@ class Handlers:
             stored = self.services.presets.get(user_of(request), kind, name)
         except USER_ERRORS as e:
             raise gr.Error(str(e)) from None
-        return usable_settings(self.services.catalog.pipeline(kind).Params.describe(), stored, f"preset {name!r}")
+        return usable_settings(self.services.catalog.pipeline(kind).Params, stored, f"preset {name!r}")
 
     def save_preset(self, kind: str, name: str | None, values: dict[str, Any], fields: set[str],
                     request: gr.Request | None) -> str:
@@ -201,7 +203,7 @@ class Handlers:
         if (name or "").strip() in builtin_presets(kind, fields):
             raise gr.Error(f"{(name or '').strip()!r} is the name of a built-in preset; choose another name")
         try:
-            settings = check_settings(self.services.catalog.pipeline(kind).Params.describe(), values)
+            settings = self.services.catalog.pipeline(kind).Params.check_fields(values)
             return self.services.presets.save(user_of(request), kind, name or "", settings)
         except USER_ERRORS as e:
             raise gr.Error(str(e)) from None
@@ -319,15 +321,33 @@ class Handlers:
         return TabSettings(kind, model, recipe.seed, params, notes)
 
     # -- models -----------------------------------------------------------------------------------------
-    def rescan_models(self) -> list[list[Any]]:
-        self.services.catalog.refresh()
-        return self.models_table()
+    @cached_property
+    def model_library(self) -> ModelLibraryView:
+        return ModelLibraryView(self.services.catalog)
 
-    def models_table(self) -> list[list[Any]]:
-        catalog = self.services.catalog
-        return [[m.id, m.kind, m.origin, _size(m.size_bytes), m.licence, m.restriction or "—",
-                 m.status if catalog.has_pipeline(m.kind) else "pipeline not installed", m.description]
-                for m in catalog.models()]
+    def rescan_models(self, kind: str | None = ALL, query: str | None = None) -> list[list[str]]:
+        """Read the model folders again; the table as the filter shows it."""
+        self.services.catalog.refresh()
+        return self.models_table(kind, query)
+
+    def models_table(self, kind: str | None = ALL, query: str | None = None) -> list[list[str]]:
+        return self._model_listing(kind, query).table
+
+    def model_previews(self, kind: str | None = ALL, query: str | None = None) -> tuple[list[Thumbnail], str]:
+        """The previews of the models the filter keeps, and the line that counts them."""
+        listing = self._model_listing(kind, query)
+        return self.model_library.previews(listing.rows), listing.summary
+
+    def filter_models(self, kind: str | None, query: str | None) -> tuple[list[list[str]], list[Thumbnail], str]:
+        """Table, previews and count for a new filter, from the lists the last scan made."""
+        listing = self._model_listing(kind, query)
+        return listing.table, self.model_library.previews(listing.rows), listing.summary
+
+    def _model_listing(self, kind: str | None, query: str | None) -> Listing:
+        try:
+            return self.model_library.listing(kind, query)
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
 
     def workers_table(self, request: gr.Request | None = None) -> list[list[Any]]:
         return [[w.name, w.device, "running" if w.alive else "restarting", _jobs(w.current_jobs, w.other_jobs),
@@ -377,8 +397,3 @@ def _recipe_view(a: Artwork) -> dict[str, Any]:
             "params": r.params, "size": f"{a.width}x{a.height}", "job": r.job_id, "app_version": r.app_version,
             "info": r.info}
 
-
-def _size(size_bytes: int | None) -> str:
-    if size_bytes is None:
-        return "—"
-    return f"{size_bytes / 1e9:.2f} GB" if size_bytes >= 1e9 else f"{size_bytes / 1e6:.1f} MB"

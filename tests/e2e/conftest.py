@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from studio.services import Services
 from tests.conftest import make_config
 from tests.e2e.browser import MISSING, chromium, chromium_path
 from tests.e2e.studio_page import StudioPage
+from tests.support.model_trees import a1111_tree
 from tests.ui.serving import serve_http
 
 ARTIFACTS = Path(__file__).parent / "artifacts"  # each test's last screen (not kept in git)
@@ -39,17 +41,40 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services,
         yield served
 
 
+@pytest.fixture(scope="session")
+def served_library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, str]]:
+    """A studio whose --models-dir is an A1111 folder of tiny models of every kind, with previews. Not `served`: its
+    checkpoints would become the text-to-image tab's default, and they cannot make pictures."""
+    root = tmp_path_factory.mktemp("e2e-library")
+    a1111_tree(root / "webui")
+    with serve_http(make_config(root / "data", plugins=(), models_dirs=(root / "webui",))) as served:
+        yield served
+
+
 @pytest.fixture
 def studio_page(browser, served, request: pytest.FixtureRequest) -> Iterator[StudioPage]:
+    with _page(browser, served[1], request.node.name) as page:
+        yield page
+
+
+@pytest.fixture
+def library_page(browser, served_library, request: pytest.FixtureRequest) -> Iterator[StudioPage]:
+    """The page of the studio of `served_library`."""
+    with _page(browser, served_library[1], request.node.name) as page:
+        yield page
+
+
+@contextmanager
+def _page(browser, url: str, name: str) -> Iterator[StudioPage]:
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.set_default_timeout(30_000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        yield StudioPage(page, served[1]).open()
+        yield StudioPage(page, url).open()
         assert not errors, f"the page's scripts failed: {errors}"
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=ARTIFACTS / f"{request.node.name}.png", full_page=True)
+        page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
         context.close()

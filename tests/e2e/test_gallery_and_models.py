@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, expect
 
 from studio.accounts import LOCAL_USER
 from studio.gallery import ArtworkNotFound
@@ -14,6 +14,7 @@ from studio.services import Services
 from tests.conftest import make_config, wait_finished
 from tests.e2e.conftest import ARTIFACTS, VIEWPORT
 from tests.e2e.studio_page import StudioPage
+from tests.support.model_trees import lora
 from tests.ui.serving import serve_http
 
 
@@ -77,6 +78,36 @@ def test_the_models_tab_lists_the_bundled_models_with_their_licences(studio_page
         expect(panel.get_by_text(model, exact=True).first).to_be_visible()
     faces = panel.get_by_role("row").filter(has_text="dcgan-faces")
     expect(faces).to_contain_text(re.compile("non-commercial", re.IGNORECASE))
+
+
+def test_the_models_tab_filters_the_library_by_kind_and_words_and_shows_previews(library_page: StudioPage,
+                                                                                 served_library) -> None:
+    studio = library_page.tab("models")
+
+    def row(model: str) -> Locator:
+        return studio.panel.get_by_role("row").filter(has_text=model)
+
+    expect(row("dreamy.safetensors")).to_contain_text("Checkpoint")
+    studio.choose("Kind", "LoRA")
+    expect(row("dreamy.safetensors")).to_have_count(0)
+    expect(row("styles/ink.safetensors")).to_contain_text("ink wash style · triggers: inkwash")
+    expect(row("glow_xl.safetensors")).to_contain_text("SDXL")
+    expect(row("loha_paper.safetensors")).to_be_visible()
+    previews = studio.block("Previews")
+    expect(previews.locator("img")).to_have_count(1)  # the one LoRA with a preview picture, served by Gradio
+    expect(previews.locator("img").first).to_have_js_property("naturalWidth", 32)
+    expect(previews).to_contain_text("styles/ink.safetensors")
+
+    studio.fill("Search models", "ink")
+    expect(row("glow_xl.safetensors")).to_have_count(0)
+    expect(row("styles/ink.safetensors")).to_be_visible()
+    expect(studio.panel.get_by_text(re.compile(r"^1 of \d+ models and files"))).to_be_visible()
+    lora(served_library[0].config.models_dirs[0] / "models" / "Lora" / "more_ink.safetensors")
+    studio.button("Rescan models").click()  # finds the new file and keeps the filter
+    expect(row("more_ink.safetensors")).to_contain_text("LoRA")
+    expect(studio.panel.get_by_text(re.compile(r"^2 of \d+ models and files"))).to_be_visible()
+    expect(row("styles/ink.safetensors")).to_be_visible()
+    expect(previews.locator("img")).to_have_count(1)
 
 
 def test_the_login_page_refuses_a_wrong_password_and_admits_the_right_one(browser, tmp_path: Path) -> None:
