@@ -92,20 +92,29 @@ class BaseParams:
         params.check()
         return params
 
+    @classmethod
+    def check_fields(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """`values` checked field by field as `from_dict` checks them (type, choices, declared range), without the
+        rules that tie fields together (a photo is required, interpolation needs two seeds): what a preset or a
+        model's defaults must pass, since they leave the photo and the seeds out. ValueError names the first bad
+        field; numbers come back as their field's type."""
+        hints = typing.get_type_hints(cls)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        checked: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in known:
+                raise ValueError(f"unknown setting `{name}`")
+            checked[name] = _coerce(name, hints[name], value)
+            _check_range(known[name], checked[name])
+        return checked
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def check(self) -> None:
         """Raise ValueError naming the first bad field. The base checks declared ranges."""
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
-            if low is not None and value < low:
-                raise ValueError(f"`{f.name}` must be at least {low}, got {value}")
-            if high is not None and value > high:
-                raise ValueError(f"`{f.name}` must be at most {high}, got {value}")
+            _check_range(f, getattr(self, f.name))
 
     def workload(self) -> Workload:
         """What this job asks for; pipelines that make more than one picture, or take a size, override it."""
@@ -153,6 +162,16 @@ class BaseParams:
 
     def image_refs(self) -> list[str]:
         return [ref for name in self.image_fields() if (ref := getattr(self, name))]
+
+
+def _check_range(f: dataclasses.Field[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
+    if low is not None and value < low:
+        raise ValueError(f"`{f.name}` must be at least {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"`{f.name}` must be at most {high}, got {value}")
 
 
 def _kind_of(tp: Any) -> tuple[str, list[Any] | None]:

@@ -7,9 +7,10 @@ dropdown needs no help text. The user's own presets (studio.presets) share the d
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
+
+from pipelines.base import BaseParams
 
 logger = logging.getLogger(__name__)
 
@@ -45,46 +46,14 @@ def builtin_presets(kind: str, fields: set[str]) -> dict[str, Mapping[str, Any]]
     return {name: values for name, values in BUILTIN_PRESETS.get(kind, {}).items() if set(values) <= fields}
 
 
-def check_settings(specs: list[dict[str, Any]], values: Mapping[str, Any]) -> dict[str, Any]:
-    """`values` checked field by field against the Params description (type, choices, range), numbers as their field's
-    type; ValueError names the first bad one. Rules that tie fields together (a photo is required, interpolation needs
-    two seeds) belong to a request, not to a preset that leaves the photo and the seeds out."""
-    by_name = {spec["name"]: spec for spec in specs}
-    checked: dict[str, Any] = {}
-    for name, value in values.items():
-        spec = by_name.get(name)
-        if spec is None:
-            raise ValueError(f"unknown setting `{name}`")
-        kind = spec["type"]
-        if kind == "choice" and value not in spec["choices"]:
-            raise ValueError(f"`{name}` must be one of {', '.join(map(repr, spec['choices']))}, got {value!r}")
-        if kind == "bool" and not isinstance(value, bool):
-            raise ValueError(f"`{name}` must be true or false, got {value!r}")
-        if kind == "str" and not isinstance(value, str):
-            raise ValueError(f"`{name}` must be text, got {type(value).__name__}")
-        if kind in ("int", "float"):
-            value = _number(name, kind, value, spec.get("minimum"), spec.get("maximum"))
-        checked[name] = value
-    return checked
-
-
-def usable_settings(specs: list[dict[str, Any]], values: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """The values that pass `check_settings` one by one; the others are logged (naming `source`) and left out, so a
-    model folder's stray default or a preset saved before a pipeline changed never breaks a tab."""
+def usable_settings(params: type[BaseParams], values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The values the pipeline's params accept one by one (`BaseParams.check_fields`); the others are logged (naming
+    `source`) and left out, so a model folder's stray default or a preset saved before a pipeline changed never
+    breaks a tab."""
     usable: dict[str, Any] = {}
     for name, value in values.items():
         try:
-            usable.update(check_settings(specs, {name: value}))
+            usable.update(params.check_fields({name: value}))
         except ValueError as e:
             logger.warning("%s: ignoring %s", source, e)
     return usable
-
-
-def _number(name: str, kind: str, value: Any, low: float | None, high: float | None) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a number, got {value!r}")
-    if kind == "int" and not float(value).is_integer():
-        raise ValueError(f"`{name}` must be a whole number, got {value}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"`{name}` must be between {low} and {high}, got {value}")
-    return int(value) if kind == "int" else float(value)

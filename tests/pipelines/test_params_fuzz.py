@@ -70,7 +70,7 @@ def test_any_input_validates_or_names_the_field(params: type[BaseParams]) -> Non
         try:
             parsed = params.from_dict(body)
         except ValueError as e:
-            named = set(re.findall(r"`([^`]+)`", str(e))) or {k for k in body if f"`{k}`" in str(e)}  # k may hold `
+            named = set(re.findall(r"`([^`]+)`", str(e))) | {k for k in body if f"`{k}`" in str(e)}  # k may hold `
             assert named, f"{params.__name__}: {e!r} names no field"
             assert named & (names | set(body)), f"{params.__name__}: {e!r} names no field of {sorted(body)}"
             return

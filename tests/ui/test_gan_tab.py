@@ -72,5 +72,5 @@ def test_bad_input_is_named_and_nothing_is_queued(served) -> None:
 def test_the_models_tab_shows_the_faces_licence_limit(served) -> None:
     _, client = served
     table = client.predict(api_name="/list_models")
-    row = next(r for r in table["data"] if r[0] == "dcgan-faces")
-    assert row[1] == "gan" and row[5].startswith("non-commercial")
+    row = next(dict(zip(table["headers"], r, strict=True)) for r in table["data"] if r[0] == "dcgan-faces")
+    assert row["Generator"] == "gan" and row["Licence limits"].startswith("non-commercial")

@@ -107,7 +107,7 @@ def test_a_model_folder_names_its_own_defaults_and_stray_ones_are_left_out(tmp_p
     library.scan()
     (entry,) = [m for m in diffusers_models(library) if m.id == "my-model"]
     assert entry.defaults["width"] == 768
-    assert usable_settings(TextToImageParams.describe(), entry.defaults, "test") == {"width": 768, "height": 512}
+    assert usable_settings(TextToImageParams, entry.defaults, "test") == {"width": 768, "height": 512}
 
 
 def test_built_in_and_saved_presets_fill_their_controls(served) -> None:

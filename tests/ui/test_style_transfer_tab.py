@@ -75,5 +75,5 @@ def test_the_style_picker_shows_all_26_styles_as_the_network_renders_them(served
 def test_the_models_tab_shows_the_licences(served) -> None:
     _, client = served
     table = client.predict(api_name="/list_models")
-    row = next(r for r in table["data"] if r[0] == "style-transfer")
-    assert "Apache-2.0" in row[4] and "CC BY 4.0" in row[4] and row[6] == "installed"
+    row = next(dict(zip(table["headers"], r, strict=True)) for r in table["data"] if r[0] == "style-transfer")
+    assert "Apache-2.0" in row["Licence"] and "CC BY 4.0" in row["Licence"] and row["Status"] == "installed"
