@@ -281,6 +281,9 @@ class Pipeline(ABC):
     kind: ClassVar[str]
     Params: ClassVar[type[BaseParams]]
 
+    # The kind of model file it loads (pipelines.models.kinds), for its models that no library file stands behind
+    # (a hub id, a package's weights); "" when none applies
+    model_kind: ClassVar[str] = ""
     # Whether it loads any Hugging Face hub id a request names (not only the listed models), fetched on first use
     hub_ids: ClassVar[bool] = False
 

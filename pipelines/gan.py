@@ -129,6 +129,8 @@ class GanPipeline(Pipeline):
         self._means: dict[str, torch.Tensor] = {}  # noise type → mean latent w̄ (estimated on first use)
 
     # -- models -----------------------------------------------------------------------------------------
+    model_kind = kinds.GAN
+
     @classmethod
     def folder_classes(cls) -> dict[str, str]:
         return dict.fromkeys(gan_architectures(), kinds.GAN)

@@ -40,7 +40,7 @@ from pipelines.base import (
     param,
 )
 from pipelines.imaging import input_image, rgb, to_image, to_tensor
-from pipelines.models import Library, ModelEntry
+from pipelines.models import Library, ModelEntry, kinds
 
 if TYPE_CHECKING:
     import torch
@@ -121,6 +121,8 @@ class StyleTransferPipeline(Pipeline):
         self.cache_dir = cache_dir
         self.compile = False  # torch.compile the fast networks: ~2× faster runs after a ~1 min first compile
         self._nets: dict[str, Any] = {}  # loaded on first use of each mode: most users need one
+
+    model_kind = kinds.STYLE
 
     @classmethod
     def list_models(cls, library: Library) -> list[ModelEntry]:

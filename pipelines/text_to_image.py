@@ -44,7 +44,7 @@ from pipelines.diffusion_utils import (
 )
 from pipelines.imaging import input_image
 from pipelines.model_sources import diffusers_models, load_diffusers_pipeline
-from pipelines.models import Library, ModelEntry
+from pipelines.models import Library, ModelEntry, kinds
 
 if TYPE_CHECKING:
     import torch
@@ -146,6 +146,7 @@ class TextToImagePipeline(Pipeline):
         self._default_scheduler = pipe.scheduler
         self._lock = threading.Lock()  # one job at a time per loaded model: schedulers hold per-run state
 
+    model_kind = kinds.CHECKPOINT
     hub_ids = True
 
     @classmethod

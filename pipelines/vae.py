@@ -155,6 +155,7 @@ class VaePipeline(Pipeline):
         self._lock = threading.Lock()  # tiling is a switch on the shared module: one job at a time
 
     # -- models -----------------------------------------------------------------------------------------
+    model_kind = kinds.VAE
     hub_ids = True
 
     @classmethod

@@ -29,9 +29,6 @@ MODEL_COLUMNS = ["Model", "Kind", "Family", "Generator", "Source / folder", "Siz
 ALL = "All"
 KIND_CHOICES = [ALL, *kinds.KINDS.values()]  # what the Kind filter offers: display names, in the library's order
 KIND_OF_LABEL = {label: kind for kind, label in kinds.KINDS.items()}
-# the kind of file a generator's model is when no library file stands behind it (a hub id, a package's weights)
-GENERATOR_KINDS = {"text_to_image": kinds.CHECKPOINT, "vae": kinds.VAE, "gan": kinds.GAN,
-                   "style_transfer": kinds.STYLE}
 LAYOUTS = {"a1111": "A1111/Forge", "comfyui": "ComfyUI", "atelier": "Atelier"}
 HASHING = "hashing…"
 FILE_LICENCE = "unknown (see where it came from)"
@@ -123,15 +120,16 @@ def library_rows(catalog: Catalog) -> list[Row]:
     order = {kind: i for i, kind in enumerate(catalog.kinds)}
     models = sorted(catalog.models(), key=lambda m: order.get(m.kind, len(order)))
     listed = {m.path for m in models if m.path is not None}
-    rows = [_model_row(m, by_path.get(m.path) if m.path else None, catalog.has_pipeline(m.kind), pending)
+    rows = [_model_row(m, by_path.get(m.path) if m.path else None, catalog.has_pipeline(m.kind), pending,
+                       catalog.pipeline(m.kind).model_kind if catalog.has_pipeline(m.kind) else None)
             for m in models]
     kind_order = {kind: i for i, kind in enumerate(kinds.KINDS)}
     unlisted = sorted((f for f in files if f.path not in listed), key=lambda f: kind_order.get(f.kind, 99))
     return rows + [_file_row(f, library.short_hash(f), pending) for f in unlisted]
 
 
-def _model_row(m: ModelEntry, file: ModelFile | None, installed: bool, pending: bool) -> Row:
-    kind = file.kind if file is not None else GENERATOR_KINDS.get(m.kind)
+def _model_row(m: ModelEntry, file: ModelFile | None, installed: bool, pending: bool, model_kind: str | None) -> Row:
+    kind = file.kind if file is not None else model_kind or None
     if not installed:
         status = "pipeline not installed"
     elif m.refusal:
