@@ -78,16 +78,15 @@ class GenerationService:
                owner: str = "local", priority: int = 0) -> Job:
         return self.queue.enqueue(self.build_spec(pipeline, model, params, seed, owner=owner, priority=priority))
 
-    def follow(self, job_id: str) -> Iterator[JobEvent | Job]:
-        """Events of one job as they happen; when the hub is silent, the job's stored state (so a final state
-        the hub never saw — a job canceled while pending, or finished before we subscribed — still ends it)."""
+    def follow(self, job_id: str) -> Iterator[JobEvent]:
+        """Events of one job as they happen, until the final one. When the hub is silent, the job's stored state as
+        an event (JobEvent.of_state): a final state the hub never sent still ends the job in the one shape the UI
+        and the API read, and a "waiting" event says it has not ended yet."""
         for event in self.events.follow(job_id):
-            if event is not None:
-                yield event
-                continue
-            job = self.queue.get(job_id)
-            yield job
-            if job.status.finished:
+            if event is None:
+                event = JobEvent.of_state(self.queue.get(job_id))
+            yield event
+            if event.final:
                 return
 
     # -- the dispatcher's side -------------------------------------------------------------------------

@@ -332,14 +332,10 @@ def _event_stream(services: Services, job_id: str) -> Iterator[str]:
     the stream opened) and ends the stream."""
     silent = 0
     for update in services.generation.follow(job_id):
-        if isinstance(update, JobEvent):
+        if update.kind != "waiting":
             silent = 0
             yield _frame(update.kind, _event_data(update))
             continue
-        if update.status.finished:
-            yield _frame(str(update.status), {"step": update.step, "total": update.total_steps,
-                                               "message": update.error or "", "image_ids": update.image_ids})
-            return
         silent += 1
         if silent % HEARTBEAT_POLLS == 0:
             yield ": still working\n\n"

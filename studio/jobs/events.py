@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from PIL import Image
 
-EventKind = Literal["started", "progress", "completed", "failed", "canceled", "requeued"]
+    from studio.jobs.models import Job
+
+# "waiting": the hub was silent and the queue says the job has not finished (its message: "pending" or "running")
+EventKind = Literal["started", "progress", "completed", "failed", "canceled", "requeued", "waiting"]
 FINAL_KINDS = ("completed", "failed", "canceled")
 RETAINED_JOBS = 512  # latest events kept for this many jobs; older ones are read from the queue instead
 
@@ -35,6 +38,15 @@ class JobEvent:
     @property
     def final(self) -> bool:
         return self.kind in FINAL_KINDS
+
+    @classmethod
+    def of_state(cls, job: Job) -> JobEvent:
+        """A job's stored state as an event: the final event a follower may have missed (a job canceled while
+        pending, or finished before the follower subscribed) in the very shape the hub sends, or "waiting"."""
+        if job.status.finished:
+            return cls(job.id, str(job.status), job.step, job.total_steps, message=job.error or "",  # type: ignore[arg-type]
+                       image_ids=list(job.image_ids))
+        return cls(job.id, "waiting", job.step, job.total_steps, message=str(job.status))
 
 
 class JobEvents:

@@ -82,11 +82,10 @@ class Handlers:
         yield GeneratorOutputs(self._waiting_text(job), job_id=job.id).as_tuple()
         clock = StepClock()
         for update in self.services.generation.follow(job.id):
-            if progress is not None and isinstance(update, JobEvent) and update.kind == "progress" and update.total:
+            if progress is not None and update.kind == "progress" and update.total:
                 progress((update.step, update.total), unit="steps")  # the bar with an ETA over the results
             try:
-                outputs = self._on_event(job, update, clock) if isinstance(update, JobEvent) else \
-                    self._on_state(update)
+                outputs = self._on_event(job, update, clock)
             except gr.Error as e:  # the job failed
                 yield GeneratorOutputs(f"⚠ {e.message}", job_id=job.id).as_tuple()
                 raise
@@ -116,19 +115,9 @@ class Handlers:
             return GeneratorOutputs("Stopped.", None, [], job.id)
         if event.kind == "requeued":
             return GeneratorOutputs(f"Waiting to run again: {event.message}", job_id=job.id)
+        if event.kind == "waiting":
+            return GeneratorOutputs(self._waiting_text(job), job_id=job.id) if event.message == "pending" else None
         raise gr.Error(event.message or "the job failed")
-
-    def _on_state(self, job: Job) -> GeneratorOutputs | None:
-        if job.status is JobStatus.PENDING:
-            return GeneratorOutputs(self._waiting_text(job), job_id=job.id)
-        if job.status is JobStatus.CANCELED:
-            return GeneratorOutputs("Stopped.", None, [], job.id)
-        if job.status is JobStatus.FAILED:
-            raise gr.Error(job.error or "the job failed")
-        if job.status is JobStatus.COMPLETED:
-            items = [_gallery_item(self.services.gallery.get(i)) for i in job.image_ids]
-            return GeneratorOutputs(f"Done: {len(items)} image(s) saved to the gallery", None, items, job.id)
-        return None
 
     def _waiting_text(self, job: Job) -> str:
         ahead = self.services.queue.position(job.id)
