@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -66,9 +69,21 @@ class Catalog:
         self.library = Library(models_dirs, allow_pickle=allow_pickle, hash_db=hash_db)
         self._pipelines: dict[str, type[Pipeline]] = {}
         self._models: dict[str, ModelEntry] = {}  # the listed ones
+        self._refreshing = threading.Lock()
+        self._last_started = -math.inf
         self.refresh()
 
     def refresh(self) -> None:
+        """Rescan the pipelines and the library. Callers at the same time share one rescan: a call that waited for
+        another to finish returns if that one started after it was made (many users pressing Rescan cost one)."""
+        asked = time.monotonic()
+        with self._refreshing:
+            if self._last_started > asked:
+                return
+            self._last_started = time.monotonic()
+            self._refresh()
+
+    def _refresh(self) -> None:
         pipelines: dict[str, type[Pipeline]] = {}
         models: list[ModelEntry] = []
         for kind, path in CORE_PIPELINES.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from pipelines.catalog import Catalog, UnknownModel
 from pipelines.models import ModelError
 from pipelines.text_to_image import TextToImagePipeline
+from tests.conftest import wait_for
 from tests.support.model_trees import checkpoint
 from tests.support.tiny_sd import save_tiny_sd
 
@@ -110,3 +112,28 @@ def test_a_hub_id_is_never_read_as_a_folder_of_the_working_directory(models_dir:
     assert entry.load_options == {"hub": True}
     with pytest.raises(ModelError, match="model assets/models is not downloaded and Atelier is offline"):
         TextToImagePipeline.load(entry.source, device="cpu", **entry.load_options)
+
+
+def test_rescans_asked_at_the_same_time_share_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = Catalog()
+    scans, gate = [], threading.Event()
+    real = catalog._refresh
+
+    def slow_refresh() -> None:
+        scans.append(1)
+        gate.wait(5)
+        real()
+
+    monkeypatch.setattr(catalog, "_refresh", slow_refresh)
+    first = threading.Thread(target=catalog.refresh)
+    first.start()
+    wait_for(lambda: scans, timeout=5)
+    waiting = [threading.Thread(target=catalog.refresh) for _ in range(5)]  # asked while the first one runs
+    for t in waiting:
+        t.start()
+    gate.set()
+    for t in [first, *waiting]:
+        t.join(10)
+    assert len(scans) == 2  # the first, and one for everyone who asked while it ran
+    catalog.refresh()
+    assert len(scans) == 3  # asked after: a scan of its own
