@@ -15,7 +15,7 @@ from pipelines.models.entries import tree_size
 from pipelines.models.header import BadModelFile, read_header
 from pipelines.models.layouts import Place
 from pipelines.models.sidecars import MAX_TRIGGERS, NO_SIDECARS, kohya_tags, read_sidecars
-from pipelines.models.sniff import family_of, kind_of, upscaler_about
+from pipelines.models.sniff import UPSCALER_ABOUT, family_of, kind_of, upscaler_architecture
 
 SAFETENSORS = (".safetensors", ".sft")
 PICKLES = (".ckpt", ".pt", ".pth", ".bin")
@@ -45,6 +45,7 @@ class ModelFile:
     triggers: tuple[str, ...] = ()
     preview: Path | None = None
     vectors: int = 0  # an embedding's number of vectors
+    architecture: str = ""  # an upscaler's network, as A1111 names it ("ESRGAN", "Real-ESRGAN compact")
     note: str = ""  # something the user should know (e.g. a LoRA found in the checkpoints folder)
     problem: str = ""  # why it cannot be used; empty when it can
     id: str = ""  # unique among files of its kind: `rel`, or "layout:rel" when two roots hold the same `rel`
@@ -164,8 +165,10 @@ class Scan:
             note = (f"a {kinds.KINDS[sniffed]} in a folder of {kinds.KINDS[place.kind]}s "
                     f"({place.folder.name}/): listed as a {kinds.KINDS[sniffed]}")
         vectors = header.shapes.get("emb_params") or header.shapes.get("clip_l") or ()
-        about = upscaler_about(header) if kind == kinds.UPSCALER else header.metadata.get("ss_output_name", "")
+        architecture = upscaler_architecture(header) if kind == kinds.UPSCALER else ""
+        about = UPSCALER_ABOUT[architecture] if architecture else header.metadata.get("ss_output_name", "")
         return replace(base, kind=kind, family=family_of(header, kind), metadata=header.metadata, about=about,
+                       architecture=architecture,
                        triggers=tuple(kohya_tags(header.metadata)), vectors=vectors[0] if len(vectors) == 2 else 0,
                        note=note, problem=problem)
 

@@ -73,8 +73,9 @@ def _family_from_cross_attention(header: Header) -> str:
     return ""
 
 
-def upscaler_about(header: Header) -> str:
-    """The architecture of an upscaler, as the Models tab describes it."""
-    if any(_RRDB.match(name) for name in header.shapes):
-        return "ESRGAN (RRDB network)"
-    return "Real-ESRGAN compact (SRVGG network)"
+UPSCALER_ABOUT = {"ESRGAN": "ESRGAN (RRDB network)", "Real-ESRGAN compact": "Real-ESRGAN compact (SRVGG network)"}
+
+
+def upscaler_architecture(header: Header) -> str:
+    """The network of an upscaler, as A1111 names it: "ESRGAN" (RRDB) or "Real-ESRGAN compact" (SRVGG)."""
+    return "ESRGAN" if any(_RRDB.match(name) for name in header.shapes) else "Real-ESRGAN compact"

@@ -31,9 +31,6 @@ EMBEDDING_WIDTH = {kinds.SD1: 768, kinds.SD2: 1024, kinds.SDXL: 768}
 DEFAULT_SCALE = 4.0  # A1111's ESRGAN and Real-ESRGAN upscalers all report 4 unless the model says otherwise
 SCALE_IN_NAME = re.compile(r"(?:^|[^a-z0-9])(?:x(\d)|(\d)x)(?:[^0-9]|$)", re.IGNORECASE)  # "4x_ultra", "…-x2v3"
 MODEL_SUFFIXES = SAFETENSORS + PICKLES
-# an upscaler's `model_name`: its network, from what the library read of its tensors (pipelines.models.sniff's
-# upscaler_about); null when a sidecar's description replaced that
-ARCHITECTURES = {"ESRGAN (RRDB network)": "ESRGAN", "Real-ESRGAN compact (SRVGG network)": "Real-ESRGAN compact"}
 
 
 class SDModelItem(BaseModel):
@@ -124,7 +121,7 @@ def a1111_library_router(services: Services, users: Callable[..., str],
     @router.get("/upscalers", response_model=list[UpscalerItem], summary="Upscaler models (ESRGAN family)")
     def upscalers(user: User) -> list[UpscalerItem]:
         none = UpscalerItem(name="None", model_name=None, model_path=None, model_url=None, scale=DEFAULT_SCALE)
-        return [none] + [UpscalerItem(name=f.name, model_name=ARCHITECTURES.get(f.about), model_path=str(f.path),
+        return [none] + [UpscalerItem(name=f.name, model_name=f.architecture or None, model_path=str(f.path),
                                       model_url=None, scale=upscale_factor(f.name))
                          for f in _usable(services, kinds.UPSCALER)]
 
