@@ -45,6 +45,7 @@ from pipelines.diffusion_utils import (
 from pipelines.imaging import input_image
 from pipelines.model_sources import diffusers_models, load_diffusers_pipeline
 from pipelines.models import Library, ModelEntry, kinds
+from pipelines.prompts.encoding import MAX_TOKENS, Conditioning, clip_conditioning, plain_text
 
 if TYPE_CHECKING:
     import torch
@@ -58,8 +59,6 @@ Sampler = Literal[
 MIN_SIDE = 64
 MAX_SIDE = 2048
 MAX_PIXELS = 2048 * 2048  # one 4-megapixel image; larger needs tiling, which the studio does not do yet
-MAX_TOKENS = 75  # CLIP's 77-token window minus the start and end tokens
-MAX_CHUNKS = 8  # SD 1.x prompts are encoded in 75-token chunks (as A1111 does), up to 600 tokens
 MAX_PROMPT_CHARS = 10_000
 
 
@@ -195,6 +194,7 @@ class TextToImagePipeline(Pipeline):
         pipe.scheduler = make_scheduler(params.sampler, self._default_scheduler)
         warnings: list[str] = []
         kwargs = {**self._mode_kwargs(params, inputs), **self._prompt_kwargs(params, warnings)}
+        conditioning = kwargs.pop("conditioning", None)
         images: list[Image.Image] = []
         seeds: list[int] = []
         stopped = False
@@ -202,12 +202,14 @@ class TextToImagePipeline(Pipeline):
             # 2. one generator per image, so image i of a batch can be reproduced alone from seed + i
             batch_seeds = [seed + batch * params.batch_size + i for i in range(params.batch_size)]
             generators = [torch.Generator(device="cpu").manual_seed(s) for s in batch_seeds]
-            callback = _StepCallback([on_step], params.batch_size, should_stop, self.family, batch, params.batch_count)
-            # 3. denoise; the callback reports each step with a cheap preview and interrupts on Stop
+            callback = _StepCallback([on_step], params.batch_size, should_stop, self.family, batch, params.batch_count,
+                                     conditioning)
+            # 3. denoise; the callback reports each step with a cheap preview, interrupts on Stop, and swaps the
+            # prompt's embeddings where prompt editing says
             output = pipe(
                 num_inference_steps=params.num_steps, guidance_scale=params.cfg_scale,
                 num_images_per_prompt=params.batch_size, generator=generators, callback_on_step_end=callback,
-                callback_on_step_end_tensor_inputs=["latents"], **kwargs,
+                callback_on_step_end_tensor_inputs=callback.tensor_inputs, **kwargs,
             )
             # 4. a stopped run still decodes what it had: keep it only when the user asked for it
             if callback.not_finite:
@@ -302,31 +304,38 @@ class TextToImagePipeline(Pipeline):
         return kwargs
 
     def _prompt_kwargs(self, params: TextToImageParams, warnings: list[str]) -> dict[str, Any]:
-        """SD 1.x: our own encoding, in 75-token chunks (long prompts keep every word) with A1111's clip skip.
-        SDXL: diffusers' two-encoder encoding, which truncates at 77 tokens; the user is told.
-        A sentence encoder (the bundled model's MiniLM): diffusers' encoding, up to the tokenizer's length."""
-        import torch
-
+        """SD 1.x: our own encoding (pipelines.prompts.encoding): A1111's emphasis, BREAK and 75-token chunks, clip
+        skip, and a `conditioning` per stretch of steps for prompt editing, which the step callback swaps in.
+        SDXL: diffusers' two-encoder encoding of the prompt's words (its syntax not applied yet), which truncates at
+        77 tokens; the user is told. A sentence encoder (the bundled model's MiniLM): diffusers' encoding of the
+        words, up to the tokenizer's length."""
+        steps = _steps_run(params)
+        prompt, negative = plain_text(params.prompt, steps), plain_text(params.negative_prompt, steps)
         if self.family == "sentence":
-            return _sentence_prompt(self.pipe.tokenizer, params, warnings)
+            return _sentence_prompt(self.pipe.tokenizer, prompt, negative, params.clip_skip, warnings)
         if self.family != "sd":
-            for name in ("prompt", "negative_prompt"):
-                count = _token_count(self.pipe.tokenizer, getattr(params, name))
+            if (prompt, negative) != (params.prompt, params.negative_prompt):
+                warnings.append("weights, BREAK and prompt editing are not applied to SDXL prompts yet: their words "
+                                "were used as plain text")
+            for name, text in (("prompt", prompt), ("negative prompt", negative)):
+                count = _token_count(self.pipe.tokenizer, text)
                 if count > MAX_TOKENS:
-                    warnings.append(f"the {name.replace('_', ' ')} is {count} tokens; only the first {MAX_TOKENS} "
-                                    "were used")
-            return {"prompt": params.prompt, "negative_prompt": params.negative_prompt or None,
-                    "clip_skip": params.clip_skip - 1 or None}
-        positive = _chunk(self.pipe.tokenizer, params.prompt, "prompt", warnings)
-        negative = _chunk(self.pipe.tokenizer, params.negative_prompt, "negative prompt", warnings)
-        # both sides need the same length for classifier-free guidance: pad the shorter with empty chunks
-        while len(negative) < len(positive):
-            negative.append([])
-        while len(positive) < len(negative):
-            positive.append([])
-        with torch.no_grad():
-            return {"prompt_embeds": _encode(self.pipe, positive, params.clip_skip),
-                    "negative_prompt_embeds": _encode(self.pipe, negative, params.clip_skip)}
+                    warnings.append(f"the {name} is {count} tokens; only the first {MAX_TOKENS} were used")
+            return {"prompt": prompt, "negative_prompt": negative or None, "clip_skip": params.clip_skip - 1 or None}
+        conditioning = clip_conditioning(self.pipe, params.prompt, params.negative_prompt, steps, params.clip_skip,
+                                         warnings)
+        positive, negative_embeds = conditioning.at(1)
+        kwargs: dict[str, Any] = {"prompt_embeds": positive, "negative_prompt_embeds": negative_embeds}
+        if conditioning.changes:
+            kwargs["conditioning"] = conditioning  # taken out before the call: the step callback's
+        return kwargs
+
+
+def _steps_run(params: TextToImageParams) -> int:
+    """How many denoising steps a job runs: img2img and inpainting start part way, as diffusers counts them."""
+    if params.mode == "txt2img":
+        return params.num_steps
+    return max(1, min(int(params.num_steps * params.strength), params.num_steps))
 
 
 def native_shape(size: tuple[int, int], native: int) -> tuple[int, int]:
@@ -345,6 +354,8 @@ def _merge_prompts(prompts: list[dict[str, Any]]) -> dict[str, Any] | None:
     list of prompts as a batch). None when they cannot be merged: embeddings of different lengths."""
     import torch
 
+    if any("conditioning" in p for p in prompts):
+        return None  # prompt editing swaps one job's embeddings between steps: such a job runs alone
     if all("prompt_embeds" in p for p in prompts):
         shapes = {(p["prompt_embeds"].shape, p["negative_prompt_embeds"].shape) for p in prompts}
         if len(shapes) > 1:
@@ -358,49 +369,20 @@ def _merge_prompts(prompts: list[dict[str, Any]]) -> dict[str, Any] | None:
     return merged
 
 
-def _sentence_prompt(tokenizer: Any, params: TextToImageParams, warnings: list[str]) -> dict[str, Any]:
+def _sentence_prompt(tokenizer: Any, prompt: str, negative: str, clip_skip: int,
+                     warnings: list[str]) -> dict[str, Any]:
     limit = tokenizer.model_max_length - 2  # [CLS] and [SEP]
-    for name in ("prompt", "negative_prompt"):
-        count = _token_count(tokenizer, getattr(params, name))
+    for name, text in (("prompt", prompt), ("negative prompt", negative)):
+        count = _token_count(tokenizer, text)
         if count > limit:
-            warnings.append(f"the {name.replace('_', ' ')} is {count} tokens; this model reads the first {limit}")
-    if params.clip_skip > 1:
+            warnings.append(f"the {name} is {count} tokens; this model reads the first {limit}")
+    if clip_skip > 1:
         warnings.append("clip skip applies to CLIP text encoders only; this model ignored it")
-    return {"prompt": params.prompt, "negative_prompt": params.negative_prompt or None}
+    return {"prompt": prompt, "negative_prompt": negative or None}
 
 
 def _token_count(tokenizer: Any, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0
-
-
-def _chunk(tokenizer: Any, text: str, name: str, warnings: list[str]) -> list[list[int]]:
-    ids = tokenizer(text, add_special_tokens=False).input_ids if text else []
-    chunks = [ids[i:i + MAX_TOKENS] for i in range(0, len(ids), MAX_TOKENS)] or [[]]
-    if len(chunks) > MAX_CHUNKS:
-        warnings.append(f"the {name} is {len(ids)} tokens; only the first {MAX_CHUNKS * MAX_TOKENS} were used")
-        chunks = chunks[:MAX_CHUNKS]
-    return chunks
-
-
-def _encode(pipe: Any, chunks: list[list[int]], clip_skip: int) -> torch.Tensor:
-    """Each chunk as its own 77-token window (start, tokens, end, padding), encoded and laid end to end:
-    (1, 77 × chunks, D). Clip skip N takes the N-th layer from the end through the final layer norm, as A1111."""
-    import torch
-
-    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows = [[tokenizer.bos_token_id, *c, tokenizer.eos_token_id] + [pad] * (MAX_TOKENS - len(c)) for c in chunks]
-    ids = torch.tensor(rows, device=encoder.device)  # (chunks, 77)
-    out = encoder(ids, output_hidden_states=clip_skip > 1)
-    hidden = out.last_hidden_state
-    if clip_skip > 1:
-        layers = len(out.hidden_states) - 1  # the embeddings come first
-        if clip_skip > layers:
-            raise ValueError(f"`clip_skip` is {clip_skip}, but this model's text encoder has {layers} layers: "
-                             f"use at most {layers}")
-        final_norm = getattr(encoder, "text_model", encoder).final_layer_norm  # transformers 4 and 5 layouts
-        hidden = final_norm(out.hidden_states[-clip_skip])
-    return hidden.reshape(1, -1, hidden.shape[-1]).to(pipe.unet.dtype)  # (1, 77 × chunks, D)
 
 
 class _StepCallback:
@@ -409,9 +391,11 @@ class _StepCallback:
     place among a job's batch count."""
 
     def __init__(self, on_steps: Sequence[OnStep | None], per_job: int, should_stop: ShouldStop, family: str,
-                 batch: int = 0, batches: int = 1):
+                 batch: int = 0, batches: int = 1, conditioning: Conditioning | None = None):
         self.on_steps, self.per_job, self.should_stop = on_steps, per_job, should_stop
         self.batch, self.batches, self.family = batch, batches, family
+        self.conditioning = conditioning  # one job's prompt editing (jobs that edit their prompts run alone)
+        self.tensor_inputs = ["latents", "prompt_embeds"] if conditioning else ["latents"]
         self.stopped = False
         self.not_finite = False
         self.last_step = 0
@@ -432,7 +416,22 @@ class _StepCallback:
         if self.should_stop():
             self.stopped = True
             pipe._interrupt = True  # diffusers' own flag: the loop ends after this step
+        if self.conditioning is not None:
+            now, then = self.conditioning.at(step + 1), self.conditioning.at(step + 2)
+            if then[0] is not now[0] or then[1] is not now[1]:
+                kwargs["prompt_embeds"] = _for_guidance(pipe, *then, self.per_job)
         return kwargs
+
+
+def _for_guidance(pipe: Any, positive: torch.Tensor, negative: torch.Tensor, images: int) -> torch.Tensor:
+    """Embeddings as diffusers' denoising loop holds them: repeated per image, the negative ones first when
+    classifier-free guidance is on."""
+    import torch
+
+    positive = positive.repeat(images, 1, 1)
+    if not pipe.do_classifier_free_guidance:
+        return positive
+    return torch.cat([negative.repeat(images, 1, 1), positive])
 
 
 def _overlay(generated: Image.Image, kwargs: dict[str, Any]) -> Image.Image:
