@@ -11,19 +11,17 @@ params and its model list, and never runs a model.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from pipelines.base import (
-    BaseParams,
     BatchItem,
     ImageInputs,
     ImageResult,
@@ -33,8 +31,6 @@ from pipelines.base import (
     Pipeline,
     PipelineError,
     ShouldStop,
-    Workload,
-    param,
 )
 from pipelines.diffusion_utils import (
     latent_preview,
@@ -46,89 +42,15 @@ from pipelines.imaging import input_image
 from pipelines.model_sources import diffusers_models, load_diffusers_pipeline
 from pipelines.models import Library, ModelEntry, kinds
 from pipelines.prompts.encoding import MAX_TOKENS, Conditioning, clip_conditioning, plain_text
+from pipelines.text_to_image_params import MIN_SIDE, Sampler, TextToImageParams
+from pipelines.tiling import seamless
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 
-Sampler = Literal[
-    "Automatic", "Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M SDE Karras",
-    "DDIM", "LCM", "Heun", "DPM2", "DPM2 a", "UniPC",
-]
-MIN_SIDE = 64
-MAX_SIDE = 2048
-MAX_PIXELS = 2048 * 2048  # one 4-megapixel image; larger needs tiling, which the studio does not do yet
-MAX_PROMPT_CHARS = 10_000
-
-
-@dataclass(frozen=True)
-class TextToImageParams(BaseParams):
-    prompt: str = param("", label="Prompt", multiline=True)
-    negative_prompt: str = param("", label="Negative prompt", multiline=True)
-    sampler: Sampler = param("Euler a", label="Sampler")
-    num_steps: int = param(20, label="Steps", minimum=1, maximum=150, step=1)
-    cfg_scale: float = param(7.0, label="CFG scale", minimum=0.0, maximum=30.0, step=0.5)
-    width: int = param(0, label="Width", minimum=0, maximum=MAX_SIDE, step=8,
-                       help="0: the model's native size (512 for SD 1.x, 1024 for SDXL, 64 for the bundled model)")
-    height: int = param(0, label="Height", minimum=0, maximum=MAX_SIDE, step=8, help="0: the model's native size")
-    batch_size: int = param(1, label="Batch size", minimum=1, maximum=8, step=1)
-    batch_count: int = param(1, label="Batch count", minimum=1, maximum=16, step=1)
-    clip_skip: int = param(1, label="Clip skip", minimum=1, maximum=12, step=1,
-                           help="1 uses the text encoder's last layer, 2 the one before (as A1111)")
-    init_image: str = param("", label="Image (img2img / inpaint)", kind="image")
-    mask: str = param("", label="Inpaint mask", kind="mask", paint_on="init_image")
-    strength: float = param(0.75, label="Denoising strength", minimum=0.0, maximum=1.0, step=0.01,
-                            help="img2img and inpaint: how far from the image to go")
-    keep_partial: bool = param(False, label="Keep a partial image when stopped")
-
-    def check(self) -> None:
-        for name in ("prompt", "negative_prompt"):
-            if len(getattr(self, name)) > MAX_PROMPT_CHARS:
-                raise ValueError(f"`{name}` is {len(getattr(self, name)):,} characters; at most {MAX_PROMPT_CHARS:,}")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value < 0 or value % 8 or 0 < value < MIN_SIDE:
-                raise ValueError(f"`{name}` must be 0 for the model's native size, or a multiple of 8 from "
-                                 f"{MIN_SIDE}, got {value}")
-        super().check()
-        if self.width * self.height > MAX_PIXELS:
-            raise ValueError(f"`width` × `height` must be at most {MAX_PIXELS:,} pixels, got "
-                             f"{self.width}x{self.height}")
-        if self.mask and not self.init_image:
-            raise ValueError("`mask` needs an `init_image` to paint on")
-        if self.init_image and int(self.strength * self.num_steps) < 1:
-            # img2img runs strength × steps of the schedule (rounded down): none would leave nothing to decode
-            raise ValueError(f"`strength` × `num_steps` must come to at least one denoising step for img2img and "
-                             f"inpaint, got {self.strength} × {self.num_steps}: raise either")
-
-    def workload(self) -> Workload:
-        return Workload(self.batch_size * self.batch_count, 0 if self.init_image else self.width * self.height)
-
-    def batch_key(self) -> str | None:
-        """txt2img jobs that differ only in their prompts run as one batch: one UNet call per step for all."""
-        if self.mode != "txt2img" or self.batch_count > 1 or self.keep_partial:
-            return None  # img2img/inpaint carry pictures; several batches or a kept partial are per job
-        shared = {k: v for k, v in self.to_dict().items() if k not in ("prompt", "negative_prompt", "strength")}
-        return json.dumps(shared, sort_keys=True)
-
-    @property
-    def mode(self) -> Literal["txt2img", "img2img", "inpaint"]:
-        if self.mask:
-            return "inpaint"
-        return "img2img" if self.init_image else "txt2img"
-
-    def a1111_fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {"Steps": self.num_steps, "Sampler": self.sampler, "CFG scale": self.cfg_scale}
-        if self.width and self.height:
-            fields["Size"] = f"{self.width}x{self.height}"  # a native size is recorded with the result instead
-        if self.clip_skip > 1:
-            fields["Clip skip"] = self.clip_skip
-        if self.batch_size > 1:
-            fields["Batch size"] = self.batch_size
-        if self.init_image:
-            fields["Denoising strength"] = self.strength
-        return fields
+__all__ = ["Sampler", "TextToImageParams", "TextToImagePipeline", "native_shape"]
 
 
 class TextToImagePipeline(Pipeline):
@@ -182,8 +104,11 @@ class TextToImagePipeline(Pipeline):
 
     def __call__(self, params: TextToImageParams, *, seed: int, on_step: OnStep | None = None,
                  should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
-        with self._lock:
+        with self._lock, self._tiled(params):
             return self._run(params, seed, on_step, should_stop or (lambda: False), inputs or {})
+
+    def _tiled(self, params: TextToImageParams) -> AbstractContextManager[object]:
+        return seamless(self.pipe.unet, self.pipe.vae) if params.tiling else nullcontext()
 
     def _run(self, params: TextToImageParams, seed: int, on_step: OnStep | None, should_stop: ShouldStop,
              inputs: ImageInputs) -> ImageResult:
@@ -245,7 +170,8 @@ class TextToImagePipeline(Pipeline):
             prompts = [self._prompt_kwargs(job.params, w) for job, w in zip(jobs, warnings, strict=True)]
             merged = _merge_prompts(prompts)
             if merged is not None:
-                return self._run_together(jobs, merged, warnings, stop)
+                with self._tiled(jobs[0].params):  # a batch shares every param but the prompts
+                    return self._run_together(jobs, merged, warnings, stop)
         return super().run_batch(jobs, should_stop=should_stop)
 
     def _run_together(self, jobs: Sequence[BatchItem], prompts: dict[str, Any], warnings: list[list[str]],

@@ -51,7 +51,7 @@ OPTIONS_FILE = "a1111_options.json"
 TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{6,64}\]$")  # "model.safetensors [6ce0161689]" → "model.safetensors"
 SCHEDULERS = {"automatic": "Automatic", "karras": "Karras"}
 UNSUPPORTED = {  # field → the value that means "not asked for"
-    "restore_faces": (None, False), "tiling": (None, False), "enable_hr": (False,), "script_name": (None, ""),
+    "restore_faces": (None, False), "enable_hr": (False,), "script_name": (None, ""),
     "subseed_strength": (0, 0.0), "styles": ([],), "alwayson_scripts": ({},), "resize_mode": (0,),
 }
 
@@ -170,7 +170,7 @@ def _generate(services: Services, options: OptionsStore, user: str, request: Gen
     params = {"prompt": request.prompt, "negative_prompt": request.negative_prompt,
               "sampler": _sampler(services, request), "num_steps": request.steps, "cfg_scale": request.cfg_scale,
               "width": request.width or 0, "height": request.height or 0, "batch_size": request.batch_size,
-              "batch_count": request.n_iter,
+              "batch_count": request.n_iter, "tiling": bool(request.tiling),
               "clip_skip": request.override_settings.get("CLIP_stop_at_last_layers",
                                                          options.get(user).get("CLIP_stop_at_last_layers", 1)),
               **extra}
@@ -295,7 +295,8 @@ def _info(request: GenerationRequest, job: Job, artworks: list[Artwork]) -> dict
         "subseed_strength": 0, "width": first.width if first else params["width"],
         "height": first.height if first else params["height"], "sampler_name": params["sampler"],
         "cfg_scale": params["cfg_scale"], "steps": params["num_steps"], "batch_size": params["batch_size"],
-        "restore_faces": False, "face_restoration_model": None, "sd_model_name": job.spec.model,
+        "restore_faces": False, "tiling": params.get("tiling", False), "face_restoration_model": None,
+        "sd_model_name": job.spec.model,
         "sd_model_hash": first.recipe.model_hash if first else None, "sd_vae_name": None, "sd_vae_hash": None,
         "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": params["strength"] if params.get("init_image") else None,

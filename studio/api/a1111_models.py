@@ -42,7 +42,7 @@ class GenerationRequest(A1111Model):
     width: int | None = Field(None, ge=0, le=2048, description="missing or 0: the model's native size")
     height: int | None = Field(None, ge=0, le=2048)
     restore_faces: bool | None = Field(None, description="not supported: must be false or missing")
-    tiling: bool | None = Field(None, description="not supported: must be false or missing")
+    tiling: bool | None = Field(None, description="seamless tiling: the picture wraps around at its edges")
     enable_hr: bool = Field(False, description="hires fix: not supported, must be false")
     override_settings: dict[str, Any] = Field(default_factory=dict,
                                               description="`sd_model_checkpoint` picks the model for this request")

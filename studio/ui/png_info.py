@@ -24,7 +24,7 @@ _NUMBERS = {A1111_LABELS[name]: (name, kind) for name, kind in (("num_steps", in
                                                                 ("clip_skip", int))}
 # What A1111 writes for bookkeeping or reads with the sampler: handled, or not a setting, so never called "not used"
 _HANDLED = {"prompt", "negative_prompt", "Seed", "Size", A1111_LABELS["sampler"], "Schedule type", "Model",
-            "Model hash", "Version", "VAE hash", "Pipeline", *_NUMBERS}
+            "Model hash", "Version", "VAE hash", "Pipeline", "Tiling", *_NUMBERS}
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$")
 _MAX_NAMED = 6  # unused A1111 settings named in the note; more are counted
 
@@ -99,6 +99,8 @@ def a1111_settings(fields: dict[str, Any], params: type[BaseParams], models: lis
             notes.append(f"The sampler {fields['Sampler']!r} is not available here; kept yours.")
         else:
             values["sampler"] = sampler
+    if "Tiling" in fields:
+        values["tiling"] = str(fields["Tiling"]).strip().lower() == "true"
     checked = _checked(values, params, notes)
     seed = _number(fields.get("Seed"), int)
     if "Seed" in fields and not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):

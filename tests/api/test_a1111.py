@@ -94,6 +94,16 @@ def test_a_seed_and_sampler_reproduce_and_the_gallery_keeps_what_is_saved(a1111)
     assert quiet["images"] == [] and json.loads(quiet["info"])["seed"] == 42
 
 
+def test_tiling_and_weighted_prompts_come_back_as_a1111_writes_them(a1111) -> None:
+    services, url = a1111
+    payload = {"prompt": "a (marble:1.3) floor, [tiles|stones]", "seed": 3, "steps": 2, "width": 64, "height": 64,
+               "tiling": True}
+    done = httpx.post(f"{url}{SD}/txt2img", json=payload, timeout=120).json()
+    info = json.loads(done["info"])
+    assert info["tiling"] is True and info["infotexts"][0].startswith("a (marble:1.3) floor, [tiles|stones]\n")
+    assert "Tiling: True" in info["infotexts"][0]
+
+
 def test_img2img_inpaints_only_inside_the_mask(a1111) -> None:
     _, url = a1111
     source = photo("chelsea").convert("RGB").resize((64, 64))
