@@ -45,7 +45,8 @@ class Interrupted(PipelineError):
 
 def param(default: Any, *, label: str = "", help: str = "", minimum: float | None = None,
           maximum: float | None = None, step: float | None = None, multiline: bool = False,
-          kind: str = "", paint_on: str = "", thumbnails: str = "", modes: tuple[str, ...] = ()) -> Any:
+          kind: str = "", paint_on: str = "", thumbnails: str = "", modes: tuple[str, ...] = (),
+          random: bool = False) -> Any:
     """A Params field with the hints a UI needs (label, range, step); validation still happens in `check`.
 
     `kind="image"` marks a str field holding a reference to an input image (see `ImageInputs`);
@@ -53,10 +54,12 @@ def param(default: Any, *, label: str = "", help: str = "", minimum: float | Non
     `thumbnails` names a folder of the repository (e.g. "assets/styles") whose images, in name order, picture
     the values minimum, minimum + 1, …: the UI shows them as a picker for this number.
     `modes` lists the values of the Params' `mode` field in which this field matters; the UI hides it in others.
+    `random` marks a seed-like int whose -1 means "draw one": the studio draws it at submit (`BaseParams.drawn`), so
+    the recipe holds the value used.
     """
     hints = {"label": label, "help": help, "minimum": minimum, "maximum": maximum, "step": step,
              "multiline": multiline, "kind": kind, "paint_on": paint_on, "thumbnails": thumbnails,
-             "modes": modes or None}
+             "modes": modes or None, "random": random}
     # identity, not equality: a minimum of 0 or 0.0 is a real bound (0 == False would drop it)
     return field(default=default, metadata={k: v for k, v in hints.items() if v is not None and v is not False
                                             and v != ""})
@@ -110,6 +113,12 @@ class BaseParams:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def drawn(self, draw: Callable[[], int]) -> typing.Self:
+        """These params with each `random` field left at -1 given a value of `draw()`."""
+        changes = {f.name: draw() for f in dataclasses.fields(self)
+                   if f.metadata.get("random") and getattr(self, f.name) == -1}
+        return dataclasses.replace(self, **changes) if changes else self
 
     def check(self) -> None:
         """Raise ValueError naming the first bad field. The base checks declared ranges."""

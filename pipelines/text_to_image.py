@@ -44,6 +44,7 @@ from pipelines.models import Library, ModelEntry, kinds
 from pipelines.prompts.encoding import MAX_TOKENS, Conditioning, clip_conditioning, plain_text
 from pipelines.text_to_image_params import MIN_SIDE, Sampler, TextToImageParams
 from pipelines.tiling import seamless
+from pipelines.variation import variation_noise
 
 if TYPE_CHECKING:
     import torch
@@ -127,6 +128,8 @@ class TextToImagePipeline(Pipeline):
             # 2. one generator per image, so image i of a batch can be reproduced alone from seed + i
             batch_seeds = [seed + batch * params.batch_size + i for i in range(params.batch_size)]
             generators = [torch.Generator(device="cpu").manual_seed(s) for s in batch_seeds]
+            if params.varies:  # the starting noise of each picture: its seed's, varied or resized (A1111's)
+                kwargs["latents"] = self._variation_latents(params, seed, batch_seeds, kwargs)
             callback = _StepCallback([on_step], params.batch_size, should_stop, self.family, batch, params.batch_count,
                                      conditioning)
             # 3. denoise; the callback reports each step with a cheap preview, interrupts on Stop, and swaps the
@@ -151,6 +154,20 @@ class TextToImagePipeline(Pipeline):
         if stopped:
             info["partial"] = True
         return ImageResult(images=images, seeds=seeds, info=info)
+
+    def _variation_latents(self, params: TextToImageParams, seed: int, seeds: list[int],
+                           kwargs: dict[str, Any]) -> torch.Tensor:
+        """Picture i of the job starts from seed + i and variation seed + i, as A1111 counts them. A variation seed
+        of -1 reaching the pipeline (the studio draws one at submit) is the seed + 1."""
+        import torch
+
+        factor, channels = self.pipe.vae_scale_factor, self.pipe.unet.config.in_channels
+        shape = (channels, kwargs["height"] // factor, kwargs["width"] // factor)
+        resized = (channels, params.seed_resize_from_h // factor, params.seed_resize_from_w // factor)
+        dtype = kwargs["prompt_embeds"].dtype if "prompt_embeds" in kwargs else self.pipe.unet.dtype
+        subseed = params.subseed if params.subseed >= 0 else seed + 1
+        return torch.cat([variation_noise(s, (subseed + s - seed) % 2**32, params.subseed_strength, shape,
+                                          resized if params.seed_resize_from_w else None, dtype) for s in seeds])
 
     def _info(self, params: TextToImageParams, kwargs: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
         info: dict[str, Any] = {"mode": params.mode, "model_hash": self.model_hash, "family": self.family,

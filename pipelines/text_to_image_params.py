@@ -41,6 +41,15 @@ class TextToImageParams(BaseParams):
     strength: float = param(0.75, label="Denoising strength", minimum=0.0, maximum=1.0, step=0.01,
                             help="img2img and inpaint: how far from the image to go")
     keep_partial: bool = param(False, label="Keep a partial image when stopped")
+    subseed: int = param(-1, label="Variation seed", minimum=-1, maximum=2**32 - 1, step=1, random=True,
+                         help="a second seed whose noise is mixed in (-1: a random one), as A1111's")
+    subseed_strength: float = param(0.0, label="Variation strength", minimum=0.0, maximum=1.0, step=0.01,
+                                    help="0: the seed's picture, 1: the variation seed's; in between, a variation")
+    seed_resize_from_w: int = param(0, label="Resize seed from width", minimum=0, maximum=MAX_SIDE, step=8,
+                                    help="0: off. The noise of a picture this wide, so a seed keeps its look at "
+                                         "another size")
+    seed_resize_from_h: int = param(0, label="Resize seed from height", minimum=0, maximum=MAX_SIDE, step=8,
+                                    help="0: off")
     tiling: bool = param(False, label="Seamless tiling",
                          help="the picture wraps around at its edges, for textures and patterns (as A1111's Tiling)")
 
@@ -57,6 +66,15 @@ class TextToImageParams(BaseParams):
         if self.width * self.height > MAX_PIXELS:
             raise ValueError(f"`width` × `height` must be at most {MAX_PIXELS:,} pixels, got "
                              f"{self.width}x{self.height}")
+        for name in ("seed_resize_from_w", "seed_resize_from_h"):
+            value = getattr(self, name)
+            if value % 8 or 0 < value < MIN_SIDE:
+                raise ValueError(f"`{name}` must be 0 (off) or a multiple of 8 from {MIN_SIDE}, got {value}")
+        if bool(self.seed_resize_from_w) != bool(self.seed_resize_from_h):
+            raise ValueError("`seed_resize_from_w` and `seed_resize_from_h` go together: give both, or neither")
+        if self.init_image and self.varies:
+            raise ValueError("`subseed_strength` and `seed_resize_from_*` apply to text to image only, not to "
+                             "img2img or inpaint")
         if self.mask and not self.init_image:
             raise ValueError("`mask` needs an `init_image` to paint on")
         if self.init_image and int(self.strength * self.num_steps) < 1:
@@ -69,10 +87,16 @@ class TextToImageParams(BaseParams):
 
     def batch_key(self) -> str | None:
         """txt2img jobs that differ only in their prompts run as one batch: one UNet call per step for all."""
-        if self.mode != "txt2img" or self.batch_count > 1 or self.keep_partial:
-            return None  # img2img/inpaint carry pictures; several batches or a kept partial are per job
-        shared = {k: v for k, v in self.to_dict().items() if k not in ("prompt", "negative_prompt", "strength")}
+        if self.mode != "txt2img" or self.batch_count > 1 or self.keep_partial or self.varies:
+            return None  # img2img/inpaint carry pictures; several batches, a kept partial, own noise are per job
+        unshared = ("prompt", "negative_prompt", "strength", "subseed")  # a variation seed at strength 0 is unused
+        shared = {k: v for k, v in self.to_dict().items() if k not in unshared}
         return json.dumps(shared, sort_keys=True)
+
+    @property
+    def varies(self) -> bool:
+        """Whether the starting noise is not simply the seed's: a variation seed or a resized seed."""
+        return self.subseed_strength > 0 or bool(self.seed_resize_from_w)
 
     @property
     def mode(self) -> Literal["txt2img", "img2img", "inpaint"]:
@@ -90,6 +114,11 @@ class TextToImageParams(BaseParams):
             fields["Batch size"] = self.batch_size
         if self.init_image:
             fields["Denoising strength"] = self.strength
+        if self.subseed_strength > 0:
+            fields["Variation seed"] = self.subseed
+            fields["Variation seed strength"] = self.subseed_strength
+        if self.seed_resize_from_w:
+            fields["Seed resize from"] = f"{self.seed_resize_from_w}x{self.seed_resize_from_h}"
         if self.tiling:
             fields["Tiling"] = True
         return fields

@@ -55,7 +55,7 @@ class GenerationService:
             raise ModelUnavailable(offline_reason(model))
         if len(repr(params)) > MAX_PARAMS_CHARS:
             raise ValueError(f"params are too large ({len(repr(params)):,} characters; at most {MAX_PARAMS_CHARS:,})")
-        checked = cls.Params.from_dict(params)
+        checked = cls.Params.from_dict(params).drawn(lambda: secrets.randbelow(MAX_SEED + 1))
         self._check_caps(checked.workload())
         for name in cls.Params.image_fields():
             ref = getattr(checked, name)

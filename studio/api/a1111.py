@@ -52,7 +52,7 @@ TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{6,64}\]$")  # "model.safetensors [6ce
 SCHEDULERS = {"automatic": "Automatic", "karras": "Karras"}
 UNSUPPORTED = {  # field → the value that means "not asked for"
     "restore_faces": (None, False), "enable_hr": (False,), "script_name": (None, ""),
-    "subseed_strength": (0, 0.0), "styles": ([],), "alwayson_scripts": ({},), "resize_mode": (0,),
+    "styles": ([],), "alwayson_scripts": ({},), "resize_mode": (0,),
 }
 
 
@@ -170,7 +170,10 @@ def _generate(services: Services, options: OptionsStore, user: str, request: Gen
     params = {"prompt": request.prompt, "negative_prompt": request.negative_prompt,
               "sampler": _sampler(services, request), "num_steps": request.steps, "cfg_scale": request.cfg_scale,
               "width": request.width or 0, "height": request.height or 0, "batch_size": request.batch_size,
-              "batch_count": request.n_iter, "tiling": bool(request.tiling),
+              "batch_count": request.n_iter, "tiling": bool(request.tiling), "subseed": request.subseed,
+              "subseed_strength": request.subseed_strength,
+              "seed_resize_from_w": max(request.seed_resize_from_w, 0),
+              "seed_resize_from_h": max(request.seed_resize_from_h, 0),
               "clip_skip": request.override_settings.get("CLIP_stop_at_last_layers",
                                                          options.get(user).get("CLIP_stop_at_last_layers", 1)),
               **extra}
@@ -288,17 +291,20 @@ def _info(request: GenerationRequest, job: Job, artworks: list[Artwork]) -> dict
     seeds = [a.recipe.seed for a in artworks] or [job.spec.seed]
     first = artworks[0] if artworks else None
     params = job.spec.params
+    subseed = params.get("subseed", -1)
     return {
         "prompt": request.prompt, "all_prompts": [request.prompt] * len(seeds),
         "negative_prompt": request.negative_prompt, "all_negative_prompts": [request.negative_prompt] * len(seeds),
-        "seed": seeds[0], "all_seeds": seeds, "subseed": -1, "all_subseeds": [-1] * len(seeds),
-        "subseed_strength": 0, "width": first.width if first else params["width"],
+        "seed": seeds[0], "all_seeds": seeds, "subseed": subseed,
+        "all_subseeds": [subseed + s - seeds[0] for s in seeds],
+        "subseed_strength": params.get("subseed_strength", 0), "width": first.width if first else params["width"],
         "height": first.height if first else params["height"], "sampler_name": params["sampler"],
         "cfg_scale": params["cfg_scale"], "steps": params["num_steps"], "batch_size": params["batch_size"],
         "restore_faces": False, "tiling": params.get("tiling", False), "face_restoration_model": None,
         "sd_model_name": job.spec.model,
         "sd_model_hash": first.recipe.model_hash if first else None, "sd_vae_name": None, "sd_vae_hash": None,
-        "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+        "seed_resize_from_w": params.get("seed_resize_from_w") or -1,
+        "seed_resize_from_h": params.get("seed_resize_from_h") or -1,
         "denoising_strength": params["strength"] if params.get("init_image") else None,
         "extra_generation_params": {}, "index_of_first_image": 0,
         "infotexts": [metadata.format_parameters(a.recipe) for a in artworks], "styles": [],

@@ -30,8 +30,10 @@ class GenerationRequest(A1111Model):
     negative_prompt: str = Field("", max_length=MAX_TEXT)
     styles: list[str] = Field(default_factory=list, description="named prompt styles: none exist in Atelier")
     seed: int = Field(-1, ge=-1, le=MAX_SEED)
-    subseed: int = -1
-    subseed_strength: float = Field(0.0, description="variation seeds: not supported, must stay 0")
+    subseed: int = Field(-1, ge=-1, le=MAX_SEED, description="the variation seed (-1: a random one)")
+    subseed_strength: float = Field(0.0, ge=0, le=1, description="0: the seed's picture, 1: the variation seed's")
+    seed_resize_from_w: int = Field(-1, ge=-1, le=2048, description="-1 or 0: off; the noise of a picture this wide")
+    seed_resize_from_h: int = Field(-1, ge=-1, le=2048, description="-1 or 0: off")
     sampler_name: str | None = Field(None, max_length=100, description="see GET /sdapi/v1/samplers")
     sampler_index: str = Field("Euler", max_length=100, description="the sampler when `sampler_name` is not given")
     scheduler: str | None = Field(None, max_length=100, description="see GET /sdapi/v1/schedulers")

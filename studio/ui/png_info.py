@@ -24,7 +24,8 @@ _NUMBERS = {A1111_LABELS[name]: (name, kind) for name, kind in (("num_steps", in
                                                                 ("clip_skip", int))}
 # What A1111 writes for bookkeeping or reads with the sampler: handled, or not a setting, so never called "not used"
 _HANDLED = {"prompt", "negative_prompt", "Seed", "Size", A1111_LABELS["sampler"], "Schedule type", "Model",
-            "Model hash", "Version", "VAE hash", "Pipeline", "Tiling", *_NUMBERS}
+            "Model hash", "Version", "VAE hash", "Pipeline", "Tiling", "Variation seed", "Variation seed strength",
+            "Seed resize from", *_NUMBERS}
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$")
 _MAX_NAMED = 6  # unused A1111 settings named in the note; more are counted
 
@@ -101,6 +102,15 @@ def a1111_settings(fields: dict[str, Any], params: type[BaseParams], models: lis
             values["sampler"] = sampler
     if "Tiling" in fields:
         values["tiling"] = str(fields["Tiling"]).strip().lower() == "true"
+    if "Variation seed" in fields:
+        values["subseed"] = _number(fields["Variation seed"], int)
+        values["subseed_strength"] = _number(fields.get("Variation seed strength", "0"), float)
+    if "Seed resize from" in fields:
+        resize = _SIZE.match(str(fields["Seed resize from"]))
+        if resize:
+            values["seed_resize_from_w"], values["seed_resize_from_h"] = int(resize[1]), int(resize[2])
+        else:
+            notes.append(f"Seed resize from {fields['Seed resize from']!r} is not W x H; kept yours.")
     checked = _checked(values, params, notes)
     seed = _number(fields.get("Seed"), int)
     if "Seed" in fields and not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
@@ -126,12 +136,12 @@ def _number(text: Any, kind: type) -> Any:
 
 
 def _checked(values: dict[str, Any], params: type[BaseParams], notes: list[str]) -> dict[str, Any]:
-    """The values the pipeline accepts, each checked alone (with the other params at their defaults); each refusal
-    becomes a note in the pipeline's own words."""
+    """The values the pipeline accepts, each checked alone (`BaseParams.check_fields`: the rules between fields are
+    the request's, when it is made); each refusal becomes a note in the pipeline's own words."""
     kept: dict[str, Any] = {}
     for name, value in values.items():
         try:
-            kept[name] = params.from_dict({name: value}).to_dict()[name]
+            kept[name] = params.check_fields({name: value})[name]
         except ValueError as e:
             notes.append(f"Not used: {e}.")
     return kept

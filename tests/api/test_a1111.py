@@ -94,7 +94,7 @@ def test_a_seed_and_sampler_reproduce_and_the_gallery_keeps_what_is_saved(a1111)
     assert quiet["images"] == [] and json.loads(quiet["info"])["seed"] == 42
 
 
-def test_tiling_and_weighted_prompts_come_back_as_a1111_writes_them(a1111) -> None:
+def test_tiling_variation_seeds_and_weighted_prompts_come_back_as_a1111_writes_them(a1111) -> None:
     services, url = a1111
     payload = {"prompt": "a (marble:1.3) floor, [tiles|stones]", "seed": 3, "steps": 2, "width": 64, "height": 64,
                "tiling": True}
@@ -102,6 +102,10 @@ def test_tiling_and_weighted_prompts_come_back_as_a1111_writes_them(a1111) -> No
     info = json.loads(done["info"])
     assert info["tiling"] is True and info["infotexts"][0].startswith("a (marble:1.3) floor, [tiles|stones]\n")
     assert "Tiling: True" in info["infotexts"][0]
+    varied = {**payload, "tiling": False, "subseed": 8, "subseed_strength": 0.4, "batch_size": 2}
+    info = json.loads(httpx.post(f"{url}{SD}/txt2img", json=varied, timeout=120).json()["info"])
+    assert (info["subseed"], info["all_subseeds"], info["subseed_strength"]) == (8, [8, 9], 0.4)
+    assert "Variation seed: 8, Variation seed strength: 0.4" in info["infotexts"][0]
 
 
 def test_img2img_inpaints_only_inside_the_mask(a1111) -> None:

@@ -7,7 +7,8 @@ from studio.gallery.metadata import parse_parameters
 from studio.ui.png_info import a1111_settings
 
 TEXT = ("a (tiled:1.2) floor, [marble:granite:0.5]\nNegative prompt: seams\nSteps: 12, Sampler: Euler a, "
-        "CFG scale: 6, Seed: 5, Size: 64x64, Model: floor, Tiling: True")
+        "CFG scale: 6, Seed: 5, Size: 64x64, Model: floor, Variation seed: 77, Variation seed strength: 0.3, "
+        "Seed resize from: 96x64, Tiling: True")
 
 
 def test_tiling_and_the_prompts_syntax_come_back() -> None:
@@ -15,5 +16,7 @@ def test_tiling_and_the_prompts_syntax_come_back() -> None:
     assert settings.params["tiling"] is True
     assert settings.params["prompt"] == "a (tiled:1.2) floor, [marble:granite:0.5]"
     assert settings.model == "floor.safetensors" and settings.seed == 5 and not settings.notes
+    assert (settings.params["subseed"], settings.params["subseed_strength"]) == (77, 0.3)
+    assert (settings.params["seed_resize_from_w"], settings.params["seed_resize_from_h"]) == (96, 64)
     untiled = a1111_settings(parse_parameters(TEXT.replace(", Tiling: True", "")), TextToImageParams, [])
     assert "tiling" not in untiled.params  # absent in A1111's text: the user's own choice stays
