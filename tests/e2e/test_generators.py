@@ -11,6 +11,7 @@ from PIL import Image
 from playwright.sync_api import expect
 from skimage import data as examples
 
+from studio.gallery import metadata
 from tests.e2e.studio_page import StudioPage
 
 
@@ -82,3 +83,21 @@ def test_a_bad_value_gets_a_readable_message_not_a_stack_trace(studio_page: Stud
     assert "width" in message.lower() and "Traceback" not in message
     # and in the status beside Generate
     expect(studio_page.panel.get_by_text(re.compile(r"^⚠ .*width", re.IGNORECASE))).to_be_visible()
+
+
+def test_tiling_and_a_variation_seed_reach_the_recipe(studio_page: StudioPage, served) -> None:
+    services = served[0]
+    studio_page.tab("text_to_image")
+    studio_page.fill("Prompt", "a (red:1.2) heart, [circle|square]")
+    studio_page.fill("Steps", 4)
+    studio_page.panel.get_by_label("Seamless tiling", exact=True).check()
+    studio_page.fill("Variation seed", 5)
+    studio_page.fill("Variation strength", 0.5)
+    studio_page.generate()
+    assert "saved to the gallery" in studio_page.wait_done()
+    newest = services.gallery.page(limit=1)[0]
+    params = newest.recipe.params
+    assert (params["tiling"], params["subseed"], params["subseed_strength"]) == (True, 5, 0.5)
+    assert params["prompt"] == "a (red:1.2) heart, [circle|square]"
+    text = metadata.format_parameters(newest.recipe)
+    assert "Variation seed: 5, Variation seed strength: 0.5" in text and "Tiling: True" in text
