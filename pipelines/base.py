@@ -114,6 +114,12 @@ class BaseParams:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def model_files(self) -> list[tuple[str, str]]:
+        """Files of the model library this job names besides its model, as (kind, name): e.g. the LoRAs of a
+        prompt's tags. The studio resolves them at submit (an unknown one is refused there) and the worker gets
+        their paths (`files` of `__call__`)."""
+        return []
+
     def drawn(self, draw: Callable[[], int]) -> typing.Self:
         """These params with each `random` field left at -1 given a value of `draw()`."""
         changes = {f.name: draw() for f in dataclasses.fields(self)
@@ -321,7 +327,8 @@ class Pipeline(ABC):
 
     @abstractmethod
     def __call__(self, params: BaseParams, *, seed: int, on_step: OnStep | None = None,
-                 should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult: ...
+                 should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
+        """Run one job. A pipeline whose params name `model_files` also takes `files`: name → path."""
 
     def run_batch(self, jobs: Sequence[BatchItem], *, should_stop: ShouldStop | None = None) -> list[ImageResult]:
         """Several jobs whose params share a `batch_key`, one result each, in order. Each job's pictures are those

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ from pipelines.diffusion_utils import (
     pick_dtype,
 )
 from pipelines.imaging import input_image
+from pipelines.loras import LoraSlots
 from pipelines.model_sources import diffusers_models, load_diffusers_pipeline
 from pipelines.models import Library, ModelEntry, kinds
 from pipelines.prompts.encoding import MAX_TOKENS, Conditioning, clip_conditioning, plain_text
@@ -67,6 +68,7 @@ class TextToImagePipeline(Pipeline):
         self._derived: dict[str, Any] = {"txt2img": pipe}
         self._default_scheduler = pipe.scheduler
         self._lock = threading.Lock()  # one job at a time per loaded model: schedulers hold per-run state
+        self.loras = LoraSlots(pipe)
 
     model_kind = kinds.CHECKPOINT
     hub_ids = True
@@ -104,8 +106,10 @@ class TextToImagePipeline(Pipeline):
                 yield from m.buffers()
 
     def __call__(self, params: TextToImageParams, *, seed: int, on_step: OnStep | None = None,
-                 should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None) -> ImageResult:
-        with self._lock, self._tiled(params):
+                 should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None,
+                 files: Mapping[str, str] | None = None) -> ImageResult:
+        """One job; `files` are the paths of the LoRAs its prompt's tags name (the studio resolves them)."""
+        with self._lock, self._tiled(params), self.loras.applied(params.networks(), files or {}):
             return self._run(params, seed, on_step, should_stop or (lambda: False), inputs or {})
 
     def _tiled(self, params: TextToImageParams) -> AbstractContextManager[object]:
@@ -253,7 +257,7 @@ class TextToImagePipeline(Pipeline):
         77 tokens; the user is told. A sentence encoder (the bundled model's MiniLM): diffusers' encoding of the
         words, up to the tokenizer's length."""
         steps = _steps_run(params)
-        prompt, negative = plain_text(params.prompt, steps), plain_text(params.negative_prompt, steps)
+        prompt, negative = plain_text(params.prompt_text, steps), plain_text(params.negative_prompt, steps)
         if self.family == "sentence":
             return _sentence_prompt(self.pipe.tokenizer, prompt, negative, params.clip_skip, warnings)
         if self.family != "sd":
@@ -265,8 +269,8 @@ class TextToImagePipeline(Pipeline):
                 if count > MAX_TOKENS:
                     warnings.append(f"the {name} is {count} tokens; only the first {MAX_TOKENS} were used")
             return {"prompt": prompt, "negative_prompt": negative or None, "clip_skip": params.clip_skip - 1 or None}
-        conditioning = clip_conditioning(self.pipe, params.prompt, params.negative_prompt, steps, params.clip_skip,
-                                         warnings)
+        conditioning = clip_conditioning(self.pipe, params.prompt_text, params.negative_prompt, steps,
+                                         params.clip_skip, warnings)
         positive, negative_embeds = conditioning.at(1)
         kwargs: dict[str, Any] = {"prompt_embeds": positive, "negative_prompt_embeds": negative_embeds}
         if conditioning.changes:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipelines.base import BaseParams, Workload, param
+from pipelines.models import kinds
+from pipelines.prompts.networks import NetworkTag, network_tags
 
 Sampler = Literal[
     "Automatic", "Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M SDE Karras",
@@ -75,6 +77,10 @@ class TextToImageParams(BaseParams):
         if self.init_image and self.varies:
             raise ValueError("`subseed_strength` and `seed_resize_from_*` apply to text to image only, not to "
                              "img2img or inpaint")
+        try:
+            self.networks()
+        except ValueError as e:
+            raise ValueError(f"`prompt`: {e}") from None
         if self.mask and not self.init_image:
             raise ValueError("`mask` needs an `init_image` to paint on")
         if self.init_image and int(self.strength * self.num_steps) < 1:
@@ -87,11 +93,23 @@ class TextToImageParams(BaseParams):
 
     def batch_key(self) -> str | None:
         """txt2img jobs that differ only in their prompts run as one batch: one UNet call per step for all."""
-        if self.mode != "txt2img" or self.batch_count > 1 or self.keep_partial or self.varies:
-            return None  # img2img/inpaint carry pictures; several batches, a kept partial, own noise are per job
+        if self.mode != "txt2img" or self.batch_count > 1 or self.keep_partial or self.varies or self.networks():
+            return None  # pictures, several batches, a kept partial, own noise or own LoRAs: per job
         unshared = ("prompt", "negative_prompt", "strength", "subseed")  # a variation seed at strength 0 is unused
         shared = {k: v for k, v in self.to_dict().items() if k not in unshared}
         return json.dumps(shared, sort_keys=True)
+
+    @property
+    def prompt_text(self) -> str:
+        """The prompt without its `<lora:…>` tags: what the text encoder reads."""
+        return network_tags(self.prompt)[0]
+
+    def networks(self) -> list[NetworkTag]:
+        """The LoRAs the prompt's `<lora:NAME:WEIGHT>` tags name."""
+        return network_tags(self.prompt)[1]
+
+    def model_files(self) -> list[tuple[str, str]]:
+        return [(kinds.LORA, tag.name) for tag in self.networks()]
 
     @property
     def varies(self) -> bool:

@@ -7,6 +7,7 @@ work order for a worker) and `deliver` (images → gallery, with the full recipe
 
 from __future__ import annotations
 
+import difflib
 import logging
 import secrets
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from pipelines.base import Workload
 from pipelines.catalog import Catalog, pipeline_path
-from pipelines.models import ModelEntry
+from pipelines.models import ModelEntry, kinds
 from pipelines.models.hub import OFFLINE_STATUS, offline_reason
 from studio import __version__
 from studio.config import JobCaps
@@ -62,9 +63,32 @@ class GenerationService:
             if ref and not self.inputs.exists(ref, owner=owner):  # another user's upload is not this user's to use
                 raise ValueError(f"`{name}` refers to an input image that is not stored: {ref[:80]!r}")
         key = checked.batch_key()
+        recorded = {**entry.recorded(), "files": self._files_of(checked.model_files(), entry)}
         return JobSpec(pipeline=pipeline, model=entry.id, params=checked.to_dict(), seed=resolve_seed(seed),
-                       owner=owner, priority=priority, model_entry=entry.recorded(),
+                       owner=owner, priority=priority, model_entry=recorded,
                        batch_key=None if key is None else f"{pipeline}|{entry.id}|{entry.source}|{key}")
+
+    def _files_of(self, wanted: list[tuple[str, str]], model: ModelEntry) -> dict[str, dict[str, Any]]:
+        """The library files a job names (its LoRAs…), resolved now as its model is: name → where it is, its hash.
+        An unknown, unusable or ambiguous name, or a file made for another base model, is refused here."""
+        library = self.catalog.library
+        found: dict[str, dict[str, Any]] = {}
+        for kind, name in wanted:
+            what = kinds.KINDS[kind]
+            file = library.find(kind, name)  # AmbiguousModel (a ValueError) names both files
+            if file is None:
+                known = sorted({f.name for f in library.files(kind) if not f.problem})
+                close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+                hint = f"; closest: {', '.join(close)}" if close else (f"; available: {', '.join(known[:10])}"
+                                                                       if known else "; none is installed")
+                raise ValueError(f"unknown {what} {name!r}{hint}")
+            if file.problem:
+                raise ValueError(f"{what} {file.id}: {file.problem}")
+            if not kinds.fits(file.family, model.family):
+                raise ValueError(f"{what} {file.id} was made for {kinds.FAMILIES[file.family]}, but the model "
+                                 f"{model.id} is {kinds.FAMILIES[model.family]}")
+            found[name] = {"kind": kind, "id": file.id, "path": str(file.path), "sha256": library.sha256(file)}
+        return found
 
     def _check_caps(self, asked: Workload) -> None:
         if self.caps.images and asked.pictures > self.caps.images:
@@ -100,9 +124,11 @@ class GenerationService:
         cls = self.catalog.pipeline(job.spec.pipeline)
         entry = self.resolved(job)
         refs = cls.Params.from_dict(job.spec.params).image_refs()
+        files = (job.spec.model_entry or {}).get("files", {})
         return WorkOrder(job_id=job.id, pipeline=pipeline_path(cls), model=entry.id, source=entry.source,
                          params=job.spec.params, seed=job.spec.seed, load_options=dict(entry.load_options),
-                         inputs={ref: self.inputs.read_bytes(ref) for ref in refs}, expected_bytes=entry.size_bytes)
+                         inputs={ref: self.inputs.read_bytes(ref) for ref in refs}, expected_bytes=entry.size_bytes,
+                         files={name: f["path"] for name, f in files.items()})
 
     def deliver(self, job: Job, result: Finished) -> list[str]:
         """Write every image with its recipe; ids are deterministic, so a re-run after a crash overwrites."""
@@ -113,6 +139,10 @@ class GenerationService:
         sha256 = entry.sha256 or self.catalog.library.sha256(Path(entry.source))
         model_hash = entry.hash or (sha256[:10] if sha256 else None) or result.info.get("model_hash")
         hashes = {"model_hash": model_hash, **({"model_sha256": sha256} if sha256 else {})}
+        loras = self._lora_hashes(job)
+        if loras:
+            a1111["Lora hashes"] = ", ".join(f"{name}: {digest[:12]}" for name, digest in loras.items())
+            hashes["lora_sha256"] = loras
         created = time.time()
         # the licence travels with each image, so a restriction (e.g. non-commercial) is never separated from it
         terms = {"licence": entry.licence, **({"restriction": entry.restriction} if entry.restriction else {})}
@@ -131,6 +161,15 @@ class GenerationService:
             except Exception as e:  # noqa: BLE001 -- e.g. a full disk: what was saved stays, and is named
                 raise DeliveryFailed(ids, len(result.images), e) from e
         return ids
+
+    def _lora_hashes(self, job: Job) -> dict[str, str]:
+        """name → SHA-256 of the job's LoRAs (known at submit, else hashed since); A1111 writes 12 digits of it."""
+        found = {}
+        for name, file in (job.spec.model_entry or {}).get("files", {}).items():
+            digest = file.get("sha256") or self.catalog.library.sha256(Path(file["path"]))
+            if file.get("kind") == kinds.LORA and digest:
+                found[name] = digest
+        return found
 
     def settle_recovered(self, jobs: list[Job]) -> None:
         """After a restart: a re-queued job whose images all reached the gallery is complete, not re-run."""

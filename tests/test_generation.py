@@ -7,10 +7,14 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import pytest
+
 from pipelines.models import BUNDLED_DIR
+from studio.gallery import metadata
 from studio.jobs import JobStatus
 from studio.services import build_services
 from tests.conftest import make_config, wait_finished, wait_for
+from tests.support import model_trees as trees
 
 GAN = "atelier-emoji-gan"
 
@@ -36,5 +40,47 @@ def test_a_rescan_while_a_job_waits_changes_nothing_it_runs_or_records(tmp_path:
         recipe = services.gallery.get(done.image_ids[0]).recipe
         assert (recipe.model, recipe.model_hash, recipe.info["model_sha256"]) == (GAN, digest[:10], digest)
         assert recipe.info["licence"] != "someone else's"
+    finally:
+        services.stop()
+
+
+def test_a_jobs_loras_are_resolved_at_submit_and_their_hashes_recorded(tmp_path: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    from tests.support.tiny_sd import save_tiny_lora, save_tiny_sd
+
+    models = tmp_path / "models"
+    folder = save_tiny_sd(models / "tiny-sd")
+    lora = save_tiny_lora(models / "styles" / "ink.safetensors", StableDiffusionPipeline.from_pretrained(folder))
+    trees.lora(models / "glow_xl.safetensors", "sdxl")
+    services = build_services(make_config(tmp_path / "data", models_dirs=(models,), plugins=()))
+    params = {"prompt": "a cat <lora:ink:0.7>", "width": 64, "height": 64, "num_steps": 2}
+    with pytest.raises(ValueError, match=r"unknown LoRA 'inc'; closest: ink"):
+        services.generation.submit("text_to_image", "tiny-sd", {**params, "prompt": "<lora:inc:1>"})
+    with pytest.raises(ValueError, match="`prompt`: the tag '<lora:ink:nan>'"):
+        services.generation.submit("text_to_image", "tiny-sd", {**params, "prompt": "<lora:ink:nan>"})
+    job = services.generation.submit("text_to_image", "tiny-sd", params, seed=3)
+    assert job.spec.model_entry["files"]["ink"]["path"] == str(lora)
+    services.start()
+    try:
+        done = wait_finished(services, job.id)
+        assert done.status is JobStatus.COMPLETED, done.error
+        recipe = services.gallery.get(done.image_ids[0]).recipe
+        digest = hashlib.sha256(lora.read_bytes()).hexdigest()
+        assert recipe.info["lora_sha256"] == {"ink": digest}
+        assert f'Lora hashes: "ink: {digest[:12]}"' in metadata.format_parameters(recipe)
+    finally:
+        services.stop()
+
+
+def test_a_lora_made_for_another_base_model_is_refused_naming_both(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    trees.checkpoint(models / "classic.safetensors", "sd1")
+    trees.lora(models / "glow_xl.safetensors", "sdxl")
+    services = build_services(make_config(tmp_path / "data", models_dirs=(models,), plugins=()))
+    try:
+        with pytest.raises(ValueError, match="LoRA glow_xl.safetensors was made for SDXL, but the model "
+                                             "classic.safetensors is SD 1.x"):
+            services.generation.build_spec("text_to_image", "classic.safetensors", {"prompt": "<lora:glow_xl:1>"})
     finally:
         services.stop()

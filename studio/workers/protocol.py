@@ -25,6 +25,7 @@ class WorkOrder:
     load_options: dict[str, Any] = field(default_factory=dict)  # from the catalogue entry, passed to load()
     inputs: dict[str, bytes] = field(default_factory=dict)  # input images (PNG) by the reference params hold
     expected_bytes: int | None = None  # the model's size on disk, if known: the cache makes room before loading
+    files: dict[str, str] = field(default_factory=dict)  # library files the params name (LoRAs…): name → path
 
 
 @dataclass(frozen=True)

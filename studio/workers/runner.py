@@ -76,8 +76,9 @@ class WorkerRuntime:
                 expected_bytes=first.expected_bytes)
             if len(items) == 1:
                 item = items[0]
+                files = {"files": first.files} if first.files else {}  # jobs naming library files run alone
                 results = [pipe(item.params, seed=item.seed, on_step=item.on_step, should_stop=should_stop,
-                                inputs=item.inputs)]
+                                inputs=item.inputs, **files)]
             else:
                 results = pipe.run_batch(items, should_stop=should_stop)
             if should_stop() and not all(r.info.get("partial") for r in results):

@@ -94,3 +94,24 @@ def save_tiny_checkpoint(checkpoint: Path) -> Path:
         parts[name].save_config(config / name)
     parts["text_encoder"].config.save_pretrained(config / "text_encoder")
     return checkpoint
+
+
+def save_tiny_lora(path: Path, pipe: object, *, seed: int = 0, scale: float = 0.5, rank: int = 2) -> Path:
+    """A kohya-format LoRA (lora_down/lora_up/alpha, A1111's key names) for every attention projection of the
+    tiny model's UNet and text encoder: random factors, so it changes the picture visibly."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, module in (("lora_unet", pipe.unet), ("lora_te", pipe.text_encoder)):
+        for name, layer in module.named_modules():
+            if isinstance(layer, torch.nn.Linear) and name.split(".")[-1] in (
+                    "to_q", "to_k", "to_v", "0", "q_proj", "k_proj", "v_proj", "out_proj") and "attn" in name:
+                key = f"{prefix}_{name.replace('.', '_')}"
+                tensors[f"{key}.lora_down.weight"] = torch.randn(rank, layer.in_features, generator=generator) * scale
+                tensors[f"{key}.lora_up.weight"] = torch.randn(layer.out_features, rank, generator=generator) * scale
+                tensors[f"{key}.alpha"] = torch.tensor(float(rank))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), {"ss_network_dim": str(rank), "ss_base_model_version": "sd_v1"})
+    return path

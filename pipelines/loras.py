@@ -1,0 +1,68 @@
+"""LoRAs (kohya/A1111 or diffusers/PEFT files, SD 1.x and SDXL) on a loaded text-to-image pipeline, through
+diffusers' PEFT integration: each file is loaded once as a named adapter and kept for later jobs; a job switches on
+the adapters its prompt names at their weights, and they are switched off again when it ends, so no job's LoRAs
+reach the next one."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipelines.base import PipelineError
+from pipelines.prompts.networks import NetworkTag
+
+logger = logging.getLogger(__name__)
+
+MAX_LOADED = 8  # adapters kept in memory per model; the least recently used goes first
+
+
+class LoraSlots:
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+        self._loaded: OrderedDict[str, str] = OrderedDict()  # path → adapter name
+        self._count = 0
+
+    @contextmanager
+    def applied(self, tags: Sequence[NetworkTag], files: Mapping[str, str]) -> Iterator[None]:
+        """The tags' LoRAs switched on at their weights for the duration (nothing when there are none)."""
+        if not tags:
+            yield
+            return
+        names, weights = [], []
+        for tag in tags:
+            if tag.name not in files:
+                raise PipelineError(f"the LoRA {tag.name!r} was not sent with the job")
+            names.append(self._adapter(files[tag.name]))
+            weights.append(self._weights(tag))
+        self.pipe.enable_lora()
+        self.pipe.set_adapters(names, adapter_weights=weights)
+        try:
+            yield
+        finally:
+            self.pipe.disable_lora()
+
+    def _weights(self, tag: NetworkTag) -> dict[str, float]:
+        parts = {"unet": tag.unet, "text_encoder": tag.text_encoder, "text_encoder_2": tag.text_encoder}
+        loadable = self.pipe._lora_loadable_modules
+        return {k: v for k, v in parts.items() if k in loadable and getattr(self.pipe, k, None) is not None}
+
+    def _adapter(self, path: str) -> str:
+        if path in self._loaded:
+            self._loaded.move_to_end(path)
+            return self._loaded[path]
+        self._count += 1
+        name = f"lora_{self._count}"
+        try:
+            self.pipe.load_lora_weights(path, adapter_name=name)
+        except Exception as e:  # noqa: BLE001 -- diffusers and peft raise many types for a file they cannot map
+            raise PipelineError(f"cannot load the LoRA {Path(path).name}: {type(e).__name__}: {e}"[:500]) from None
+        self._loaded[path] = name
+        while len(self._loaded) > MAX_LOADED:
+            _, oldest = self._loaded.popitem(last=False)
+            self.pipe.delete_adapters(oldest)
+        logger.info("loaded LoRA %s as %s", path, name)
+        return name
