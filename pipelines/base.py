@@ -299,6 +299,8 @@ class Pipeline(ABC):
     # The kind of model file it loads (pipelines.models.kinds), for its models that no library file stands behind
     # (a hub id, a package's weights); "" when none applies
     model_kind: ClassVar[str] = ""
+    # Kinds of library file its prompts name by tag (`<lora:NAME:W>`): the tab offers a picker of them
+    prompt_networks: ClassVar[tuple[str, ...]] = ()
     # Whether it loads any Hugging Face hub id a request names (not only the listed models), fetched on first use
     hub_ids: ClassVar[bool] = False
 

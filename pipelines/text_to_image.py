@@ -71,6 +71,7 @@ class TextToImagePipeline(Pipeline):
         self.loras = LoraSlots(pipe)
 
     model_kind = kinds.CHECKPOINT
+    prompt_networks = (kinds.LORA,)
     hub_ids = True
 
     @classmethod

@@ -131,3 +131,15 @@ def test_the_login_page_refuses_a_wrong_password_and_admits_the_right_one(browse
             page.screenshot(path=ARTIFACTS / "login.png")
             context.close()
 
+
+
+def test_a_lora_card_adds_its_tag_to_the_prompt(library_page: StudioPage) -> None:
+    studio = library_page.tab("text_to_image")
+    studio.panel.get_by_text("LoRAs", exact=True).click()  # the picker's accordion
+    card = studio.panel.locator("button.thumbnail-item").filter(has_text="glow_xl")
+    expect(card).to_contain_text("SDXL · triggers: glowing")
+    studio.fill("Prompt", "a lantern")
+    card.click()
+    expect(studio.field("Prompt")).to_have_value("a lantern <lora:glow_xl:1>")
+    card.click()  # once only
+    expect(studio.field("Prompt")).to_have_value("a lantern <lora:glow_xl:1>")

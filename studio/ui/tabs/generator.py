@@ -15,10 +15,12 @@ from typing import Any
 
 import gradio as gr
 
+from pipelines.models import kinds
 from studio.ui.browser import GENERATE_ID
 from studio.ui.forms import Binding, build_bindings
 from studio.ui.handlers import Handlers
 from studio.ui.presets import builtin_presets
+from studio.ui.tabs.networks import build_lora_picker
 
 TITLES = {"text_to_image": "Text to Image", "gan": "GAN", "vae": "VAE", "style_transfer": "Style Transfer"}
 # What to make rather than how: a preset keeps every other setting of its tab (pictures are never kept)
@@ -105,6 +107,9 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
                 history = gr.Dropdown(choices=[], value=None, label="Recent prompts", info="pick one to use it again",
                                       allow_custom_value=True) if has_prompt else None
                 tab.bindings = build_bindings(specs, kind)
+                if kinds.LORA in catalog.pipeline(kind).prompt_networks and has_prompt:
+                    build_lora_picker(kind, next(b.component for b in tab.bindings if b.names[0] == "prompt"),
+                                      handlers)
                 with gr.Row():
                     tab.seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", scale=3)
                     dice = gr.Button("Random", scale=1, min_width=60)
