@@ -120,6 +120,10 @@ class BaseParams:
         their paths (`files` of `__call__`)."""
         return []
 
+    def prompt_texts(self) -> list[str]:
+        """The texts a text encoder reads (a prompt, a negative prompt): where embeddings are named."""
+        return []
+
     def drawn(self, draw: Callable[[], int]) -> typing.Self:
         """These params with each `random` field left at -1 given a value of `draw()`."""
         changes = {f.name: draw() for f in dataclasses.fields(self)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.base import PipelineError
+from pipelines.models import kinds
 from pipelines.prompts.networks import NetworkTag
 
 logger = logging.getLogger(__name__)
@@ -28,15 +29,16 @@ class LoraSlots:
 
     @contextmanager
     def applied(self, tags: Sequence[NetworkTag], files: Mapping[str, str]) -> Iterator[None]:
-        """The tags' LoRAs switched on at their weights for the duration (nothing when there are none)."""
+        """The tags' LoRAs (`files`: "lora:NAME" → path) switched on at their weights for the duration."""
         if not tags:
             yield
             return
         names, weights = [], []
         for tag in tags:
-            if tag.name not in files:
+            path = files.get(f"{kinds.LORA}:{tag.name}")
+            if path is None:
                 raise PipelineError(f"the LoRA {tag.name!r} was not sent with the job")
-            names.append(self._adapter(files[tag.name]))
+            names.append(self._adapter(path))
             weights.append(self._weights(tag))
         self.pipe.enable_lora()
         self.pipe.set_adapters(names, adapter_weights=weights)

@@ -38,6 +38,7 @@ from pipelines.diffusion_utils import (
     model_family,
     pick_dtype,
 )
+from pipelines.embeddings import EmbeddingSlots
 from pipelines.imaging import input_image
 from pipelines.loras import LoraSlots
 from pipelines.model_sources import diffusers_models, load_diffusers_pipeline
@@ -69,9 +70,10 @@ class TextToImagePipeline(Pipeline):
         self._default_scheduler = pipe.scheduler
         self._lock = threading.Lock()  # one job at a time per loaded model: schedulers hold per-run state
         self.loras = LoraSlots(pipe)
+        self.embeddings = EmbeddingSlots(pipe)
 
     model_kind = kinds.CHECKPOINT
-    prompt_networks = (kinds.LORA,)
+    prompt_networks = (kinds.LORA, kinds.EMBEDDING)
     hub_ids = True
 
     @classmethod
@@ -110,7 +112,10 @@ class TextToImagePipeline(Pipeline):
                  should_stop: ShouldStop | None = None, inputs: ImageInputs | None = None,
                  files: Mapping[str, str] | None = None) -> ImageResult:
         """One job; `files` are the paths of the LoRAs its prompt's tags name (the studio resolves them)."""
-        with self._lock, self._tiled(params), self.loras.applied(params.networks(), files or {}):
+        files = files or {}
+        with self._lock, self._tiled(params), self.loras.applied(params.networks(), files):
+            self.embeddings.ensure({key.partition(":")[2]: path for key, path in files.items()
+                                    if key.startswith(f"{kinds.EMBEDDING}:")})
             return self._run(params, seed, on_step, should_stop or (lambda: False), inputs or {})
 
     def _tiled(self, params: TextToImageParams) -> AbstractContextManager[object]:
@@ -270,7 +275,8 @@ class TextToImagePipeline(Pipeline):
                 if count > MAX_TOKENS:
                     warnings.append(f"the {name} is {count} tokens; only the first {MAX_TOKENS} were used")
             return {"prompt": prompt, "negative_prompt": negative or None, "clip_skip": params.clip_skip - 1 or None}
-        conditioning = clip_conditioning(self.pipe, params.prompt_text, params.negative_prompt, steps,
+        expand = self.embeddings.expand  # a multi-vector embedding's name stands for all its tokens
+        conditioning = clip_conditioning(self.pipe, expand(params.prompt_text), expand(params.negative_prompt), steps,
                                          params.clip_skip, warnings)
         positive, negative_embeds = conditioning.at(1)
         kwargs: dict[str, Any] = {"prompt_embeds": positive, "negative_prompt_embeds": negative_embeds}

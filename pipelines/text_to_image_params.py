@@ -104,6 +104,9 @@ class TextToImageParams(BaseParams):
         """The prompt without its `<lora:…>` tags: what the text encoder reads."""
         return network_tags(self.prompt)[0]
 
+    def prompt_texts(self) -> list[str]:
+        return [self.prompt_text, self.negative_prompt]
+
     def networks(self) -> list[NetworkTag]:
         """The LoRAs the prompt's `<lora:NAME:WEIGHT>` tags name."""
         return network_tags(self.prompt)[1]

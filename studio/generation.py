@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import secrets
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipelines.base import Workload
+from pipelines.base import BaseParams, Workload
 from pipelines.catalog import Catalog, pipeline_path
 from pipelines.models import ModelEntry, kinds
 from pipelines.models.hub import OFFLINE_STATUS, offline_reason
@@ -29,6 +30,7 @@ from studio.workers.protocol import DeliveryFailed, Finished, WorkOrder
 logger = logging.getLogger(__name__)
 
 MAX_SEED = 2**32 - 1  # what torch.Generator.manual_seed and A1111 clients accept
+WORD = re.compile(r"[\w.\-]+")  # what an embedding's name must stand as in a prompt
 MAX_PARAMS_CHARS = 100_000  # a recipe is a few hundred bytes; anything near this is an abuse, not a prompt
 
 
@@ -63,7 +65,10 @@ class GenerationService:
             if ref and not self.inputs.exists(ref, owner=owner):  # another user's upload is not this user's to use
                 raise ValueError(f"`{name}` refers to an input image that is not stored: {ref[:80]!r}")
         key = checked.batch_key()
-        recorded = {**entry.recorded(), "files": self._files_of(checked.model_files(), entry)}
+        wanted = checked.model_files()
+        if kinds.EMBEDDING in cls.prompt_networks:
+            wanted += self._embeddings_in(checked, entry)
+        recorded = {**entry.recorded(), "files": self._files_of(wanted, entry)}
         return JobSpec(pipeline=pipeline, model=entry.id, params=checked.to_dict(), seed=resolve_seed(seed),
                        owner=owner, priority=priority, model_entry=recorded,
                        batch_key=None if key is None else f"{pipeline}|{entry.id}|{entry.source}|{key}")
@@ -87,8 +92,16 @@ class GenerationService:
             if not kinds.fits(file.family, model.family):
                 raise ValueError(f"{what} {file.id} was made for {kinds.FAMILIES[file.family]}, but the model "
                                  f"{model.id} is {kinds.FAMILIES[model.family]}")
-            found[name] = {"kind": kind, "id": file.id, "path": str(file.path), "sha256": library.sha256(file)}
+            found[f"{kind}:{name}"] = {"kind": kind, "name": name, "id": file.id, "path": str(file.path),
+                                       "sha256": library.sha256(file)}
         return found
+
+    def _embeddings_in(self, params: BaseParams, model: ModelEntry) -> list[tuple[str, str]]:
+        """The embeddings a prompt names by writing their file names as words (A1111's way), among those made for
+        the model's family (A1111 skips the others)."""
+        words = {w for text in params.prompt_texts() for w in WORD.findall(text)}
+        return [(kinds.EMBEDDING, f.name) for f in self.catalog.library.files(kinds.EMBEDDING, family=model.family)
+                if f.name in words and not f.problem]
 
     def _check_caps(self, asked: Workload) -> None:
         if self.caps.images and asked.pictures > self.caps.images:
@@ -124,11 +137,11 @@ class GenerationService:
         cls = self.catalog.pipeline(job.spec.pipeline)
         entry = self.resolved(job)
         refs = cls.Params.from_dict(job.spec.params).image_refs()
-        files = (job.spec.model_entry or {}).get("files", {})
+        files = (job.spec.model_entry or {}).get("files", {})  # "kind:name" → where it is, its hash
         return WorkOrder(job_id=job.id, pipeline=pipeline_path(cls), model=entry.id, source=entry.source,
                          params=job.spec.params, seed=job.spec.seed, load_options=dict(entry.load_options),
                          inputs={ref: self.inputs.read_bytes(ref) for ref in refs}, expected_bytes=entry.size_bytes,
-                         files={name: f["path"] for name, f in files.items()})
+                         files={key: f["path"] for key, f in files.items()})
 
     def deliver(self, job: Job, result: Finished) -> list[str]:
         """Write every image with its recipe; ids are deterministic, so a re-run after a crash overwrites."""
@@ -139,10 +152,12 @@ class GenerationService:
         sha256 = entry.sha256 or self.catalog.library.sha256(Path(entry.source))
         model_hash = entry.hash or (sha256[:10] if sha256 else None) or result.info.get("model_hash")
         hashes = {"model_hash": model_hash, **({"model_sha256": sha256} if sha256 else {})}
-        loras = self._lora_hashes(job)
-        if loras:
-            a1111["Lora hashes"] = ", ".join(f"{name}: {digest[:12]}" for name, digest in loras.items())
-            hashes["lora_sha256"] = loras
+        for kind, label, key in ((kinds.LORA, "Lora hashes", "lora_sha256"),
+                                 (kinds.EMBEDDING, "TI hashes", "ti_sha256")):
+            found = self._file_hashes(job, kind)
+            if found:  # as A1111 writes them: 12 hex digits of each file's SHA-256
+                a1111[label] = ", ".join(f"{name}: {digest[:12]}" for name, digest in found.items())
+                hashes[key] = found
         created = time.time()
         # the licence travels with each image, so a restriction (e.g. non-commercial) is never separated from it
         terms = {"licence": entry.licence, **({"restriction": entry.restriction} if entry.restriction else {})}
@@ -162,13 +177,13 @@ class GenerationService:
                 raise DeliveryFailed(ids, len(result.images), e) from e
         return ids
 
-    def _lora_hashes(self, job: Job) -> dict[str, str]:
-        """name → SHA-256 of the job's LoRAs (known at submit, else hashed since); A1111 writes 12 digits of it."""
+    def _file_hashes(self, job: Job, kind: str) -> dict[str, str]:
+        """name → SHA-256 of the job's files of `kind` (known at submit, else hashed since)."""
         found = {}
-        for name, file in (job.spec.model_entry or {}).get("files", {}).items():
+        for file in (job.spec.model_entry or {}).get("files", {}).values():
             digest = file.get("sha256") or self.catalog.library.sha256(Path(file["path"]))
-            if file.get("kind") == kinds.LORA and digest:
-                found[name] = digest
+            if file.get("kind") == kind and digest:
+                found[file["name"]] = digest
         return found
 
     def settle_recovered(self, jobs: list[Job]) -> None:

@@ -45,7 +45,9 @@ def test_a_rescan_while_a_job_waits_changes_nothing_it_runs_or_records(tmp_path:
 
 
 def test_a_jobs_loras_are_resolved_at_submit_and_their_hashes_recorded(tmp_path: Path) -> None:
+    import torch
     from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
 
     from tests.support.tiny_sd import save_tiny_lora, save_tiny_sd
 
@@ -53,14 +55,18 @@ def test_a_jobs_loras_are_resolved_at_submit_and_their_hashes_recorded(tmp_path:
     folder = save_tiny_sd(models / "tiny-sd")
     lora = save_tiny_lora(models / "styles" / "ink.safetensors", StableDiffusionPipeline.from_pretrained(folder))
     trees.lora(models / "glow_xl.safetensors", "sdxl")
+    embedding = models / "shinyfur.safetensors"
+    save_file({"emb_params": torch.randn(1, 32)}, str(embedding))  # the tiny text encoder's width
     services = build_services(make_config(tmp_path / "data", models_dirs=(models,), plugins=()))
-    params = {"prompt": "a cat <lora:ink:0.7>", "width": 64, "height": 64, "num_steps": 2}
+    params = {"prompt": "a cat <lora:ink:0.7>", "negative_prompt": "shinyfur", "width": 64, "height": 64,
+              "num_steps": 2}
     with pytest.raises(ValueError, match=r"unknown LoRA 'inc'; closest: ink"):
         services.generation.submit("text_to_image", "tiny-sd", {**params, "prompt": "<lora:inc:1>"})
     with pytest.raises(ValueError, match="`prompt`: the tag '<lora:ink:nan>'"):
         services.generation.submit("text_to_image", "tiny-sd", {**params, "prompt": "<lora:ink:nan>"})
     job = services.generation.submit("text_to_image", "tiny-sd", params, seed=3)
-    assert job.spec.model_entry["files"]["ink"]["path"] == str(lora)
+    assert job.spec.model_entry["files"]["lora:ink"]["path"] == str(lora)
+    assert job.spec.model_entry["files"]["embedding:shinyfur"]["path"] == str(embedding)  # named as a word
     services.start()
     try:
         done = wait_finished(services, job.id)
@@ -69,6 +75,8 @@ def test_a_jobs_loras_are_resolved_at_submit_and_their_hashes_recorded(tmp_path:
         digest = hashlib.sha256(lora.read_bytes()).hexdigest()
         assert recipe.info["lora_sha256"] == {"ink": digest}
         assert f'Lora hashes: "ink: {digest[:12]}"' in metadata.format_parameters(recipe)
+        ti = hashlib.sha256(embedding.read_bytes()).hexdigest()[:12]
+        assert f'TI hashes: "shinyfur: {ti}"' in metadata.format_parameters(recipe)
     finally:
         services.stop()
 

@@ -128,7 +128,8 @@ def a1111_library_router(services: Services, users: Callable[..., str],
     def refresh(user: User) -> None:
         services.catalog.refresh()
 
-    for path, what in (("/refresh-checkpoints", "checkpoints"), ("/refresh-vae", "VAEs"), ("/refresh-loras", "LoRAs")):
+    for path, what in (("/refresh-checkpoints", "checkpoints"), ("/refresh-vae", "VAEs"), ("/refresh-loras", "LoRAs"),
+                       ("/refresh-embeddings", "embeddings")):
         router.add_api_route(path, refresh, methods=["POST"], summary=f"Rescan the model folders (for new {what})",
                              operation_id=f"refresh_{what.lower()}")
     return router

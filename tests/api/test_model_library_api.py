@@ -23,7 +23,7 @@ API = "api/v1"
 LOGIN = ("ann", "apple-pie")
 A1111_ROUTES = [("GET", f"{SD}/sd-models"), ("GET", f"{SD}/sd-vae"), ("GET", f"{SD}/loras"),
                 ("GET", f"{SD}/embeddings"), ("GET", f"{SD}/upscalers"), ("POST", f"{SD}/refresh-checkpoints"),
-                ("POST", f"{SD}/refresh-vae"), ("POST", f"{SD}/refresh-loras")]
+                ("POST", f"{SD}/refresh-vae"), ("POST", f"{SD}/refresh-loras"), ("POST", f"{SD}/refresh-embeddings")]
 NATIVE_ROUTES = [("GET", f"{API}/library"), ("GET", f"{API}/library/lora/styles/ink.safetensors/preview"),
                  ("POST", f"{API}/models/refresh")]
 KIND_FOLDERS = {"Stable-diffusion", "Lora", "LyCORIS", "VAE", "ControlNet", "ESRGAN", "RealESRGAN", "embeddings",

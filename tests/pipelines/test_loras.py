@@ -17,10 +17,10 @@ BASE = {"prompt": "a cat", "width": 64, "height": 64, "num_steps": 3, "sampler":
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[TextToImagePipeline, dict[str, str]]:
     root = tmp_path_factory.mktemp("models")
     pipe = TextToImagePipeline.load(str(save_tiny_sd(root / "tiny-sd")), device="cpu")
-    files = {name: str(save_tiny_lora(root / f"{name}.safetensors", pipe.pipe, seed=seed))
+    files = {f"lora:{name}": str(save_tiny_lora(root / f"{name}.safetensors", pipe.pipe, seed=seed))
              for name, seed in (("ink", 1), ("paper", 2))}
     (root / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}            ")
-    files["broken"] = str(root / "broken.safetensors")
+    files["lora:broken"] = str(root / "broken.safetensors")
     return pipe, files
 
 
