@@ -59,7 +59,9 @@ class LoraSlots:
         self._count += 1
         name = f"lora_{self._count}"
         try:
-            self.pipe.load_lora_weights(path, adapter_name=name)
+            # low_cpu_mem_usage: PEFT makes the new layers empty instead of initialising them randomly only to
+            # overwrite them (0.74 s instead of 1.24 s for a rank-16 SD 1.5 LoRA here)
+            self.pipe.load_lora_weights(path, adapter_name=name, low_cpu_mem_usage=True)
         except Exception as e:  # noqa: BLE001 -- diffusers and peft raise many types for a file they cannot map
             raise PipelineError(f"cannot load the LoRA {Path(path).name}: {type(e).__name__}: {e}"[:500]) from None
         self._loaded[path] = name

@@ -1,0 +1,128 @@
+"""Prompt power on the SD 1.5 architecture with random weights (nothing downloaded): a job with two LoRAs against
+the same job without, both with the model hot; the first job with a new LoRA against reading its file; and the
+prompt syntax of a 300-token prompt against tokenizing it.
+
+Baselines (same run): the job without LoRAs; reading the LoRA file from disk; the CLIP tokenizer on the same text.
+Targets: overhead ≤ 5%; first use ≤ read + 1 s; parsing ≤ 5 ms. The LoRAs are kohya-format files of rank 16 on
+every attention projection of the UNet and the text encoder (random factors).
+
+Run: `python -m benchmarks.prompt_power --quick` (256², 6 steps: a smoke run; the default) or `--full` (512², 20
+steps, as the targets say); writes benchmarks/results/prompt_power.md.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import Row, parse_quick, write_report
+from benchmarks.model_library import cpu_flags
+from benchmarks.text_to_image import CONFIGS, _random
+from pipelines.prompts.encoding import clip_conditioning
+from pipelines.prompts.networks import network_tags
+from pipelines.prompts.syntax import emphasis, schedule
+from pipelines.text_to_image import TextToImageParams, TextToImagePipeline
+from tests.support.tiny_sd import save_tiny_lora
+
+PROMPT = ", ".join(f"(detailed {w}:1.1) [soft|sharp] light" for w in ("castle", "forest", "river", "sky") * 8)
+TARGET_OVERHEAD, TARGET_FIRST_S, TARGET_PARSE_MS = 0.05, 1.0, 5.0
+
+
+def sd15_pipeline() -> TextToImagePipeline:
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(CONFIGS / "text_encoder")).eval()  # its own init
+    pipe = StableDiffusionPipeline(
+        vae=_random(AutoencoderKL, "vae"), text_encoder=encoder, unet=_random(UNet2DConditionModel, "unet"),
+        tokenizer=CLIPTokenizer.from_pretrained(CONFIGS / "tokenizer"),
+        scheduler=EulerDiscreteScheduler.from_pretrained(CONFIGS / "scheduler"), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
+    return TextToImagePipeline(pipe, device="cpu", source="random sd15", model_hash=None)
+
+
+def seconds(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(quick: bool) -> tuple[list[Row], str]:
+    side, steps, runs = (256, 6, 3) if quick else (512, 20, 3)
+    pipe = sd15_pipeline()
+    params = {"prompt": "a castle by a river", "width": side, "height": side, "num_steps": steps,
+              "sampler": "Euler"}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {f"lora:{name}": str(save_tiny_lora(Path(tmp) / f"{name}.safetensors", pipe.pipe, seed=seed,
+                                                     scale=0.01, rank=16)) for name, seed in (("a", 1), ("b", 2))}
+        plain = TextToImageParams.from_dict(params)
+        tagged = TextToImageParams.from_dict({**params, "prompt": params["prompt"] + " <lora:a:0.8> <lora:b:0.5>"})
+
+        def read() -> None:
+            Path(files["lora:a"]).read_bytes()
+
+        read_s = seconds(read, 3)
+        one = TextToImageParams.from_dict({**params, "num_steps": 1, "prompt": "x <lora:a:1>"})
+        start = time.perf_counter()
+        pipe(one, seed=1, files=files)  # loads LoRA a: the first job that names it
+        first_s = time.perf_counter() - start
+        one_plain = TextToImageParams.from_dict({**params, "num_steps": 1, "prompt": "x"})
+        plain_one_s = seconds(lambda: pipe(one_plain, seed=1), 1)
+        pipe(tagged, seed=1, files=files)  # warm: both adapters loaded
+        without = seconds(lambda: pipe(plain, seed=1), runs)
+        with_loras = seconds(lambda: pipe(tagged, seed=1, files=files), runs)
+    tokenizer = pipe.pipe.tokenizer
+    tokens = len(tokenizer(PROMPT, add_special_tokens=False).input_ids)
+    tokenize_ms = seconds(lambda: tokenizer(PROMPT, add_special_tokens=False), 20) * 1000
+    parse_ms = seconds(lambda: [emphasis(text) for _, text in schedule(network_tags(PROMPT)[0], steps)], 20) * 1000
+    encode_ms = seconds(lambda: clip_conditioning(pipe.pipe, PROMPT, "", steps, 1, []), 3) * 1000
+    overhead = with_loras / without - 1
+    extra = first_s - plain_one_s
+    rows = [
+        Row(f"job with two LoRAs, SD 1.5 {side}², {steps} steps (random weights)",
+            f"the same job without ({without:.1f} s)", f"{with_loras:.1f} s ({overhead:+.1%})",
+            f"≤ {TARGET_OVERHEAD:.0%} overhead", overhead <= TARGET_OVERHEAD, without / with_loras),
+        Row("first job with a new LoRA (rank 16, every attention projection)",
+            f"reading the file ({read_s * 1000:.0f} ms)", f"{extra:.2f} s more than the same 1-step job without it",
+            f"≤ read + {TARGET_FIRST_S:.0f} s", extra <= read_s + TARGET_FIRST_S),
+        Row(f"prompt syntax of a {tokens}-token prompt (weights, alternation, tags)",
+            f"CLIP tokenizer on it ({tokenize_ms:.1f} ms)", f"{parse_ms:.2f} ms (the whole conditioning with the "
+            f"encoder: {encode_ms:.0f} ms)", f"≤ {TARGET_PARSE_MS:.0f} ms", parse_ms <= TARGET_PARSE_MS,
+            tokenize_ms / parse_ms),
+    ]
+    about = (f"Machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch "
+             f"{torch.__version__}; {cpu_flags()}. fp32 (no bf16 hardware: bf16 is emulated here). Medians of {runs} "
+             "jobs after a warm-up.")
+    return rows, about
+
+
+def report(rows: list[Row], about: str) -> str:
+    verdict = {True: "met", False: "NOT met", None: "reported"}
+    lines = ["# Prompt power: LoRAs and the prompt syntax", "", about, "", "| what | baseline | result | target | |",
+             "|---|---|---|---|---|", *(f"| {r.what} | {r.baseline} | {r.result} | {r.target} | {verdict[r.met]} |"
+                                        for r in rows)]
+    return "\n".join(lines) + "\n"
+
+
+def rows(quick: bool) -> list[Row]:
+    measured, about = measure(quick)
+    write_report("prompt_power", report(measured, about))
+    return measured
+
+
+def main() -> None:
+    rows(parse_quick(__doc__, "256², 6 steps", "512², 20 steps"))
+
+
+if __name__ == "__main__":
+    main()
