@@ -25,7 +25,7 @@ _NUMBERS = {A1111_LABELS[name]: (name, kind) for name, kind in (("num_steps", in
 # What A1111 writes for bookkeeping or reads with the sampler: handled, or not a setting, so never called "not used"
 _HANDLED = {"prompt", "negative_prompt", "Seed", "Size", A1111_LABELS["sampler"], "Schedule type", "Model",
             "Model hash", "Version", "VAE hash", "Pipeline", "Tiling", "Variation seed", "Variation seed strength",
-            "Seed resize from", *_NUMBERS}
+            "Seed resize from", "Lora hashes", "TI hashes", *_NUMBERS}  # the LoRAs and embeddings: in the prompt
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$")
 _MAX_NAMED = 6  # unused A1111 settings named in the note; more are counted
 
