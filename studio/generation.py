@@ -18,7 +18,7 @@ from typing import Any
 
 from pipelines.base import BaseParams, Workload
 from pipelines.catalog import Catalog, pipeline_path
-from pipelines.models import ModelEntry, kinds
+from pipelines.models import ModelEntry, ModelFile, kinds
 from pipelines.models.hub import OFFLINE_STATUS, offline_reason
 from studio import __version__
 from studio.config import JobCaps
@@ -30,7 +30,7 @@ from studio.workers.protocol import DeliveryFailed, Finished, WorkOrder
 logger = logging.getLogger(__name__)
 
 MAX_SEED = 2**32 - 1  # what torch.Generator.manual_seed and A1111 clients accept
-WORD = re.compile(r"[\w.\-]+")  # what an embedding's name must stand as in a prompt
+WORD = re.compile(r"[\w\-]+(?:\.[\w\-]+)*")  # a word of a prompt, as an embedding's name must stand in it
 MAX_PARAMS_CHARS = 100_000  # a recipe is a few hundred bytes; anything near this is an abuse, not a prompt
 
 
@@ -65,10 +65,10 @@ class GenerationService:
             if ref and not self.inputs.exists(ref, owner=owner):  # another user's upload is not this user's to use
                 raise ValueError(f"`{name}` refers to an input image that is not stored: {ref[:80]!r}")
         key = checked.batch_key()
-        wanted = checked.model_files()
+        files = self._files_of(checked.model_files(), entry)
         if kinds.EMBEDDING in cls.prompt_networks:
-            wanted += self._embeddings_in(checked, entry)
-        recorded = {**entry.recorded(), "files": self._files_of(wanted, entry)}
+            files.update(self._embeddings_in(checked, entry))
+        recorded = {**entry.recorded(), "files": files}
         return JobSpec(pipeline=pipeline, model=entry.id, params=checked.to_dict(), seed=resolve_seed(seed),
                        owner=owner, priority=priority, model_entry=recorded,
                        batch_key=None if key is None else f"{pipeline}|{entry.id}|{entry.source}|{key}")
@@ -92,16 +92,23 @@ class GenerationService:
             if not kinds.fits(file.family, model.family):
                 raise ValueError(f"{what} {file.id} was made for {kinds.FAMILIES[file.family]}, but the model "
                                  f"{model.id} is {kinds.FAMILIES[model.family]}")
-            found[f"{kind}:{name}"] = {"kind": kind, "name": name, "id": file.id, "path": str(file.path),
-                                       "sha256": library.sha256(file)}
+            found.update(self._recorded(file, name))
         return found
 
-    def _embeddings_in(self, params: BaseParams, model: ModelEntry) -> list[tuple[str, str]]:
+    def _embeddings_in(self, params: BaseParams, model: ModelEntry) -> dict[str, dict[str, Any]]:
         """The embeddings a prompt names by writing their file names as words (A1111's way), among those made for
-        the model's family (A1111 skips the others)."""
+        the model's family (A1111 skips the others); of two files of one name, the first listed, as A1111 keeps one.
+        A word is never refused for looking like a name."""
         words = {w for text in params.prompt_texts() for w in WORD.findall(text)}
-        return [(kinds.EMBEDDING, f.name) for f in self.catalog.library.files(kinds.EMBEDDING, family=model.family)
-                if f.name in words and not f.problem]
+        found: dict[str, dict[str, Any]] = {}
+        for file in self.catalog.library.files(kinds.EMBEDDING, family=model.family):
+            if file.name in words and not file.problem and f"{kinds.EMBEDDING}:{file.name}" not in found:
+                found.update(self._recorded(file, file.name))
+        return found
+
+    def _recorded(self, file: ModelFile, name: str) -> dict[str, dict[str, Any]]:
+        return {f"{file.kind}:{name}": {"kind": file.kind, "name": name, "id": file.id, "path": str(file.path),
+                                        "sha256": self.catalog.library.sha256(file)}}
 
     def _check_caps(self, asked: Workload) -> None:
         if self.caps.images and asked.pictures > self.caps.images:

@@ -92,3 +92,19 @@ def test_a_lora_made_for_another_base_model_is_refused_naming_both(tmp_path: Pat
             services.generation.build_spec("text_to_image", "classic.safetensors", {"prompt": "<lora:glow_xl:1>"})
     finally:
         services.stop()
+
+
+def test_embeddings_are_found_by_word_and_a_shared_name_is_no_refusal(tmp_path: Path) -> None:
+    trees.a1111_tree(tmp_path / "webui")
+    trees.comfyui_tree(tmp_path / "ComfyUI")
+    trees.embedding(tmp_path / "webui" / "embeddings" / "neg.safetensors", "sd2")  # a second file named neg
+    services = build_services(make_config(tmp_path / "data", plugins=(),
+                                          models_dirs=(tmp_path / "webui", tmp_path / "ComfyUI")))
+    try:
+        spec = services.generation.build_spec("text_to_image", "sd2/wide.safetensors", {
+            "prompt": "a castle, badhands", "negative_prompt": "(neg:1.2), blurry."})
+    finally:
+        services.stop()
+    files = spec.model_entry["files"]
+    assert list(files) == ["embedding:neg"]  # badhands is made for SD 1.x: skipped, as A1111 does
+    assert files["embedding:neg"]["path"] == str(tmp_path / "webui" / "embeddings" / "neg.safetensors")

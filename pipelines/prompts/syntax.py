@@ -93,17 +93,24 @@ def _weights(count: int, ranges: list[tuple[int, int, float]]) -> list[float]:
     for k in range(count):
         log, zero, negative = log + logs[k], zero + zeros[k], negative + negatives[k]
         weight = 0.0 if zero else (-1.0) ** negative * math.exp(min(log, 700.0))
-        weights.append(round(weight, 9))
+        weights.append(weight)
     return weights
 
 
 def _merged(chunks: list[str], weights: list[float]) -> list[Run]:
+    """Neighbouring chunks of one weight as one run (texts joined once: no quadratic concatenation)."""
     runs: list[Run] = []
-    for text, weight in zip(chunks, weights, strict=True):
-        if runs and runs[-1].weight == weight:
-            runs[-1] = Run(runs[-1].text + text, weight)
-        else:
-            runs.append(Run(text, weight))
+    group: list[str] = []
+    weight = 1.0
+    for text, w in zip(chunks, weights, strict=True):
+        if group and not math.isclose(weight, w, rel_tol=1e-9, abs_tol=1e-12):  # sums of logs differ in a last bit
+            runs.append(Run("".join(group), weight))
+            group = []
+        if not group:
+            weight = w
+        group.append(text)
+    if group:
+        runs.append(Run("".join(group), weight))
     return runs or [Run("", 1.0)]
 
 
