@@ -34,6 +34,32 @@ def rows_markdown(rows: list[Row]) -> list[str]:
             "", *(f"- {r.what}: {r.note}" for r in rows if r.note)]
 
 
+def section_report(title: str, about: str, rows: list[Row]) -> str:
+    """A section's Markdown report: its title, the machine and method, then its rows."""
+    return "\n".join([f"# {title}", "", about, "", *rows_markdown(rows)]) + "\n"
+
+
+def cpu_flags() -> str:
+    """The CPU features that decide the fast paths (AVX2, AVX-512, bf16 hardware), for every report's header."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "CPU flags unknown"
+    have = set(flags.split(":", 1)[1].split())
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    return "CPU features: " + ", ".join(f"{f} {'yes' if f in have else 'no'}" for f in wanted)
+
+
+def median_seconds(fn: Callable[[], object], runs: int) -> float:
+    """Median wall time of `runs` calls of `fn`, with no warm-up (for work that is not a model's forward pass)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 @dataclass(frozen=True)
 class Timing:
     name: str

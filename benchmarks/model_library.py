@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import struct
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.common import Row, parse_quick, write_report
+from benchmarks.common import Row, cpu_flags, parse_quick, section_report, write_report
+from benchmarks.common import median_seconds as seconds
 from pipelines.models import Library
 from pipelines.models.hashes import file_key
 
@@ -86,15 +85,6 @@ def build(root: Path) -> Path:
     return webui
 
 
-def seconds(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def bare_walk(root: Path) -> int:
     found = 0
     for folder, _, names in os.walk(root):
@@ -102,16 +92,6 @@ def bare_walk(root: Path) -> int:
             os.stat(os.path.join(folder, name))
             found += 1
     return found
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "CPU flags unknown"
-    have = set(flags.split(":", 1)[1].split())
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    return "CPU features: " + ", ".join(f"{f} {'yes' if f in have else 'no'}" for f in wanted)
 
 
 def measure(quick: bool) -> tuple[list[Row], str]:
@@ -155,17 +135,9 @@ def measure(quick: bool) -> tuple[list[Row], str]:
     return rows, about
 
 
-def report(rows: list[Row], about: str) -> str:
-    verdict = {True: "met", False: "NOT met", None: "reported"}
-    lines = [f"# Model library with {FILES:,} files", "", about, "", "| what | baseline | result | target | |",
-             "|---|---|---|---|---|", *(f"| {r.what} | {r.baseline} | {r.result} | {r.target} | {verdict[r.met]} |"
-                                        for r in rows), "", *(f"- {r.what}: {r.note}" for r in rows if r.note)]
-    return "\n".join(lines) + "\n"
-
-
 def rows(quick: bool) -> list[Row]:
     measured, about = measure(quick)
-    write_report("model_library", report(measured, about))
+    write_report("model_library", section_report(f"Model library with {FILES:,} files", about, measured))
     return measured
 
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import Row, parse_quick, write_report
-from benchmarks.model_library import cpu_flags
+from benchmarks.common import Row, cpu_flags, parse_quick, section_report, write_report
+from benchmarks.common import median_seconds as seconds
 from benchmarks.text_to_image import CONFIGS, _random
 from pipelines.prompts.encoding import clip_conditioning
 from pipelines.prompts.networks import network_tags
@@ -46,15 +45,6 @@ def sd15_pipeline() -> TextToImagePipeline:
         scheduler=EulerDiscreteScheduler.from_pretrained(CONFIGS / "scheduler"), safety_checker=None,
         feature_extractor=None, requires_safety_checker=False)
     return TextToImagePipeline(pipe, device="cpu", source="random sd15", model_hash=None)
-
-
-def seconds(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(quick: bool) -> tuple[list[Row], str]:
@@ -106,17 +96,9 @@ def measure(quick: bool) -> tuple[list[Row], str]:
     return rows, about
 
 
-def report(rows: list[Row], about: str) -> str:
-    verdict = {True: "met", False: "NOT met", None: "reported"}
-    lines = ["# Prompt power: LoRAs and the prompt syntax", "", about, "", "| what | baseline | result | target | |",
-             "|---|---|---|---|---|", *(f"| {r.what} | {r.baseline} | {r.result} | {r.target} | {verdict[r.met]} |"
-                                        for r in rows)]
-    return "\n".join(lines) + "\n"
-
-
 def rows(quick: bool) -> list[Row]:
     measured, about = measure(quick)
-    write_report("prompt_power", report(measured, about))
+    write_report("prompt_power", section_report("Prompt power: LoRAs and the prompt syntax", about, measured))
     return measured
 
 
