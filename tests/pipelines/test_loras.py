@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file, save_file
 
 from pipelines.base import PipelineError
 from pipelines.text_to_image import TextToImageParams, TextToImagePipeline
@@ -19,6 +20,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[TextToImagePipeline,
     pipe = TextToImagePipeline.load(str(save_tiny_sd(root / "tiny-sd")), device="cpu")
     files = {f"lora:{name}": str(save_tiny_lora(root / f"{name}.safetensors", pipe.pipe, seed=seed))
              for name, seed in (("ink", 1), ("paper", 2))}
+    unet_only = {k: v for k, v in load_file(files["lora:ink"]).items() if k.startswith("lora_unet")}
+    save_file(unet_only, str(root / "unet_only.safetensors"))  # many LoRAs train the UNet alone
+    files["lora:unet_only"] = str(root / "unet_only.safetensors")
     (root / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}            ")
     files["lora:broken"] = str(root / "broken.safetensors")
     return pipe, files
@@ -45,6 +49,12 @@ def test_two_loras_combine_and_the_encoder_and_unet_weights_are_apart(tiny) -> N
     assert not np.array_equal(both, ink) and not np.array_equal(both, paper)
     encoder_only, unet_only = picture(tiny, "a cat <lora:ink:1:0>"), picture(tiny, "a cat <lora:ink:te=0:unet=1>")
     assert not np.array_equal(encoder_only, unet_only) and not np.array_equal(encoder_only, ink)
+
+
+def test_a_lora_of_the_unet_alone_loads_beside_a_whole_one(tiny) -> None:
+    base, alone = picture(tiny, "a cat"), picture(tiny, "a cat <lora:unet_only:1>")
+    assert np.abs(alone - base).mean() > 0.5
+    assert not np.array_equal(picture(tiny, "a cat <lora:unet_only:1> <lora:paper:1>"), alone)
 
 
 def test_a_broken_lora_fails_its_job_by_name_and_the_next_job_runs(tiny) -> None:
