@@ -19,16 +19,15 @@ def module_name(path: Path) -> str:
 
 
 def imports_of(path: Path, known: set[str]) -> set[str]:
-    """The product modules `path` imports anywhere in its body (`from a.b import c` counts a.b.c when that is a
-    module, else a.b)."""
+    """The product modules `path` imports anywhere in its body (`from a.b import c` counts a.b, and a.b.c when that
+    is a module)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name in known}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for alias in node.names:
-                target = f"{node.module}.{alias.name}"
-                found.add(target if target in known else node.module)
+            found.add(node.module)  # `from a.b import c` runs a.b (its __init__ when it is a package) first
+            found |= {f"{node.module}.{alias.name}" for alias in node.names} & known
     return {name for name in found if name in known}
 
 

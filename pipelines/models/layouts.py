@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.models import kinds
+import pipelines.models.kinds as kinds
 
 A1111_FOLDERS = {"Stable-diffusion": kinds.CHECKPOINT, "Lora": kinds.LORA, "LyCORIS": kinds.LORA,
                  "VAE": kinds.VAE, "ControlNet": kinds.CONTROLNET, "ESRGAN": kinds.UPSCALER,

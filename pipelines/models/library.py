@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipelines.models import kinds
+import pipelines.models.kinds as kinds
 from pipelines.models.entries import BUNDLED_DIR, ModelEntry, model_card_facts
 from pipelines.models.hashes import SHORT, HashCache, Hasher, Key, file_key
 from pipelines.models.layouts import Root, read_root

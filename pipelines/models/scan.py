@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipelines.models import kinds
+import pipelines.models.kinds as kinds
 from pipelines.models.entries import tree_size
 from pipelines.models.header import BadModelFile, read_header
 from pipelines.models.layouts import Place

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.models import kinds
+import pipelines.models.kinds as kinds
 
 PREVIEW_SUFFIXES = (".preview.png", ".png", ".preview.jpg", ".preview.jpeg", ".jpg", ".jpeg", ".preview.webp",
                     ".webp")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from pipelines.models import kinds
+import pipelines.models.kinds as kinds
 from pipelines.models.header import Header
 
 LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_", "lora_transformer_")
