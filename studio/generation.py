@@ -8,11 +8,12 @@ work order for a worker) and `deliver` (images → gallery, with the full recipe
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from studio.config import JobCaps
 from studio.gallery import GalleryStore, Recipe
 from studio.gallery.inputs import InputStore
 from studio.jobs import Job, JobError, JobEvent, JobEvents, JobQueue, JobSpec
+from studio.styles import StyleStore, apply
 from studio.workers.protocol import DeliveryFailed, Finished, WorkOrder
 
 logger = logging.getLogger(__name__)
@@ -40,8 +42,9 @@ class ModelUnavailable(JobError):
 
 class GenerationService:
     def __init__(self, queue: JobQueue, catalog: Catalog, gallery: GalleryStore, inputs: InputStore,
-                 events: JobEvents, caps: JobCaps | None = None) -> None:
+                 events: JobEvents, caps: JobCaps | None = None, styles: StyleStore | None = None) -> None:
         self.queue = queue
+        self.styles = styles
         self.caps = caps or JobCaps()
         self.catalog = catalog
         self.gallery = gallery
@@ -50,14 +53,16 @@ class GenerationService:
 
     # -- the edge ---------------------------------------------------------------------------------------
     def build_spec(self, pipeline: str, model: str, params: Mapping[str, Any], seed: int | None = -1, *,
-                   owner: str = "local", priority: int = 0) -> JobSpec:
-        """Validate a request; raise ValueError (naming the field) or UnknownPipeline/UnknownModel."""
+                   owner: str = "local", priority: int = 0, styles: Sequence[str] = ()) -> JobSpec:
+        """Validate a request; raise ValueError (naming the field) or UnknownPipeline/UnknownModel. `styles` name
+        `owner`'s prompt styles, applied to the prompts here: the job runs the expanded prompts."""
         cls = self.catalog.pipeline(pipeline)
         entry = self.catalog.model(model, pipeline, any_hub_id=self.caps.any_hub_model)
         if entry.status == OFFLINE_STATUS:  # the job could only fail: say so now, not after it waited its turn
             raise ModelUnavailable(offline_reason(model))
         if len(repr(params)) > MAX_PARAMS_CHARS:
             raise ValueError(f"params are too large ({len(repr(params)):,} characters; at most {MAX_PARAMS_CHARS:,})")
+        params, styles = self._styled(cls.Params, params, styles, owner)
         checked = cls.Params.from_dict(params).drawn(lambda: secrets.randbelow(MAX_SEED + 1))
         self._check_caps(checked.workload())
         for name in cls.Params.image_fields():
@@ -70,8 +75,25 @@ class GenerationService:
             files.update(self._embeddings_in(checked, entry))
         recorded = {**entry.recorded(), "files": files}
         return JobSpec(pipeline=pipeline, model=entry.id, params=checked.to_dict(), seed=resolve_seed(seed),
-                       owner=owner, priority=priority, model_entry=recorded,
+                       owner=owner, priority=priority, model_entry=recorded, styles=styles,
                        batch_key=None if key is None else f"{pipeline}|{entry.id}|{entry.source}|{key}")
+
+    def _styled(self, params_cls: type[BaseParams], params: Mapping[str, Any], names: Sequence[str],
+                owner: str) -> tuple[Mapping[str, Any], tuple[str, ...]]:
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise ValueError("`styles` must be a list of style names")
+        if not names:
+            return params, ()
+        if not {"prompt", "negative_prompt"} <= {spec["name"] for spec in params_cls.describe()}:
+            raise ValueError("`styles` apply to prompts, and this generator takes none")
+        if self.styles is None:
+            raise ValueError("this studio keeps no prompt styles")
+        chosen = self.styles.chosen(owner, names)  # StyleError (a ValueError) names an unknown one
+        for name in ("prompt", "negative_prompt"):
+            if not isinstance(params.get(name, ""), str):
+                raise ValueError(f"`{name}` must be text, got {type(params[name]).__name__}")
+        prompt, negative = apply(chosen, params.get("prompt", ""), params.get("negative_prompt", ""))
+        return {**params, "prompt": prompt, "negative_prompt": negative}, tuple(s.name for s in chosen)
 
     def _files_of(self, wanted: list[tuple[str, str]], model: ModelEntry) -> dict[str, dict[str, Any]]:
         """The library files a job names (its LoRAs…), resolved now as its model is: name → where it is, its hash.
@@ -119,8 +141,9 @@ class GenerationService:
                              f"at most {self.caps.pixels / 1e6:.2f} (--max-megapixels)")
 
     def submit(self, pipeline: str, model: str, params: Mapping[str, Any], seed: int | None = -1, *,
-               owner: str = "local", priority: int = 0) -> Job:
-        return self.queue.enqueue(self.build_spec(pipeline, model, params, seed, owner=owner, priority=priority))
+               owner: str = "local", priority: int = 0, styles: Sequence[str] = ()) -> Job:
+        return self.queue.enqueue(self.build_spec(pipeline, model, params, seed, owner=owner, priority=priority,
+                                                  styles=styles))
 
     def follow(self, job_id: str) -> Iterator[JobEvent]:
         """Events of one job as they happen, until the final one. When the hub is silent, the job's stored state as
@@ -165,6 +188,8 @@ class GenerationService:
             if found:  # as A1111 writes them: 12 hex digits of each file's SHA-256
                 a1111[label] = ", ".join(f"{name}: {digest[:12]}" for name, digest in found.items())
                 hashes[key] = found
+        if job.spec.styles:  # as A1111 writes them; the prompts are the expanded ones
+            a1111["Styles array"] = json.dumps(list(job.spec.styles), ensure_ascii=False)
         created = time.time()
         # the licence travels with each image, so a restriction (e.g. non-commercial) is never separated from it
         terms = {"licence": entry.licence, **({"restriction": entry.restriction} if entry.restriction else {})}
@@ -175,7 +200,8 @@ class GenerationService:
                 params=job.spec.params,
                 seed=seed, owner=job.owner, job_id=job.id, index=index, count=len(result.images),
                 app_version=__version__, a1111=a1111,
-                info={**result.info, **hashes, **terms, "job_seed": job.spec.seed},
+                info={**result.info, **hashes, **terms, "job_seed": job.spec.seed,
+                      **({"styles": list(job.spec.styles)} if job.spec.styles else {})},
                 created_at=created,
             )
             try:

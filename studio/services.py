@@ -18,6 +18,7 @@ from studio.gallery.inputs import REFS_IN_TEXT, InputStore
 from studio.generation import GenerationService
 from studio.jobs import JobEvents, JobNotFound, SqliteJobQueue
 from studio.presets import PresetStore
+from studio.styles import StyleStore
 from studio.workers.backend import LocalBackend, WorkerBackend
 from studio.workers.devices import resolve_devices
 from studio.workers.pool import WorkerPool, WorkerStatus
@@ -41,6 +42,7 @@ class Services:
     pool: WorkerPool
     accounts: Accounts
     presets: PresetStore
+    styles: StyleStore
     _lock: FileLock | None = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -93,6 +95,7 @@ class Services:
         self.inputs.close()
         self.gallery.close()
         self.presets.close()
+        self.styles.close()
         self.catalog.library.close()
         if self._lock is not None:
             self._lock.release()
@@ -131,10 +134,11 @@ def build_services(config: StudioConfig) -> Services:
     gallery = GalleryStore(data_dir / "gallery")
     inputs = InputStore(data_dir / "inputs", quota_bytes=round(config.max_input_mb_per_user * 1e6))
     presets = PresetStore(data_dir)
+    styles = StyleStore(data_dir)
     events = JobEvents()
-    generation = GenerationService(queue, catalog, gallery, inputs, events, config.job_caps)
+    generation = GenerationService(queue, catalog, gallery, inputs, events, config.job_caps, styles)
     pool = WorkerPool(backend, queue, events, generation.prepare, generation.deliver, max_batch=config.max_batch)
-    return Services(config, catalog, queue, gallery, inputs, events, generation, pool, accounts, presets, lock)
+    return Services(config, catalog, queue, gallery, inputs, events, generation, pool, accounts, presets, styles, lock)
 
 
 def worker_backend(config: StudioConfig) -> WorkerBackend:

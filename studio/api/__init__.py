@@ -23,6 +23,7 @@ from studio.api.a1111 import a1111_router
 from studio.api.auth import BASIC, BEARER, ApiUsers
 from studio.api.errors import validation_error
 from studio.api.native import native_router
+from studio.api.styles import styles_router
 from studio.services import Services
 
 TITLE = "Atelier"
@@ -44,7 +45,7 @@ def api_caller(users: ApiUsers) -> Callable[[Request], Awaitable[str]]:
 def mount_api(app: FastAPI, services: Services, users: ApiUsers | None = None) -> None:
     users = users or ApiUsers(services.accounts)
     app.add_exception_handler(RequestValidationError, validation_error)  # Gradio's routes' too: no input echoed
-    routers = [native_router(services, users), a1111_router(services, users)]
+    routers = [native_router(services, users), styles_router(services, users), a1111_router(services, users)]
     routes = [route for router in routers for route in router.routes]
     for router in routers:
         app.include_router(router)

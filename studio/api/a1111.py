@@ -35,6 +35,7 @@ from studio.api.a1111_models import (
     PngInfoRequest,
     PngInfoResponse,
     ProgressResponse,
+    PromptStyleItem,
     SamplerItem,
     SchedulerItem,
     Txt2ImgRequest,
@@ -52,7 +53,7 @@ TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{6,64}\]$")  # "model.safetensors [6ce
 SCHEDULERS = {"automatic": "Automatic", "karras": "Karras"}
 UNSUPPORTED = {  # field → the value that means "not asked for"
     "restore_faces": (None, False), "enable_hr": (False,), "script_name": (None, ""),
-    "styles": ([],), "alwayson_scripts": ({},), "resize_mode": (0,),
+    "alwayson_scripts": ({},), "resize_mode": (0,),
 }
 
 
@@ -85,6 +86,11 @@ def a1111_router(services: Services, users: Callable[..., str]) -> APIRouter:
     def schedulers(user: User) -> list[SchedulerItem]:
         return [SchedulerItem(name=name, label=label, aliases=None, default_rho=-1, need_inner_model=False)
                 for name, label in SCHEDULERS.items()]
+
+    @router.get("/prompt-styles", response_model=list[PromptStyleItem], summary="The caller's prompt styles")
+    def prompt_styles(user: User) -> list[PromptStyleItem]:
+        return [PromptStyleItem(name=s.name, prompt=s.prompt, negative_prompt=s.negative_prompt)
+                for s in services.styles.all(user)]
 
     @router.get("/options", response_model=dict[str, Any], summary="Settings (the model in use)")
     def get_options(user: User) -> dict[str, Any]:
@@ -178,7 +184,7 @@ def _generate(services: Services, options: OptionsStore, user: str, request: Gen
                                                          options.get(user).get("CLIP_stop_at_last_layers", 1)),
               **extra}
     with http_errors():
-        job = services.generation.submit(KIND, model, params, request.seed, owner=user)
+        job = services.generation.submit(KIND, model, params, request.seed, owner=user, styles=request.styles)
     job = _wait(services, job)
     if job.status is JobStatus.FAILED:
         raise HTTPException(500, f"the job failed: {job.error}")
@@ -293,8 +299,8 @@ def _info(request: GenerationRequest, job: Job, artworks: list[Artwork]) -> dict
     params = job.spec.params
     subseed = params.get("subseed", -1)
     return {
-        "prompt": request.prompt, "all_prompts": [request.prompt] * len(seeds),
-        "negative_prompt": request.negative_prompt, "all_negative_prompts": [request.negative_prompt] * len(seeds),
+        "prompt": request.prompt, "all_prompts": [params["prompt"]] * len(seeds),  # with the styles applied
+        "negative_prompt": request.negative_prompt, "all_negative_prompts": [params["negative_prompt"]] * len(seeds),
         "seed": seeds[0], "all_seeds": seeds, "subseed": subseed,
         "all_subseeds": [subseed + s - seeds[0] for s in seeds],
         "subseed_strength": params.get("subseed_strength", 0), "width": first.width if first else params["width"],
@@ -307,7 +313,7 @@ def _info(request: GenerationRequest, job: Job, artworks: list[Artwork]) -> dict
         "seed_resize_from_h": params.get("seed_resize_from_h") or -1,
         "denoising_strength": params["strength"] if params.get("init_image") else None,
         "extra_generation_params": {}, "index_of_first_image": 0,
-        "infotexts": [metadata.format_parameters(a.recipe) for a in artworks], "styles": [],
+        "infotexts": [metadata.format_parameters(a.recipe) for a in artworks], "styles": list(job.spec.styles),
         "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(job.created_at)),
         "clip_skip": params["clip_skip"], "is_using_inpainting_conditioning": False,
         "version": f"atelier {__version__}", "interrupted": job.status is JobStatus.CANCELED,

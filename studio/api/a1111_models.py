@@ -28,7 +28,8 @@ class A1111Model(BaseModel):
 class GenerationRequest(A1111Model):
     prompt: str = Field("", max_length=MAX_TEXT)
     negative_prompt: str = Field("", max_length=MAX_TEXT)
-    styles: list[str] = Field(default_factory=list, description="named prompt styles: none exist in Atelier")
+    styles: list[str] = Field(default_factory=list, max_length=20,
+                              description="the caller's prompt styles to apply, by name (GET /sdapi/v1/prompt-styles)")
     seed: int = Field(-1, ge=-1, le=MAX_SEED)
     subseed: int = Field(-1, ge=-1, le=MAX_SEED, description="the variation seed (-1: a random one)")
     subseed_strength: float = Field(0.0, ge=0, le=1, description="0: the seed's picture, 1: the variation seed's")
@@ -93,6 +94,12 @@ class PngInfoResponse(BaseModel):
     info: str = Field(description="the `parameters` text")
     items: dict[str, Any] = Field(description="every other text chunk of the PNG")
     parameters: dict[str, Any] = Field(description="the `parameters` text as fields")
+
+
+class PromptStyleItem(BaseModel):
+    name: str
+    prompt: str
+    negative_prompt: str
 
 
 class SamplerItem(BaseModel):

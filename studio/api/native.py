@@ -65,7 +65,8 @@ def native_router(services: Services, users: Callable[..., str]) -> APIRouter:
         with http_errors():
             model = request.model or _default_model(services, request.pipeline)
             params = request.params.model_dump(exclude_unset=True)
-            job = services.generation.submit(request.pipeline, model, params, request.seed, owner=user)
+            job = services.generation.submit(request.pipeline, model, params, request.seed, owner=user,
+                                             styles=getattr(request, "styles", ()))
         links = {"self": f"{PREFIX}/jobs/{job.id}", "events": f"{PREFIX}/jobs/{job.id}/events"}
         return JobAccepted(id=job.id, status=str(job.status), seed=job.spec.seed,
                            queue_position=max(0, services.queue.position(job.id)), links=links)

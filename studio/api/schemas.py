@@ -53,6 +53,10 @@ def job_request_model(pipelines: dict[str, type[BaseParams]]) -> Any:
             params=(model, Field(default_factory=model, description="the pipeline's settings; omitted ones "
                                                                     "take their defaults")),
             seed=(int, Field(-1, ge=-1, le=MAX_SEED, description="-1 for a random seed, recorded with the job")),
+            **({"styles": (list[str], Field(default_factory=list, max_length=20, description=(
+                "the caller's prompt styles to apply, by name (GET /api/v1/styles): the job runs the expanded "
+                "prompts and its recipe names the styles")))}
+               if {"prompt", "negative_prompt"} <= set(model.model_fields) else {}),
         ))
     if len(variants) == 1:
         return variants[0]
@@ -200,3 +204,19 @@ class HealthOut(BaseModel):
     backend: Literal["local", "ray"] = Field(description="where the model workers run: processes of the studio's "
                                                          "machine, or actors on a Ray cluster")
     workers: list[WorkerOut]
+
+
+class StyleIn(Strict):
+    prompt: str = Field("", max_length=5_000, description="the style's prompt; `{prompt}` stands for the user's")
+    negative_prompt: str = Field("", max_length=5_000)
+
+
+class StyleOut(BaseModel):
+    name: str
+    prompt: str
+    negative_prompt: str
+
+
+class StylesImported(BaseModel):
+    imported: int = Field(description="styles added or replaced (by name)")
+    styles: int = Field(description="the caller's styles now")

@@ -56,6 +56,7 @@ class JobSpec:
     # the catalogue entry the model resolved to at submit (ModelEntry.recorded): the worker loads exactly this, and
     # the recipe names its hash and licence, whatever a rescan changes meanwhile; None for jobs from older versions
     model_entry: dict[str, Any] | None = None
+    styles: tuple[str, ...] = ()  # the prompt styles applied at submit (params hold the expanded prompts)
 
 
 @dataclass(frozen=True)

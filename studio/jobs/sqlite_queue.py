@@ -67,6 +67,10 @@ MIGRATIONS = [
     -- the model as resolved at submit (JSON: id, source, hash, licence…), so a rescan cannot change a queued job
     ALTER TABLE jobs ADD COLUMN model_entry TEXT;
     """,
+    """
+    -- the names of the prompt styles applied at submit (a JSON list; NULL: none)
+    ALTER TABLE jobs ADD COLUMN styles TEXT;
+    """,
 ]
 
 
@@ -93,10 +97,11 @@ class SqliteJobQueue(JobQueue):
                 raise QueueFull(own, per_owner=True)
             conn.execute(
                 "INSERT INTO jobs (id, owner, pipeline, model, params, seed, priority, status, created_at, batch_key,"
-                " model_entry) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                " model_entry, styles) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
                 (job_id, spec.owner, spec.pipeline, spec.model, json.dumps(spec.params), spec.seed,
                  spec.priority, time.time(), spec.batch_key,
-                 None if spec.model_entry is None else json.dumps(spec.model_entry)),
+                 None if spec.model_entry is None else json.dumps(spec.model_entry),
+                 json.dumps(list(spec.styles)) if spec.styles else None),
             )
         self.wake()
         return self.get(job_id)
@@ -284,7 +289,8 @@ class SqliteJobQueue(JobQueue):
 def _row_to_job(row: sqlite3.Row) -> Job:
     spec = JobSpec(pipeline=row["pipeline"], model=row["model"], params=json.loads(row["params"]),
                    seed=row["seed"], owner=row["owner"], priority=row["priority"], batch_key=row["batch_key"],
-                   model_entry=json.loads(row["model_entry"]) if row["model_entry"] else None)
+                   model_entry=json.loads(row["model_entry"]) if row["model_entry"] else None,
+                   styles=tuple(json.loads(row["styles"])) if row["styles"] else ())
     return Job(
         id=row["id"], spec=spec, status=JobStatus(row["status"]), progress=row["progress"], step=row["step"],
         total_steps=row["total_steps"], attempts=row["attempts"], worker=row["worker"], error=row["error"],

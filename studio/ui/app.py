@@ -81,16 +81,17 @@ def _wire_reuse(handlers: Handlers, tabs: gr.Tabs, selected: gr.Textbox, button:
     seed and params filled in. A PNG's notes (what could not be used) go to that tab's status."""
     outputs: list[Any] = [tabs]
     for g in generators:
-        outputs += [g.model, g.seed, *(b.component for b in g.bindings)]
+        outputs += [g.model, g.seed, *(b.component for b in g.bindings), *_styles(g)]
     store = handlers.services.inputs
 
     def fill(settings: TabSettings) -> list[Any]:
         updates: list[Any] = [gr.Tabs(selected=settings.kind)]
         for g in generators:
             if g.kind != settings.kind:
-                updates += [gr.skip()] * (2 + len(g.bindings))
+                updates += [gr.skip()] * (2 + len(g.bindings) + len(_styles(g)))
                 continue
             updates += [settings.model, settings.seed] + [b.from_params(settings.params, store) for b in g.bindings]
+            updates += [gr.skip() if settings.styles is None else settings.styles for _ in _styles(g)]
         return updates
 
     def reuse(image_id: str, request: gr.Request) -> list[Any]:
@@ -108,3 +109,7 @@ def _wire_reuse(handlers: Handlers, tabs: gr.Tabs, selected: gr.Textbox, button:
 
     for g in generators:
         g.png.upload(from_png, inputs=[g.png], outputs=[*outputs, *statuses, g.png], api_name=f"png_settings_{g.kind}")
+
+
+def _styles(tab: GeneratorTab) -> list[gr.Dropdown]:
+    return [tab.styles] if tab.styles is not None else []

@@ -20,6 +20,7 @@ from studio.gallery import Artwork, ArtworkNotFound, Recipe, metadata
 from studio.jobs import Job, JobError, JobEvent, JobNotFound, JobStatus
 from studio.presets import PresetSaveError
 from studio.services import Services
+from studio.styles import StyleSaveError, taken_out
 from studio.ui.forms import Binding
 from studio.ui.model_library import ALL, Listing, ModelLibraryView, Thumbnail
 from studio.ui.png_info import a1111_settings, read_png_settings
@@ -30,7 +31,8 @@ from studio.workers.protocol import MemoryUse
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 48
-USER_ERRORS = (ValueError, JobError, UnknownModel, UnknownPipeline, ArtworkNotFound, PresetSaveError)
+USER_ERRORS = (ValueError, JobError, UnknownModel, UnknownPipeline, ArtworkNotFound, PresetSaveError,
+               StyleSaveError)
 
 
 def user_of(request: gr.Request | None) -> str:
@@ -60,6 +62,7 @@ class TabSettings:
     seed: Any
     params: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    styles: list[str] | None = None  # the prompt styles to choose (None: the tab's stay)
 
 
 class Handlers:
@@ -68,13 +71,14 @@ class Handlers:
 
     # -- generator tabs ---------------------------------------------------------------------------------
     def generate(self, kind: str, bindings: Sequence[Binding], model: str, seed: float, values: Sequence[Any],
-                 request: gr.Request | None, progress: gr.Progress | None = None) -> Iterator[tuple[Any, ...]]:
+                 request: gr.Request | None, progress: gr.Progress | None = None,
+                 styles: Sequence[str] = ()) -> Iterator[tuple[Any, ...]]:
         try:
             params: dict[str, Any] = {}
             user = user_of(request)
             for binding, value in zip(bindings, values, strict=True):
                 params.update(binding.to_params(value, self.services.inputs, user))
-            job = self.services.generation.submit(kind, model, params, seed, owner=user)
+            job = self.services.generation.submit(kind, model, params, seed, owner=user, styles=list(styles or ()))
         except USER_ERRORS as e:
             # in the status beside Generate, where the eye is, as well as in Gradio's pop-up
             yield GeneratorOutputs(f"⚠ {e}").as_tuple()
@@ -278,8 +282,9 @@ class Handlers:
         models = [m.id for m in catalog.models("text_to_image") if not m.refusal]
         mapped = a1111_settings(found.a1111 or {}, catalog.pipeline("text_to_image").Params, models)
         seed = gr.skip() if mapped.seed is None else mapped.seed
-        return TabSettings("text_to_image", mapped.model or gr.skip(), seed, mapped.params,
-                           ["Settings loaded from an AUTOMATIC1111 PNG.", *found.notes, *mapped.notes])
+        notes = ["Settings loaded from an AUTOMATIC1111 PNG.", *found.notes, *mapped.notes]
+        styles = self._unstyled(user_of(request), mapped.styles, mapped.params, notes)
+        return TabSettings("text_to_image", mapped.model or gr.skip(), seed, mapped.params, notes, styles)
 
     def _recipe_settings(self, recipe: Recipe, user: str) -> TabSettings:
         """A recipe (a gallery artwork's, or a dropped PNG's from anywhere), checked as a request would be: fields
@@ -307,7 +312,18 @@ class Handlers:
         except (UnknownModel, ValueError):
             model = gr.skip()
             notes.append(f"The model {recipe.model!r} is not available here; kept yours.")
-        return TabSettings(kind, model, recipe.seed, params, notes)
+        names = recipe.info.get("styles")
+        return TabSettings(kind, model, recipe.seed, params, notes,
+                           self._unstyled(user, names if isinstance(names, list) else [], params, notes))
+
+    def _unstyled(self, user: str, names: list[str], params: dict[str, Any], notes: list[str]) -> list[str]:
+        """The styles a picture's prompts were expanded with, taken back out of `params` (see styles.taken_out)."""
+        if "prompt" not in params or not all(isinstance(n, str) for n in names):
+            return []
+        params["prompt"], params["negative_prompt"], chosen, note = taken_out(
+            self.services.styles, user, names, params["prompt"], params.get("negative_prompt", ""))
+        notes.extend([note] if note else [])
+        return chosen
 
     # -- models -----------------------------------------------------------------------------------------
     @cached_property

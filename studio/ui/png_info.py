@@ -8,6 +8,7 @@ note, never dropped silently.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ from studio.generation import MAX_SEED
 _NUMBERS = {A1111_LABELS[name]: (name, kind) for name, kind in (("num_steps", int), ("cfg_scale", float),
                                                                 ("clip_skip", int))}
 # What A1111 writes for bookkeeping or reads with the sampler: handled, or not a setting, so never called "not used"
+# (the LoRAs and embeddings are in the prompt)
 _HANDLED = {"prompt", "negative_prompt", "Seed", "Size", A1111_LABELS["sampler"], "Schedule type", "Model",
             "Model hash", "Version", "VAE hash", "Pipeline", "Tiling", "Variation seed", "Variation seed strength",
-            "Seed resize from", "Lora hashes", "TI hashes", *_NUMBERS}  # the LoRAs and embeddings: in the prompt
+            "Seed resize from", "Lora hashes", "TI hashes", "Styles array", *_NUMBERS}
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$")
 _MAX_NAMED = 6  # unused A1111 settings named in the note; more are counted
 
@@ -48,6 +50,7 @@ class A1111Settings:
     seed: int | None
     model: str | None
     notes: list[str]
+    styles: list[str] = field(default_factory=list)  # A1111's "Styles array": the styles its prompts were made with
 
 
 def read_png_settings(path: str | Path) -> PngSettings:
@@ -123,7 +126,20 @@ def a1111_settings(fields: dict[str, Any], params: type[BaseParams], models: lis
     if unused:
         more = f" and {len(unused) - _MAX_NAMED} more" if len(unused) > _MAX_NAMED else ""
         notes.append(f"Not used here: {', '.join(unused[:_MAX_NAMED])}{more}.")
-    return A1111Settings(checked, seed if isinstance(seed, int) else None, model, notes)
+    return A1111Settings(checked, seed if isinstance(seed, int) else None, model, notes, _styles(fields, notes))
+
+
+def _styles(fields: dict[str, Any], notes: list[str]) -> list[str]:
+    if "Styles array" not in fields:
+        return []
+    try:
+        names = json.loads(str(fields["Styles array"]))
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        notes.append(f"Styles array {str(fields['Styles array'])[:80]!r} is not a list of names; not used.")
+        return []
+    return names
 
 
 def _number(text: Any, kind: type) -> Any:

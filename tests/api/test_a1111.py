@@ -169,7 +169,7 @@ def test_what_atelier_cannot_do_is_refused_by_name(a1111) -> None:
     cases = [
         ({"enable_hr": True}, "enable_hr"),
         ({"restore_faces": True}, "restore_faces"),
-        ({"styles": ["cinematic"]}, "styles"),
+        ({"styles": ["cinematic"]}, "unknown style 'cinematic'"),
         ({"sampler_name": "PLMS"}, "unknown sampler 'PLMS'"),
         ({"scheduler": "exponential"}, "scheduler"),
         ({"override_settings": {"sd_model_checkpoint": "nope.safetensors [abcdef12]"}}, "unknown model 'nope"),

@@ -20,3 +20,10 @@ def test_tiling_and_the_prompts_syntax_come_back() -> None:
     assert (settings.params["seed_resize_from_w"], settings.params["seed_resize_from_h"]) == (96, 64)
     untiled = a1111_settings(parse_parameters(TEXT.replace(", Tiling: True", "")), TextToImageParams, [])
     assert "tiling" not in untiled.params  # absent in A1111's text: the user's own choice stays
+
+
+def test_a1111s_styles_array_names_the_styles_and_a_malformed_one_is_said() -> None:
+    text = 'a cat, dark, moody lighting\nSteps: 2, Seed: 1, Styles array: "[\\"moody\\", \\"b, c\\"]"'
+    assert a1111_settings(parse_parameters(text), TextToImageParams, []).styles == ["moody", "b, c"]
+    broken = a1111_settings(parse_parameters(text.replace("[", "{")), TextToImageParams, [])
+    assert broken.styles == [] and any("Styles array" in note for note in broken.notes)

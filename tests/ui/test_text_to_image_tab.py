@@ -12,7 +12,9 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from studio.gallery import parse_parameters, read_recipe
+from studio.accounts import LOCAL_USER
 from studio.services import Services
+from studio.styles import Style
 from tests.conftest import make_config
 from tests.support.tiny_sd import save_tiny_checkpoint, save_tiny_sd
 from tests.ui.serving import serve
@@ -132,3 +134,29 @@ def test_the_models_tab_shows_what_the_worker_holds_against_its_budget(served) -
     assert "tiny-sd" in worker["Models in memory"]
     budget = services.config.model_memory_gb
     assert re.fullmatch(rf"RAM 0\.\d\d / {budget:.2f} GB", worker["Memory used / budget"])  # a CPU worker: no VRAM
+
+
+def reuse(client: Client, artwork_id: str) -> dict[str, object]:
+    reused = client.predict(artwork_id, api_name="/reuse_settings")
+    names = [p["parameter_name"] for p in client.view_api(print_info=False, return_format="dict")[
+        "named_endpoints"]["/generate_text_to_image"]["parameters"]]
+    return dict(zip(names, reused[:len(names)], strict=True))
+
+
+def test_styles_apply_when_generating_and_reuse_takes_them_back_out(served) -> None:
+    services, client = served
+    services.styles.save(LOCAL_USER, Style("dusk", "{prompt}, at dusk", "daylight"))
+    job_id = generate(client, "tiny-sd", 5, **{**PARAMS, "prompt": "a lighthouse"}, styles=["dusk"])
+    artwork = services.gallery.get(f"{job_id}-0")
+    recipe = read_recipe(artwork.path)
+    assert recipe.params["prompt"] == "a lighthouse, at dusk" and recipe.params["negative_prompt"] == "blurry, daylight"
+    with Image.open(artwork.path) as png:
+        assert parse_parameters(png.text["parameters"])["Styles array"] == '["dusk"]'
+    values = reuse(client, artwork.id)
+    assert (values["prompt"], values["negative_prompt"], values["styles"]) == ("a lighthouse", "blurry", ["dusk"])
+    again = generate(client, **values)
+    assert (image_of(services, f"{again}-0") == image_of(services, artwork.id)).all()
+
+    services.styles.save(LOCAL_USER, Style("dusk", "{prompt} at night"))  # the style reads differently now
+    values = reuse(client, artwork.id)
+    assert (values["prompt"], values["styles"]) == ("a lighthouse, at dusk", [])  # as made, not styled twice

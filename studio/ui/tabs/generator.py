@@ -21,6 +21,7 @@ from studio.ui.forms import Binding, build_bindings
 from studio.ui.handlers import Handlers
 from studio.ui.presets import builtin_presets
 from studio.ui.tabs.networks import build_lora_picker
+from studio.ui.tabs.styles import build_styles
 
 TITLES = {"text_to_image": "Text to Image", "gan": "GAN", "vae": "VAE", "style_transfer": "Style Transfer"}
 # What to make rather than how: a preset keeps every other setting of its tab (pictures are never kept)
@@ -52,6 +53,7 @@ class GeneratorTab:
     bindings: list[Binding] = field(default_factory=list)
     status: gr.Markdown | None = None
     png: gr.File | None = None  # "Load settings from a PNG"
+    styles: gr.Dropdown | None = None  # the prompt styles picker, on tabs with a prompt and a negative prompt
     user_lists: list[UserList] = field(default_factory=list)
 
     @property
@@ -107,9 +109,13 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
                 history = gr.Dropdown(choices=[], value=None, label="Recent prompts", info="pick one to use it again",
                                       allow_custom_value=True) if has_prompt else None
                 tab.bindings = build_bindings(specs, kind)
+                prompts = {b.names[0]: b.component for b in tab.bindings if b.names[0].endswith("prompt")}
+                if {"prompt", "negative_prompt"} <= set(prompts):
+                    tab.styles, style_choices = build_styles(kind, handlers, prompts["prompt"],
+                                                             prompts["negative_prompt"])
+                    tab.user_lists.append((tab.styles, style_choices))
                 if kinds.LORA in catalog.pipeline(kind).prompt_networks and has_prompt:
-                    build_lora_picker(kind, next(b.component for b in tab.bindings if b.names[0] == "prompt"),
-                                      handlers)
+                    build_lora_picker(kind, prompts["prompt"], handlers)
                 with gr.Row():
                     tab.seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", scale=3)
                     dice = gr.Button("Random", scale=1, min_width=60)
@@ -144,16 +150,20 @@ def _wire_generation(tab: GeneratorTab, handlers: Handlers, generate: gr.Button,
     "Reuse settings" and a dropped PNG set the model too, and their settings must win). Returns the Generate event."""
     kind, bindings = tab.kind, tab.bindings
 
+    styles = [tab.styles] if tab.styles is not None else []
+
     def run(request: gr.Request, progress: gr.Progress, model: str, seed: float,
-            *values: object) -> Iterator[tuple[object, ...]]:
-        yield from handlers.generate(kind, bindings, model, seed, values, request, progress)
+            *values: Any) -> Iterator[tuple[object, ...]]:
+        chosen = values[len(bindings)] if styles else None  # the Styles picker's names follow the params
+        yield from handlers.generate(kind, bindings, model, seed, values[:len(bindings)], request, progress,
+                                     chosen or ())
 
     # API clients see each control under its field's name (`num_steps`), not `param_5`.
-    run.__signature__ = _signature(["model", "seed", *(b.names[0] for b in bindings)],  # type: ignore[attr-defined]
-                                   progress=True)
+    names = ["model", "seed", *(b.names[0] for b in bindings), *(["styles"] if styles else [])]
+    run.__signature__ = _signature(names, progress=True)  # type: ignore[attr-defined]
 
     generated = generate.click(
-        run, inputs=[tab.model, tab.seed, *(b.component for b in bindings)],
+        run, inputs=[tab.model, tab.seed, *(b.component for b in bindings), *styles],
         outputs=[tab.status, preview, results, job_id], api_name=f"generate_{kind}", concurrency_limit=None,
     )
     stop.click(handlers.stop, inputs=[job_id], outputs=[tab.status], api_name=f"stop_{kind}")
