@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pipelines.base import BaseParams, Workload, param
 from pipelines.models import kinds
 from pipelines.prompts.networks import NetworkTag, network_tags
+from pipelines.prompts.wildcards import is_dynamic
 
 Sampler = Literal[
     "Automatic", "Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M SDE Karras",
@@ -93,8 +94,9 @@ class TextToImageParams(BaseParams):
 
     def batch_key(self) -> str | None:
         """txt2img jobs that differ only in their prompts run as one batch: one UNet call per step for all."""
-        if self.mode != "txt2img" or self.batch_count > 1 or self.keep_partial or self.varies or self.networks():
-            return None  # pictures, several batches, a kept partial, own noise or own LoRAs: per job
+        if (self.mode != "txt2img" or self.batch_count > 1 or self.keep_partial or self.varies or self.networks()
+                or self.dynamic):
+            return None  # pictures, several batches, a kept partial, own noise, own LoRAs or drawn prompts: per job
         unshared = ("prompt", "negative_prompt", "strength", "subseed")  # a variation seed at strength 0 is unused
         shared = {k: v for k, v in self.to_dict().items() if k not in unshared}
         return json.dumps(shared, sort_keys=True)
@@ -113,6 +115,11 @@ class TextToImageParams(BaseParams):
 
     def model_files(self) -> list[tuple[str, str]]:
         return [(kinds.LORA, tag.name) for tag in self.networks()]
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether the prompts have variants or wildcards, drawn for each picture from its seed."""
+        return is_dynamic(self.prompt) or is_dynamic(self.negative_prompt)
 
     @property
     def varies(self) -> bool:

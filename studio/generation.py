@@ -21,6 +21,8 @@ from pipelines.base import BaseParams, Workload
 from pipelines.catalog import Catalog, pipeline_path
 from pipelines.models import ModelEntry, ModelFile, kinds
 from pipelines.models.hub import OFFLINE_STATUS, offline_reason
+from pipelines.prompts.networks import network_tags
+from pipelines.prompts.wildcards import WILDCARDS, read_lines, wildcard_files, wildcard_folders
 from studio import __version__
 from studio.config import JobCaps
 from studio.gallery import GalleryStore, Recipe
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # what torch.Generator.manual_seed and A1111 clients accept
 WORD = re.compile(r"[\w\-]+(?:\.[\w\-]+)*")  # a word of a prompt, as an embedding's name must stand in it
 MAX_PARAMS_CHARS = 100_000  # a recipe is a few hundred bytes; anything near this is an abuse, not a prompt
+DRAWN = {"prompt": "prompts", "negative_prompt": "negative_prompts"}  # param → the result info's per-picture list
 
 
 class ModelUnavailable(JobError):
@@ -70,9 +73,17 @@ class GenerationService:
             if ref and not self.inputs.exists(ref, owner=owner):  # another user's upload is not this user's to use
                 raise ValueError(f"`{name}` refers to an input image that is not stored: {ref[:80]!r}")
         key = checked.batch_key()
-        files = self._files_of(checked.model_files(), entry)
+        # the wildcards the prompts reach (ValueError names a malformed or unknown one); their lines may name LoRAs
+        # and embeddings as the prompts do, so those are resolved with the prompts' own
+        wildcards = wildcard_files(checked.prompt_texts(), wildcard_folders(self.catalog.library.paths))
+        lines = [line for path in wildcards.values() for line in read_lines(Path(path))]
+        drawn_loras = [(kinds.LORA, tag.name) for line in lines for tag in network_tags(line)[1]]
+        files = self._files_of([*checked.model_files(), *(drawn_loras if kinds.LORA in cls.prompt_networks else [])],
+                               entry)
         if kinds.EMBEDDING in cls.prompt_networks:
-            files.update(self._embeddings_in(checked, entry))
+            files.update(self._embeddings_in([*checked.prompt_texts(), *lines], entry))
+        files.update({f"{WILDCARDS}:{name}": {"kind": WILDCARDS, "name": name, "path": path}
+                      for name, path in wildcards.items()})
         recorded = {**entry.recorded(), "files": files}
         return JobSpec(pipeline=pipeline, model=entry.id, params=checked.to_dict(), seed=resolve_seed(seed),
                        owner=owner, priority=priority, model_entry=recorded, styles=styles,
@@ -117,11 +128,11 @@ class GenerationService:
             found.update(self._recorded(file, name))
         return found
 
-    def _embeddings_in(self, params: BaseParams, model: ModelEntry) -> dict[str, dict[str, Any]]:
+    def _embeddings_in(self, texts: list[str], model: ModelEntry) -> dict[str, dict[str, Any]]:
         """The embeddings a prompt names by writing their file names as words (A1111's way), among those made for
         the model's family (A1111 skips the others); of two files of one name, the first listed, as A1111 keeps one.
         A word is never refused for looking like a name."""
-        words = {w for text in params.prompt_texts() for w in WORD.findall(text)}
+        words = {w for text in texts for w in WORD.findall(text)}
         found: dict[str, dict[str, Any]] = {}
         for file in self.catalog.library.files(kinds.EMBEDDING, family=model.family):
             if file.name in words and not file.problem and f"{kinds.EMBEDDING}:{file.name}" not in found:
@@ -194,14 +205,17 @@ class GenerationService:
         # the licence travels with each image, so a restriction (e.g. non-commercial) is never separated from it
         terms = {"licence": entry.licence, **({"restriction": entry.restriction} if entry.restriction else {})}
         ids = []
+        info = {k: v for k, v in result.info.items() if k not in DRAWN}
         for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
+            params, drawn = _drawn(job.spec.params, result.info, index)
             recipe = Recipe(
                 pipeline=job.spec.pipeline, model=entry.id, model_hash=model_hash,
-                params=job.spec.params,
+                params=params,
                 seed=seed, owner=job.owner, job_id=job.id, index=index, count=len(result.images),
-                app_version=__version__, a1111=a1111,
-                info={**result.info, **hashes, **terms, "job_seed": job.spec.seed,
-                      **({"styles": list(job.spec.styles)} if job.spec.styles else {})},
+                app_version=__version__, a1111={**a1111, **drawn},
+                info={**info, **hashes, **terms, "job_seed": job.spec.seed,
+                      **({"styles": list(job.spec.styles)} if job.spec.styles else {}),
+                      **({"prompt_template": _template(job.spec.params)} if drawn else {})},
                 created_at=created,
             )
             try:
@@ -226,6 +240,23 @@ class GenerationService:
             if saved and len(saved) == saved[0].recipe.count and not job.status.finished:
                 self.queue.complete(job.id, [a.id for a in saved])
                 logger.info("job %s had already saved its %d images before the restart", job.id, len(saved))
+
+
+def _drawn(params: dict[str, Any], info: Mapping[str, Any], index: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """Picture `index`'s params, with the prompts drawn for it when the job's prompts were dynamic (the pipeline
+    reports them per picture in `info`), and A1111's fields for the templates (as its Dynamic Prompts writes them)."""
+    drawn = {key: info[DRAWN[key]][index] for key in DRAWN if isinstance(info.get(DRAWN[key]), list)
+             and index < len(info[DRAWN[key]])}
+    if not drawn:
+        return params, {}
+    fields = {"Template": params.get("prompt", "")}
+    if params.get("negative_prompt"):
+        fields["Negative Template"] = params["negative_prompt"]
+    return {**params, **drawn}, fields
+
+
+def _template(params: Mapping[str, Any]) -> dict[str, str]:
+    return {"prompt": params.get("prompt", ""), "negative_prompt": params.get("negative_prompt", "")}
 
 
 def resolve_seed(seed: int | None) -> int:

@@ -299,8 +299,10 @@ def _info(request: GenerationRequest, job: Job, artworks: list[Artwork]) -> dict
     params = job.spec.params
     subseed = params.get("subseed", -1)
     return {
-        "prompt": request.prompt, "all_prompts": [params["prompt"]] * len(seeds),  # with the styles applied
-        "negative_prompt": request.negative_prompt, "all_negative_prompts": [params["negative_prompt"]] * len(seeds),
+        # each picture's prompts as it ran: with the styles applied, the variants and wildcards drawn
+        "prompt": request.prompt, "all_prompts": [a.recipe.params["prompt"] for a in artworks],
+        "negative_prompt": request.negative_prompt,
+        "all_negative_prompts": [a.recipe.params["negative_prompt"] for a in artworks],
         "seed": seeds[0], "all_seeds": seeds, "subseed": subseed,
         "all_subseeds": [subseed + s - seeds[0] for s in seeds],
         "subseed_strength": params.get("subseed_strength", 0), "width": first.width if first else params["width"],

@@ -27,7 +27,8 @@ _NUMBERS = {A1111_LABELS[name]: (name, kind) for name, kind in (("num_steps", in
 # (the LoRAs and embeddings are in the prompt)
 _HANDLED = {"prompt", "negative_prompt", "Seed", "Size", A1111_LABELS["sampler"], "Schedule type", "Model",
             "Model hash", "Version", "VAE hash", "Pipeline", "Tiling", "Variation seed", "Variation seed strength",
-            "Seed resize from", "Lora hashes", "TI hashes", "Styles array", *_NUMBERS}
+            "Seed resize from", "Lora hashes", "TI hashes", "Styles array",
+            "Template", "Negative Template", *_NUMBERS}  # the prompts as drawn from the templates are the prompts
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$")
 _MAX_NAMED = 6  # unused A1111 settings named in the note; more are counted
 
