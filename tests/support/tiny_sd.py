@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,20 +99,51 @@ def save_tiny_checkpoint(checkpoint: Path) -> Path:
 
 def save_tiny_lora(path: Path, pipe: object, *, seed: int = 0, scale: float = 0.5, rank: int = 2) -> Path:
     """A kohya-format LoRA (lora_down/lora_up/alpha, A1111's key names) for every attention projection of the
-    tiny model's UNet and text encoder: random factors, so it changes the picture visibly."""
-    import torch
+    tiny model's UNet and text encoder: random factors, so it changes the picture visibly. kohya names an SD 1.x
+    UNet's layers by their diffusers names."""
+    return write_kohya_lora(path, [("lora_unet", pipe.unet, None), ("lora_te", pipe.text_encoder, kohya_text_name)],
+                            "sd_v1", seed=seed, scale=scale, rank=rank)
+
+
+def kohya_text_name(name: str) -> str:
+    """A CLIP text encoder's layer as kohya names it: under text_model, as transformers 4 laid CLIPTextModel out (5
+    flattened it; diffusers strips the level again where the encoder has none)."""
+    return name if name.startswith("text_model.") else f"text_model.{name}"
+
+
+def write_kohya_lora(path: Path, parts: Sequence[tuple[str, torch.nn.Module, Callable[[str], str] | None]],
+                     base_version: str, *, seed: int, scale: float, rank: int) -> Path:
+    """Random kohya factors for the attention projections of each (key prefix, module, module name → kohya's
+    name for it) of `parts`."""
     from safetensors.torch import save_file
 
     generator = torch.Generator().manual_seed(seed)
     tensors: dict[str, torch.Tensor] = {}
-    for prefix, module in (("lora_unet", pipe.unet), ("lora_te", pipe.text_encoder)):
+    for prefix, module, rename in parts:
         for name, layer in module.named_modules():
             if isinstance(layer, torch.nn.Linear) and name.split(".")[-1] in (
                     "to_q", "to_k", "to_v", "0", "q_proj", "k_proj", "v_proj", "out_proj") and "attn" in name:
-                key = f"{prefix}_{name.replace('.', '_')}"
+                key = f"{prefix}_{(rename(name) if rename else name).replace('.', '_')}"
                 tensors[f"{key}.lora_down.weight"] = torch.randn(rank, layer.in_features, generator=generator) * scale
                 tensors[f"{key}.lora_up.weight"] = torch.randn(layer.out_features, rank, generator=generator) * scale
                 tensors[f"{key}.alpha"] = torch.tensor(float(rank))
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), {"ss_network_dim": str(rank), "ss_base_model_version": "sd_v1"})
+    save_file(tensors, str(path), {"ss_network_dim": str(rank), "ss_base_model_version": base_version})
     return path
+
+
+def tiny_sd_library(models: Path) -> Path:
+    """A models folder with the tiny SD model (`tiny-sd`), a LoRA for it (`ink`), a one-vector embedding
+    (`paperstyle`) and a wildcards folder (`__colors__`)."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    save_tiny_sd(models / "tiny-sd")
+    parts = tiny_components()
+    save_tiny_lora(models / "ink.safetensors", SimpleNamespace(**parts), seed=1)  # kinds read from the files
+    vectors = torch.randn(1, 32, generator=torch.Generator().manual_seed(3))
+    save_file({"emb_params": vectors}, str(models / "paperstyle.safetensors"))
+    (models / "wildcards").mkdir(parents=True, exist_ok=True)
+    (models / "wildcards" / "colors.txt").write_text("red\ngreen\nblue\n")
+    return models
