@@ -1,7 +1,7 @@
 """Textual-inversion embeddings (A1111's `.pt`/`.safetensors`, diffusers' files; one or many vectors; SDXL's
 `clip_l`/`clip_g` pairs) on a loaded text-to-image pipeline: each is added once to the tokenizer and text encoder
 under its file name, as A1111 names them, and a prompt uses it by writing that name. Multi-vector names are
-expanded before the prompt is chunked (`expand`)."""
+expanded before the prompt is chunked, for each tokenizer that chunks it (`expand`)."""
 
 from __future__ import annotations
 
@@ -31,10 +31,11 @@ class EmbeddingSlots:
             self._load(name, path)
             self._loaded[name] = path
 
-    def expand(self, text: str) -> str:
-        """`text` with each multi-vector embedding's name written as its tokens (name, name_1, …)."""
+    def expand(self, text: str, tokenizer: Any = None) -> str:
+        """`text` with each multi-vector embedding's name written as its tokens (name, name_1, …) in `tokenizer`
+        (the first one by default; SDXL's embeddings are in both)."""
         convert = getattr(self.pipe, "maybe_convert_prompt", None)
-        return convert(text, self.pipe.tokenizer) if convert and self._loaded and text else text
+        return convert(text, tokenizer or self.pipe.tokenizer) if convert and self._loaded and text else text
 
     def _load(self, name: str, path: str) -> None:
         try:

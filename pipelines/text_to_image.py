@@ -32,18 +32,15 @@ from pipelines.base import (
     PipelineError,
     ShouldStop,
 )
-from pipelines.diffusion_utils import (
-    latent_preview,
-    make_scheduler,
-    model_family,
-    pick_dtype,
-)
+from pipelines.diffusion_utils import make_scheduler, model_family, pick_dtype
 from pipelines.embeddings import EmbeddingSlots
 from pipelines.imaging import input_image
 from pipelines.loras import LoraSlots
 from pipelines.model_sources import diffusers_models, load_diffusers_pipeline
 from pipelines.models import Library, ModelEntry, kinds
-from pipelines.prompts.encoding import MAX_TOKENS, Conditioning, clip_conditioning, plain_text
+from pipelines.prompts.encoding import clip_conditioning, plain_text
+from pipelines.prompts.sdxl import sdxl_conditioning
+from pipelines.step_callback import StepCallback
 from pipelines.text_to_image_params import MIN_SIDE, Sampler, TextToImageParams
 from pipelines.tiling import seamless
 from pipelines.variation import variation_noise
@@ -140,8 +137,8 @@ class TextToImagePipeline(Pipeline):
             generators = [torch.Generator(device="cpu").manual_seed(s) for s in batch_seeds]
             if params.varies:  # the starting noise of each picture: its seed's, varied or resized (A1111's)
                 kwargs["latents"] = self._variation_latents(params, seed, batch_seeds, kwargs)
-            callback = _StepCallback([on_step], params.batch_size, should_stop, self.family, batch, params.batch_count,
-                                     conditioning)
+            callback = StepCallback([on_step], params.batch_size, should_stop, self.family, batch, params.batch_count,
+                                    conditioning)
             # 3. denoise; the callback reports each step with a cheap preview, interrupts on Stop, and swaps the
             # prompt's embeddings where prompt editing says
             output = pipe(
@@ -189,7 +186,7 @@ class TextToImagePipeline(Pipeline):
 
     def run_batch(self, jobs: Sequence[BatchItem], *, should_stop: ShouldStop | None = None) -> list[ImageResult]:
         """txt2img jobs with one `batch_key`: their prompts go through the UNet together, each image still from
-        its own job's seed. Prompts that cannot share one tensor (SD 1.x prompts of different numbers of
+        its own job's seed. Prompts that cannot share one tensor (CLIP prompts of different numbers of
         75-token chunks) run one job after another instead."""
         stop = should_stop or (lambda: False)
         with self._lock:
@@ -212,7 +209,7 @@ class TextToImagePipeline(Pipeline):
         per_job = first.batch_size
         seeds = [[job.seed + i for i in range(per_job)] for job in jobs]
         generators = [torch.Generator(device="cpu").manual_seed(s) for group in seeds for s in group]
-        callback = _StepCallback([job.on_step for job in jobs], per_job, should_stop, self.family)
+        callback = StepCallback([job.on_step for job in jobs], per_job, should_stop, self.family)
         output = pipe(num_inference_steps=first.num_steps, guidance_scale=first.cfg_scale,
                       num_images_per_prompt=per_job, generator=generators, callback_on_step_end=callback,
                       callback_on_step_end_tensor_inputs=["latents"], **size, **prompts)
@@ -257,29 +254,19 @@ class TextToImagePipeline(Pipeline):
         return kwargs
 
     def _prompt_kwargs(self, params: TextToImageParams, warnings: list[str]) -> dict[str, Any]:
-        """SD 1.x: our own encoding (pipelines.prompts.encoding): A1111's emphasis, BREAK and 75-token chunks, clip
-        skip, and a `conditioning` per stretch of steps for prompt editing, which the step callback swaps in.
-        SDXL: diffusers' two-encoder encoding of the prompt's words (its syntax not applied yet), which truncates at
-        77 tokens; the user is told. A sentence encoder (the bundled model's MiniLM): diffusers' encoding of the
-        words, up to the tokenizer's length."""
+        """SD 1.x and SDXL: our own encoding (pipelines.prompts): A1111's emphasis, BREAK and 75-token chunks, clip
+        skip, SDXL's pooled embeddings, and a `conditioning` per stretch of steps for prompt editing, which the step
+        callback swaps in. A sentence encoder (the bundled model's MiniLM): diffusers' encoding of the words, up to
+        the tokenizer's length."""
         steps = _steps_run(params)
-        prompt, negative = plain_text(params.prompt_text, steps), plain_text(params.negative_prompt, steps)
         if self.family == "sentence":
+            prompt, negative = plain_text(params.prompt_text, steps), plain_text(params.negative_prompt, steps)
             return _sentence_prompt(self.pipe.tokenizer, prompt, negative, params.clip_skip, warnings)
-        if self.family != "sd":
-            if (prompt, negative) != (params.prompt, params.negative_prompt):
-                warnings.append("weights, BREAK and prompt editing are not applied to SDXL prompts yet: their words "
-                                "were used as plain text")
-            for name, text in (("prompt", prompt), ("negative prompt", negative)):
-                count = _token_count(self.pipe.tokenizer, text)
-                if count > MAX_TOKENS:
-                    warnings.append(f"the {name} is {count} tokens; only the first {MAX_TOKENS} were used")
-            return {"prompt": prompt, "negative_prompt": negative or None, "clip_skip": params.clip_skip - 1 or None}
-        expand = self.embeddings.expand  # a multi-vector embedding's name stands for all its tokens
-        conditioning = clip_conditioning(self.pipe, expand(params.prompt_text), expand(params.negative_prompt), steps,
-                                         params.clip_skip, warnings)
-        positive, negative_embeds = conditioning.at(1)
-        kwargs: dict[str, Any] = {"prompt_embeds": positive, "negative_prompt_embeds": negative_embeds}
+        encode = sdxl_conditioning if self.family == "sdxl" else clip_conditioning
+        # a multi-vector embedding's name stands for all its tokens, in each tokenizer
+        conditioning = encode(self.pipe, params.prompt_text, params.negative_prompt, steps, params.clip_skip, warnings,
+                              expand=self.embeddings.expand)
+        kwargs: dict[str, Any] = conditioning.at(1).kwargs()
         if conditioning.changes:
             kwargs["conditioning"] = conditioning  # taken out before the call: the step callback's
         return kwargs
@@ -304,23 +291,20 @@ def _not_finite(step: int) -> PipelineError:
 
 
 def _merge_prompts(prompts: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Several jobs' prompt arguments as one call's: embeddings stacked, or text in lists (diffusers encodes a
-    list of prompts as a batch). None when they cannot be merged: embeddings of different lengths."""
+    """Several jobs' prompt arguments as one call's: embeddings stacked (SDXL's pooled ones too), or text in lists
+    (diffusers encodes a list of prompts as a batch). None when they cannot be merged: embeddings of different
+    lengths."""
     import torch
 
     if any("conditioning" in p for p in prompts):
         return None  # prompt editing swaps one job's embeddings between steps: such a job runs alone
     if all("prompt_embeds" in p for p in prompts):
-        shapes = {(p["prompt_embeds"].shape, p["negative_prompt_embeds"].shape) for p in prompts}
-        if len(shapes) > 1:
+        names = list(prompts[0])
+        if len({tuple(p[name].shape for name in names) for p in prompts}) > 1:
             return None
-        return {name: torch.cat([p[name] for p in prompts]) for name in ("prompt_embeds", "negative_prompt_embeds")}
-    merged: dict[str, Any] = {"prompt": [p["prompt"] for p in prompts],
-                              # an empty negative prompt is what diffusers uses for None
-                              "negative_prompt": [p["negative_prompt"] or "" for p in prompts]}
-    if "clip_skip" in prompts[0]:
-        merged["clip_skip"] = prompts[0]["clip_skip"]  # part of the batch key: the same for every job
-    return merged
+        return {name: torch.cat([p[name] for p in prompts]) for name in names}
+    # an empty negative prompt is what diffusers uses for None
+    return {"prompt": [p["prompt"] for p in prompts], "negative_prompt": [p["negative_prompt"] or "" for p in prompts]}
 
 
 def _sentence_prompt(tokenizer: Any, prompt: str, negative: str, clip_skip: int,
@@ -337,55 +321,6 @@ def _sentence_prompt(tokenizer: Any, prompt: str, negative: str, clip_skip: int,
 
 def _token_count(tokenizer: Any, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0
-
-
-class _StepCallback:
-    """diffusers' callback_on_step_end: progress with a preview, and Stop between steps. One pipeline call may
-    serve several jobs (`on_steps`, each owning `per_job` consecutive latents); `batch` of `batches` is the call's
-    place among a job's batch count."""
-
-    def __init__(self, on_steps: Sequence[OnStep | None], per_job: int, should_stop: ShouldStop, family: str,
-                 batch: int = 0, batches: int = 1, conditioning: Conditioning | None = None):
-        self.on_steps, self.per_job, self.should_stop = on_steps, per_job, should_stop
-        self.batch, self.batches, self.family = batch, batches, family
-        self.conditioning = conditioning  # one job's prompt editing (jobs that edit their prompts run alone)
-        self.tensor_inputs = ["latents", "prompt_embeds"] if conditioning else ["latents"]
-        self.stopped = False
-        self.not_finite = False
-        self.last_step = 0
-
-    def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        import torch
-
-        self.last_step = step + 1
-        total = pipe.num_timesteps
-        if not torch.isfinite(kwargs["latents"]).all():
-            self.not_finite = True
-            pipe._interrupt = True
-            return kwargs
-        for j, on_step in enumerate(self.on_steps):
-            if on_step is not None:
-                preview = latent_preview(kwargs["latents"][j * self.per_job], self.family)
-                on_step(self.batch * total + step + 1, self.batches * total, preview)
-        if self.should_stop():
-            self.stopped = True
-            pipe._interrupt = True  # diffusers' own flag: the loop ends after this step
-        if self.conditioning is not None:
-            now, then = self.conditioning.at(step + 1), self.conditioning.at(step + 2)
-            if then[0] is not now[0] or then[1] is not now[1]:
-                kwargs["prompt_embeds"] = _for_guidance(pipe, *then, self.per_job)
-        return kwargs
-
-
-def _for_guidance(pipe: Any, positive: torch.Tensor, negative: torch.Tensor, images: int) -> torch.Tensor:
-    """Embeddings as diffusers' denoising loop holds them: repeated per image, the negative ones first when
-    classifier-free guidance is on."""
-    import torch
-
-    positive = positive.repeat(images, 1, 1)
-    if not pipe.do_classifier_free_guidance:
-        return positive
-    return torch.cat([negative.repeat(images, 1, 1), positive])
 
 
 def _overlay(generated: Image.Image, kwargs: dict[str, Any]) -> Image.Image:

@@ -70,5 +70,5 @@ def test_prompt_editing_switches_the_embeddings_at_its_step(pipe: TextToImagePip
 def test_alternation_and_editing_pad_every_stretch_to_one_length(pipe: TextToImagePipeline) -> None:
     long = "castle " * 100  # two chunks
     conditioning = clip_conditioning(pipe.pipe, f"[{long}|a cat]", "", 4, 1, [])
-    assert [end for end, _, _ in conditioning.stretches] == [1, 2, 3, 4]
-    assert {tuple(p.shape) for _, p, n in conditioning.stretches for p in (p, n)} == {(1, 154, 32)}
+    assert [end for end, _ in conditioning.stretches] == [1, 2, 3, 4]
+    assert {tuple(t.shape) for _, e in conditioning.stretches for t in (e.positive, e.negative)} == {(1, 154, 32)}
