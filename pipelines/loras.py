@@ -1,7 +1,9 @@
 """LoRAs (kohya/A1111 or diffusers/PEFT files, SD 1.x and SDXL) on a loaded text-to-image pipeline, through
 diffusers' PEFT integration: each file is loaded once as a named adapter and kept for later jobs; a job switches on
 the adapters its prompt names at their weights, and they are switched off again when it ends, so no job's LoRAs
-reach the next one."""
+reach the next one. LyCORIS files (LoHa, LoKr, (IA)³, full diffs), which diffusers cannot map, are told apart by
+their tensor names and applied as weight changes for the job (pipelines/lycoris_slots.py); both kinds may be used
+in one job."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipelines import lycoris
 from pipelines.base import PipelineError
+from pipelines.lycoris_slots import LycorisSlots, Patch
 from pipelines.models import kinds
 from pipelines.prompts.networks import NetworkTag
 
@@ -26,6 +30,7 @@ class LoraSlots:
         self.pipe = pipe
         self._loaded: OrderedDict[str, str] = OrderedDict()  # path → adapter name
         self._count = 0
+        self.lycoris = LycorisSlots(pipe)
 
     @contextmanager
     def applied(self, tags: Sequence[NetworkTag], files: Mapping[str, str]) -> Iterator[None]:
@@ -34,18 +39,33 @@ class LoraSlots:
             yield
             return
         names, weights = [], []
+        patched: list[tuple[list[Patch], NetworkTag]] = []
         for tag in tags:
             path = files.get(f"{kinds.LORA}:{tag.name}")
             if path is None:
                 raise PipelineError(f"the LoRA {tag.name!r} was not sent with the job")
-            names.append(self._adapter(path))
-            weights.append(self._weights(tag))
-        self.pipe.enable_lora()
-        self.pipe.set_adapters(names, adapter_weights=weights)
+            if self._is_lycoris(path):
+                patched.append((self.lycoris.load(path), tag))
+            else:
+                names.append(self._adapter(path))
+                weights.append(self._weights(tag))
+        if names:
+            self.pipe.enable_lora()
+            self.pipe.set_adapters(names, adapter_weights=weights)
         try:
-            yield
+            with self.lycoris.applied(patched):
+                yield
         finally:
-            self.pipe.disable_lora()
+            if names:
+                self.pipe.disable_lora()
+
+    def _is_lycoris(self, path: str) -> bool:
+        if path in self._loaded or path in self.lycoris:
+            return path in self.lycoris
+        try:
+            return lycoris.is_lycoris(lycoris.read_keys(path))
+        except Exception as e:  # noqa: BLE001 -- safetensors and torch.load raise many types for a bad file
+            raise PipelineError(f"cannot load the LoRA {Path(path).name}: {type(e).__name__}: {e}"[:500]) from None
 
     def _weights(self, tag: NetworkTag) -> dict[str, float]:
         parts = {"unet": tag.unet, "text_encoder": tag.text_encoder, "text_encoder_2": tag.text_encoder}
