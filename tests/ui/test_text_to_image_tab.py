@@ -11,8 +11,8 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from studio.gallery import parse_parameters, read_recipe
 from studio.accounts import LOCAL_USER
+from studio.gallery import parse_parameters, read_recipe
 from studio.services import Services
 from studio.styles import Style
 from tests.conftest import make_config
@@ -149,7 +149,8 @@ def test_styles_apply_when_generating_and_reuse_takes_them_back_out(served) -> N
     job_id = generate(client, "tiny-sd", 5, **{**PARAMS, "prompt": "a lighthouse"}, styles=["dusk"])
     artwork = services.gallery.get(f"{job_id}-0")
     recipe = read_recipe(artwork.path)
-    assert recipe.params["prompt"] == "a lighthouse, at dusk" and recipe.params["negative_prompt"] == "blurry, daylight"
+    assert recipe.params["prompt"] == "a lighthouse, at dusk"
+    assert recipe.params["negative_prompt"] == "blurry, daylight"
     with Image.open(artwork.path) as png:
         assert parse_parameters(png.text["parameters"])["Styles array"] == '["dusk"]'
     values = reuse(client, artwork.id)
