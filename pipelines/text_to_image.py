@@ -33,6 +33,7 @@ from pipelines.base import (
     ShouldStop,
 )
 from pipelines.diffusion_utils import make_scheduler, model_family, pick_dtype
+from pipelines.drawn_prompts import run_each_drawn
 from pipelines.embeddings import EmbeddingSlots
 from pipelines.imaging import input_image
 from pipelines.loras import LoraSlots
@@ -110,10 +111,16 @@ class TextToImagePipeline(Pipeline):
                  files: Mapping[str, str] | None = None) -> ImageResult:
         """One job; `files` are the paths of the LoRAs its prompt's tags name (the studio resolves them)."""
         files = files or {}
-        with self._lock, self._tiled(params), self.loras.applied(params.networks(), files):
-            self.embeddings.ensure({key.partition(":")[2]: path for key, path in files.items()
-                                    if key.startswith(f"{kinds.EMBEDDING}:")})
-            return self._run(params, seed, on_step, should_stop or (lambda: False), inputs or {})
+
+        def run_one(p: TextToImageParams, s: int, step: OnStep | None) -> ImageResult:
+            with self.loras.applied(p.networks(), files):
+                self.embeddings.ensure({key.partition(":")[2]: path for key, path in files.items()
+                                        if key.startswith(f"{kinds.EMBEDDING}:")})
+                return self._run(p, s, step, should_stop or (lambda: False), inputs or {})
+
+        with self._lock, self._tiled(params):
+            return run_each_drawn(params, seed, files, on_step, run_one) if params.dynamic else run_one(
+                params, seed, on_step)
 
     def _tiled(self, params: TextToImageParams) -> AbstractContextManager[object]:
         return seamless(self.pipe.unet, self.pipe.vae) if params.tiling else nullcontext()

@@ -205,7 +205,7 @@ class GenerationService:
         # the licence travels with each image, so a restriction (e.g. non-commercial) is never separated from it
         terms = {"licence": entry.licence, **({"restriction": entry.restriction} if entry.restriction else {})}
         ids = []
-        info = {k: v for k, v in result.info.items() if k not in DRAWN}
+        info = {k: v for k, v in result.info.items() if k not in DRAWN.values()}
         for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
             params, drawn = _drawn(job.spec.params, result.info, index)
             recipe = Recipe(

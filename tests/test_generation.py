@@ -108,3 +108,36 @@ def test_embeddings_are_found_by_word_and_a_shared_name_is_no_refusal(tmp_path: 
     files = spec.model_entry["files"]
     assert list(files) == ["embedding:neg"]  # badhands is made for SD 1.x: skipped, as A1111 does
     assert files["embedding:neg"]["path"] == str(tmp_path / "webui" / "embeddings" / "neg.safetensors")
+
+
+def test_a_dynamic_prompt_is_checked_at_submit_and_each_picture_records_its_own_prompt(tmp_path: Path) -> None:
+    from tests.support.tiny_sd import tiny_sd_library
+
+    models = tiny_sd_library(tmp_path / "models")
+    (models / "wildcards" / "inks.txt").write_text("<lora:ink:0.5> wash\npaperstyle sketch\n")
+    services = build_services(make_config(tmp_path / "data", models_dirs=(models,), plugins=()))
+    params = {"prompt": "a {cat|dog|fox} in __colors__, __inks__", "width": 64, "height": 64, "num_steps": 2,
+              "batch_size": 2, "batch_count": 2}
+    for prompt, words in (("a __colour__", "unknown wildcard __colour__; closest: colors"),
+                          ("a {cat|dog", "cannot be read")):
+        with pytest.raises(ValueError, match=words):
+            services.generation.submit("text_to_image", "tiny-sd", {**params, "prompt": prompt})
+    assert not services.queue.list()  # nothing was queued
+    job = services.generation.submit("text_to_image", "tiny-sd", params, seed=11)
+    assert set(job.spec.model_entry["files"]) == {"wildcards:colors", "wildcards:inks", "lora:ink",
+                                                  "embedding:paperstyle"}
+    assert job.spec.batch_key is None
+    services.start()
+    try:
+        done = wait_finished(services, job.id, timeout=180)
+        assert done.status is JobStatus.COMPLETED, done.error
+        recipes = [services.gallery.get(i).recipe for i in done.image_ids]
+    finally:
+        services.stop()
+    prompts = [r.params["prompt"] for r in recipes]
+    assert [r.seed for r in recipes] == [11, 12, 13, 14] and len(set(prompts)) > 1
+    for recipe in recipes:
+        assert "{" not in recipe.params["prompt"] and "__" not in recipe.params["prompt"]
+        assert recipe.info["prompt_template"]["prompt"] == params["prompt"]
+        assert metadata.parse_parameters(metadata.format_parameters(recipe))["Template"] == params["prompt"]
+        assert "prompts" not in recipe.info

@@ -13,6 +13,7 @@ from tests.conftest import make_config
 from tests.e2e.browser import MISSING, chromium, chromium_path
 from tests.e2e.studio_page import StudioPage
 from tests.support.model_trees import a1111_tree
+from tests.support.tiny_sd import tiny_sd_library
 from tests.ui.serving import serve_http
 
 ARTIFACTS = Path(__file__).parent / "artifacts"  # each test's last screen (not kept in git)
@@ -49,6 +50,22 @@ def served_library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
     a1111_tree(root / "webui")
     with serve_http(make_config(root / "data", plugins=(), models_dirs=(root / "webui",))) as served:
         yield served
+
+
+@pytest.fixture(scope="session")
+def served_sd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, str]]:
+    """A studio whose --models-dir holds a tiny SD model that makes pictures, with a tiny LoRA, an embedding and a
+    wildcards folder beside it."""
+    root = tmp_path_factory.mktemp("e2e-sd")
+    tiny_sd_library(root / "models")
+    with serve_http(make_config(root / "data", plugins=(), models_dirs=(root / "models",))) as served:
+        yield served
+
+
+@pytest.fixture
+def sd_page(browser, served_sd, request: pytest.FixtureRequest) -> Iterator[StudioPage]:
+    with _page(browser, served_sd[1], request.node.name) as page:
+        yield page
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ from PIL import Image
 from playwright.sync_api import expect
 from skimage import data as examples
 
+from studio.accounts import LOCAL_USER
 from studio.gallery import metadata
+from studio.styles import Style
 from tests.e2e.studio_page import StudioPage
 
 
@@ -101,3 +103,38 @@ def test_tiling_and_a_variation_seed_reach_the_recipe(studio_page: StudioPage, s
     assert params["prompt"] == "a (red:1.2) heart, [circle|square]"
     text = metadata.format_parameters(newest.recipe)
     assert "Variation seed: 5, Variation seed strength: 0.5" in text and "Tiling: True" in text
+
+
+def test_a_lora_an_embedding_a_style_and_a_wildcard_make_a_picture_that_reuse_restores(sd_page: StudioPage,
+                                                                                      served_sd) -> None:
+    services = served_sd[0]
+    services.styles.save(LOCAL_USER, Style("moody", "dark, moody lighting", "bright"))
+    studio = sd_page.tab("text_to_image")
+    studio.page.reload()  # the Styles list is filled for the user on page load
+    studio.open().tab("text_to_image")
+    studio.choose("Model", "tiny-sd")
+    studio.fill("Prompt", "a (cat:1.2) paperstyle in __colors__")
+    studio.panel.get_by_text("LoRAs", exact=True).click()
+    studio.panel.locator("button.thumbnail-item").filter(has_text="ink").click()
+    expect(studio.field("Prompt")).to_have_value("a (cat:1.2) paperstyle in __colors__ <lora:ink:1>")
+    studio.choose("Styles", "moody")
+    for label, value in (("Steps", 2), ("Width", 64), ("Height", 64)):
+        studio.fill(label, value)
+    studio.generate()
+    assert "saved to the gallery" in studio.wait_done()
+    newest = services.gallery.page(limit=1)[0]
+    drawn = newest.recipe.params["prompt"]
+    assert re.fullmatch(r"a \(cat:1\.2\) paperstyle in (red|green|blue) <lora:ink:1>, dark, moody lighting", drawn)
+    text = metadata.format_parameters(newest.recipe)
+    assert 'Lora hashes: "ink: ' in text and 'TI hashes: "paperstyle: ' in text and "Styles array" in text
+    assert "Template: " in text
+
+    studio.tab("gallery")
+    studio.button("Refresh").click()
+    expect(studio.panel.get_by_text(re.compile(r"· 1 artwork"))).to_be_visible()
+    studio.block("Artworks").locator("img").first.click()
+    expect(studio.field("Artwork id")).to_have_value(newest.id)
+    studio.button("Reuse settings").click()
+    expect(studio.field("Prompt")).to_have_value(drawn.removesuffix(", dark, moody lighting"))
+    expect(studio.panel.get_by_label("Styles", exact=True).first).to_be_visible()
+    expect(studio.panel.locator(".token").filter(has_text="moody")).to_be_visible()  # the style chosen again
