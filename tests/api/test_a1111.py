@@ -17,7 +17,7 @@ from PIL import Image, PngImagePlugin
 from studio.services import Services
 from tests.conftest import make_config, wait_for
 from tests.support.photos import photo
-from tests.support.tiny_sd import save_tiny_sd
+from tests.support.tiny_sd import tiny_sd_library
 from tests.ui.serving import serve_http
 
 SD = "sdapi/v1"
@@ -33,7 +33,7 @@ INFO_FIELDS = {"prompt", "all_prompts", "negative_prompt", "all_negative_prompts
 @pytest.fixture(scope="module")
 def a1111(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, str]]:
     root = tmp_path_factory.mktemp("a1111")
-    save_tiny_sd(root / "models" / "tiny-sd")
+    tiny_sd_library(root / "models")  # tiny-sd, the LoRA `ink`, the embedding `paperstyle`, __colors__
     with serve_http(make_config(root / "data", models_dirs=(root / "models",), plugins=())) as served:
         httpx.post(served[1] + f"{SD}/options", json={"sd_model_checkpoint": "tiny-sd"}, timeout=30)
         yield served
@@ -106,6 +106,28 @@ def test_tiling_variation_seeds_and_weighted_prompts_come_back_as_a1111_writes_t
     info = json.loads(httpx.post(f"{url}{SD}/txt2img", json=varied, timeout=120).json()["info"])
     assert (info["subseed"], info["all_subseeds"], info["subseed_strength"]) == (8, [8, 9], 0.4)
     assert "Variation seed: 8, Variation seed strength: 0.4" in info["infotexts"][0]
+
+
+def test_a_lora_tag_an_embedding_and_emphasis_make_a_picture_with_a1111s_hashes(a1111) -> None:
+    services, url = a1111
+    loras = httpx.get(f"{url}{SD}/loras", timeout=30).json()
+    assert [lora["name"] for lora in loras] == ["ink"]
+    assert "paperstyle" in httpx.get(f"{url}{SD}/embeddings", timeout=30).json()["loaded"]
+    payload = {"prompt": "a (cat:1.3) paperstyle <lora:ink:0.8>", "seed": 5, "steps": 2, "width": 64, "height": 64}
+    done = httpx.post(f"{url}{SD}/txt2img", json=payload, timeout=120)
+    assert done.status_code == 200, done.text
+    text = json.loads(done.json()["info"])["infotexts"][0]
+    assert text.startswith("a (cat:1.3) paperstyle <lora:ink:0.8>\n")
+    assert 'Lora hashes: "ink: ' in text and 'TI hashes: "paperstyle: ' in text
+    fields = httpx.post(f"{url}{SD}/png-info", json={"image": done.json()["images"][0]}, timeout=30).json()
+    assert fields["parameters"]["Lora hashes"].startswith("ink: ")
+    artwork = services.gallery.page(limit=1)[0]
+    assert artwork.recipe.params["prompt"] == payload["prompt"]
+    unweighted = {**payload, "prompt": "a (cat:1.3) paperstyle <lora:ink:0>"}
+    base = httpx.post(f"{url}{SD}/txt2img", json=unweighted | {"save_images": False}, timeout=120).json()
+    assert decode(base["images"][0]).tobytes() != decode(done.json()["images"][0]).tobytes()  # the LoRA acted
+    refused = httpx.post(f"{url}{SD}/txt2img", json={**payload, "prompt": "a cat <lora:inky:1>"}, timeout=30)
+    assert refused.status_code == 422 and "inky" in refused.text and "ink" in refused.text
 
 
 def test_img2img_inpaints_only_inside_the_mask(a1111) -> None:
