@@ -13,7 +13,8 @@ import gradio as gr
 
 from studio.services import Services
 from studio.ui.browser import ON_LOAD_JS, THEME_TOGGLE_ID, TOGGLE_THEME_JS
-from studio.ui.handlers import Handlers, TabSettings
+from studio.ui.handlers import Handlers
+from studio.ui.reuse import TabSettings
 from studio.ui.tabs.gallery import build_gallery_tab
 from studio.ui.tabs.generator import GeneratorTab, build_generator_tab
 from studio.ui.tabs.models import build_models_tab

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -16,16 +16,16 @@ import gradio as gr
 
 from pipelines.catalog import UnknownModel, UnknownPipeline
 from studio.accounts import LOCAL_USER
-from studio.gallery import Artwork, ArtworkNotFound, Recipe, metadata
+from studio.gallery import Artwork, ArtworkNotFound, metadata
 from studio.jobs import Job, JobError, JobEvent, JobNotFound, JobStatus
 from studio.presets import PresetSaveError
 from studio.services import Services
-from studio.styles import StyleSaveError, taken_out
+from studio.styles import StyleSaveError
 from studio.ui.forms import Binding
 from studio.ui.model_library import ALL, Listing, ModelLibraryView, Thumbnail
-from studio.ui.png_info import a1111_settings, read_png_settings
 from studio.ui.presets import builtin_presets, usable_settings
 from studio.ui.progress import StepClock, step_text
+from studio.ui.reuse import TabSettings, png_settings, recipe_settings
 from studio.workers.protocol import MemoryUse
 
 logger = logging.getLogger(__name__)
@@ -50,19 +50,6 @@ class GeneratorOutputs:
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (self.status, self.preview, gr.skip() if self.images is None else self.images, self.job_id)
-
-
-@dataclass
-class TabSettings:
-    """What fills a generator tab ("Reuse settings", a dropped PNG): model and seed (gr.skip() keeps the tab's), the
-    params, and a note for the tab's status."""
-
-    kind: str
-    model: Any
-    seed: Any
-    params: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    styles: list[str] | None = None  # the prompt styles to choose (None: the tab's stay)
 
 
 class Handlers:
@@ -259,71 +246,20 @@ class Handlers:
 
     def reuse(self, image_id: str, request: gr.Request | None) -> TabSettings:
         """An artwork's kind, model, seed and params: what its tab needs to make it again."""
-        return self._recipe_settings(self.artwork(image_id, request).recipe, user_of(request))
+        recipe = self.artwork(image_id, request).recipe
+        try:
+            return recipe_settings(self.services, recipe, user_of(request))
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
 
     def png_settings(self, path: str | None, request: gr.Request | None = None) -> TabSettings:
-        """The settings of a dropped PNG: an Atelier recipe fills its own generator's tab, AUTOMATIC1111 parameters
-        the text-to-image tab. What cannot be used is kept out and said in the notes."""
+        """The settings of a dropped PNG (see reuse.png_settings)."""
         if not path:
             raise gr.Error("drop a PNG made by Atelier or AUTOMATIC1111 here to load its settings")
         try:
-            found = read_png_settings(path)
-        except (ValueError, OSError) as e:
-            raise gr.Error(str(e) if isinstance(e, ValueError) else "the uploaded file cannot be read") from None
-        if found.recipe is not None:
-            settings = self._recipe_settings(found.recipe, user_of(request))
-            settings.notes.insert(0, f"Settings loaded from an Atelier PNG ({found.recipe.pipeline}, seed "
-                                     f"{found.recipe.seed}).")
-            return settings
-        catalog = self.services.catalog
-        if not catalog.has_pipeline("text_to_image"):
-            raise gr.Error("this PNG holds AUTOMATIC1111 settings, which fill the text-to-image tab; that generator "
-                           "is not installed here")
-        models = [m.id for m in catalog.models("text_to_image") if not m.refusal]
-        mapped = a1111_settings(found.a1111 or {}, catalog.pipeline("text_to_image").Params, models)
-        seed = gr.skip() if mapped.seed is None else mapped.seed
-        notes = ["Settings loaded from an AUTOMATIC1111 PNG.", *found.notes, *mapped.notes]
-        styles = self._unstyled(user_of(request), mapped.styles, mapped.params, notes)
-        return TabSettings("text_to_image", mapped.model or gr.skip(), seed, mapped.params, notes, styles)
-
-    def _recipe_settings(self, recipe: Recipe, user: str) -> TabSettings:
-        """A recipe (a gallery artwork's, or a dropped PNG's from anywhere), checked as a request would be: fields
-        this version lacks and input pictures this studio does not hold for `user` (another user's uploads are
-        theirs, even when their recipe travels) are left out; a model it does not list keeps the tab's."""
-        kind, catalog = recipe.pipeline, self.services.catalog
-        if not catalog.has_pipeline(kind):
-            raise gr.Error(f"this artwork was made with the {kind} pipeline, which is not installed here")
-        params_cls = catalog.pipeline(kind).Params
-        known = {spec["name"] for spec in params_cls.describe()}
-        params = {k: v for k, v in recipe.params.items() if k in known}
-        unknown = sorted(set(recipe.params) - known)
-        notes = [f"Not used here: {', '.join(unknown)}."] if unknown else []
-        missing = [name for name in params_cls.image_fields()
-                   if params.get(name) and not self.services.inputs.exists(str(params[name]), owner=user)]
-        if missing:
-            params.update(dict.fromkeys(missing, ""))
-            notes.append(f"Its input pictures ({', '.join(missing)}) are not stored in this studio; add them again.")
-        try:
-            params_cls.from_dict(params)
+            return png_settings(self.services, path, user_of(request))
         except ValueError as e:
-            raise gr.Error(f"this PNG's settings do not fit the {kind} generator here: {e}") from None
-        try:
-            model = catalog.model(recipe.model, kind, any_hub_id=self.services.generation.caps.any_hub_model).id
-        except (UnknownModel, ValueError):
-            model = gr.skip()
-            notes.append(f"The model {recipe.model!r} is not available here; kept yours.")
-        names = recipe.info.get("styles")
-        return TabSettings(kind, model, recipe.seed, params, notes,
-                           self._unstyled(user, names if isinstance(names, list) else [], params, notes))
-
-    def _unstyled(self, user: str, names: list[str], params: dict[str, Any], notes: list[str]) -> list[str]:
-        """The styles a picture's prompts were expanded with, taken back out of `params` (see styles.taken_out)."""
-        if "prompt" not in params or not all(isinstance(n, str) for n in names):
-            return []
-        params["prompt"], params["negative_prompt"], chosen, note = taken_out(
-            self.services.styles, user, names, params["prompt"], params.get("negative_prompt", ""))
-        notes.extend([note] if note else [])
-        return chosen
+            raise gr.Error(str(e)) from None
 
     # -- models -----------------------------------------------------------------------------------------
     @cached_property
