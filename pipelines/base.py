@@ -139,6 +139,11 @@ class BaseParams:
         """What this job asks for; pipelines that make more than one picture, or take a size, override it."""
         return Workload(1, 0)
 
+    def workload_for(self, sizes: Mapping[str, tuple[int, int]]) -> Workload:
+        """What this job asks for, knowing the sizes of its input pictures (reference → (width, height)): for a
+        pipeline whose result's size follows an input picture. ValueError names a size it cannot make."""
+        return self.workload()
+
     def batch_key(self) -> str | None:
         """Jobs of one model whose params give the same key may run together as one batch (`Pipeline.run_batch`);
         None: this job runs alone. Pipelines that gain from batching override it."""
@@ -307,6 +312,8 @@ class Pipeline(ABC):
     prompt_networks: ClassVar[tuple[str, ...]] = ()
     # Whether it loads any Hugging Face hub id a request names (not only the listed models), fetched on first use
     hub_ids: ClassVar[bool] = False
+    # Whether its pictures depend on the job's seed (its tab shows one); an upscaler's do not
+    seeded: ClassVar[bool] = True
 
     @classmethod
     def folder_classes(cls) -> dict[str, str]:

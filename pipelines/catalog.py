@@ -24,12 +24,14 @@ from pipelines.models.hub import HUB_ID
 
 logger = logging.getLogger(__name__)
 
-# The four generators of the studio, in tab order, and where each pipeline class lives once it exists.
+# The generators of the studio, in tab order, and where each pipeline class lives once it exists: the four that
+# make pictures, then upscaling, which finishes any of theirs.
 CORE_PIPELINES = {
     "text_to_image": "pipelines.text_to_image:TextToImagePipeline",
     "gan": "pipelines.gan:GanPipeline",
     "vae": "pipelines.vae:VaePipeline",
     "style_transfer": "pipelines.style_transfer:StyleTransferPipeline",
+    "upscale": "pipelines.upscale:UpscalePipeline",
 }
 
 

@@ -67,11 +67,11 @@ class GenerationService:
             raise ValueError(f"params are too large ({len(repr(params)):,} characters; at most {MAX_PARAMS_CHARS:,})")
         params, styles = self._styled(cls.Params, params, styles, owner)
         checked = cls.Params.from_dict(params).drawn(lambda: secrets.randbelow(MAX_SEED + 1))
-        self._check_caps(checked.workload())
         for name in cls.Params.image_fields():
             ref = getattr(checked, name)
             if ref and not self.inputs.exists(ref, owner=owner):  # another user's upload is not this user's to use
                 raise ValueError(f"`{name}` refers to an input image that is not stored: {ref[:80]!r}")
+        self._check_caps(checked.workload_for({ref: self.inputs.size(ref) for ref in checked.image_refs()}))
         key = checked.batch_key()
         # the wildcards the prompts reach (ValueError names a malformed or unknown one); their lines may name LoRAs
         # and embeddings as the prompts do, so those are resolved with the prompts' own

@@ -16,7 +16,7 @@ class ModelEntry:
     id: str
     kind: str  # the pipeline kind that loads it
     source: str  # what Pipeline.load receives: a folder, a file, or a hub id
-    origin: str  # "bundled" | "package" | "hub" | "local" | "plugin"
+    origin: str  # "bundled" | "package" | "hub" | "local" | "plugin" | "builtin" (no weights: a resampler)
     licence: str = "unknown"
     restriction: str = ""  # shown in the UI beside the model when its licence limits use (e.g. non-commercial)
     size_bytes: int | None = None  # on disk; None when not downloaded yet

@@ -28,6 +28,7 @@ KIND = "text_to_image"
 # The width A1111 reports as an embedding's `shape`: its text encoder's. For SDXL A1111 shows the clip_l half (768),
 # the one its embedding loader measures.
 EMBEDDING_WIDTH = {kinds.SD1: 768, kinds.SD2: 1024, kinds.SDXL: 768}
+UPSCALE = "upscale"  # the pipeline that runs upscalers
 DEFAULT_SCALE = 4.0  # A1111's ESRGAN and Real-ESRGAN upscalers all report 4 unless the model says otherwise
 SCALE_IN_NAME = re.compile(r"(?:^|[^a-z0-9])(?:x(\d)|(\d)x)(?:[^0-9]|$)", re.IGNORECASE)  # "4x_ultra", "…-x2v3"
 MODEL_SUFFIXES = SAFETENSORS + PICKLES
@@ -118,12 +119,16 @@ def a1111_library_router(services: Services, users: Callable[..., str],
             (loaded if kinds.fits(f.family, base) else skipped)[f.name] = item
         return EmbeddingsResponse(loaded=loaded, skipped=skipped)
 
-    @router.get("/upscalers", response_model=list[UpscalerItem], summary="Upscaler models (ESRGAN family)")
+    @router.get("/upscalers", response_model=list[UpscalerItem],
+                summary="Upscalers: the resamplers, the bundled RealESRGAN networks, the library's ESRGAN files")
     def upscalers(user: User) -> list[UpscalerItem]:
         none = UpscalerItem(name="None", model_name=None, model_path=None, model_url=None, scale=DEFAULT_SCALE)
-        return [none] + [UpscalerItem(name=f.name, model_name=f.architecture or None, model_path=str(f.path),
-                                      model_url=None, scale=upscale_factor(f.name))
-                         for f in _usable(services, kinds.UPSCALER)]
+        architectures = {f.path: f.architecture for f in _usable(services, kinds.UPSCALER)}
+        listed = [m for m in services.catalog.models(UPSCALE) if not m.refusal]
+        return [none] + [UpscalerItem(name=m.path.stem if m.path else m.id,
+                                      model_name=architectures.get(m.path) or m.description or None,
+                                      model_path=str(m.path) if m.path else None, model_url=None,
+                                      scale=upscale_factor(m.path.stem if m.path else m.id)) for m in listed]
 
     def refresh(user: User) -> None:
         services.catalog.refresh()

@@ -15,7 +15,7 @@ from studio.services import Services
 from studio.ui.browser import ON_LOAD_JS, THEME_TOGGLE_ID, TOGGLE_THEME_JS
 from studio.ui.handlers import Handlers
 from studio.ui.reuse import TabSettings
-from studio.ui.tabs.gallery import build_gallery_tab
+from studio.ui.tabs.gallery import GalleryTab, build_gallery_tab
 from studio.ui.tabs.generator import GeneratorTab, build_generator_tab
 from studio.ui.tabs.models import build_models_tab
 from studio.ui.tabs.pickers import REPO_ROOT
@@ -40,7 +40,7 @@ def build_app(services: Services) -> gr.Blocks:
             gallery = build_gallery_tab(handlers)
             build_models_tab(handlers)
         installed = [g for g in generators if g.installed]
-        _wire_reuse(handlers, tabs, gallery.selected, gallery.reuse, installed)
+        _wire_reuse(handlers, tabs, gallery, installed)
         theme.click(None, js=TOGGLE_THEME_JS, api_name="toggle_theme", api_visibility="private")
         app.load(None, js=ON_LOAD_JS, api_name="browser_setup", api_visibility="private")
         app.load(handlers.gallery_page, inputs=gallery.filters,
@@ -76,10 +76,9 @@ def _wire_user_lists(app: gr.Blocks, generators: list[GeneratorTab]) -> None:
     app.load(load, outputs=[dropdown for dropdown, _ in lists], api_name="load_user_lists", show_progress="hidden")
 
 
-def _wire_reuse(handlers: Handlers, tabs: gr.Tabs, selected: gr.Textbox, button: gr.Button,
-                generators: list[GeneratorTab]) -> None:
-    """"Reuse settings", and a PNG dropped on any generator tab: open the tab the settings belong to with its model,
-    seed and params filled in. A PNG's notes (what could not be used) go to that tab's status."""
+def _wire_reuse(handlers: Handlers, tabs: gr.Tabs, gallery: GalleryTab, generators: list[GeneratorTab]) -> None:
+    """"Reuse settings", "Upscale" and a PNG dropped on any generator tab: open the tab the settings belong to with
+    its model, seed and params filled in. The notes (what could not be used) go to that tab's status."""
     outputs: list[Any] = [tabs]
     for g in generators:
         outputs += [g.model, g.seed, *(b.component for b in g.bindings), *_styles(g)]
@@ -98,15 +97,23 @@ def _wire_reuse(handlers: Handlers, tabs: gr.Tabs, selected: gr.Textbox, button:
     def reuse(image_id: str, request: gr.Request) -> list[Any]:
         return fill(handlers.reuse(image_id, request))
 
-    button.click(reuse, inputs=[selected], outputs=outputs, api_name="reuse_settings")
+    gallery.reuse.click(reuse, inputs=[gallery.selected], outputs=outputs, api_name="reuse_settings")
 
-    # the statuses follow the tabs' own outputs, so both events fill each tab in the same order
+    # the statuses follow the tabs' own outputs, so these events fill each tab in the same order
     statuses = [g.status for g in generators]
 
-    def from_png(path: str | None, request: gr.Request) -> list[Any]:
-        settings = handlers.png_settings(path, request)
+    def with_notes(settings: TabSettings) -> list[Any]:
         notes = "\n\n".join(settings.notes)
-        return [*fill(settings), *(notes if g.kind == settings.kind else gr.skip() for g in generators), None]
+        return [*fill(settings), *(notes if g.kind == settings.kind else gr.skip() for g in generators)]
+
+    def upscale(image_id: str, request: gr.Request) -> list[Any]:
+        return with_notes(handlers.to_upscale(image_id, request))
+
+    gallery.upscale.click(upscale, inputs=[gallery.selected], outputs=[*outputs, *statuses],
+                          api_name="upscale_artwork")
+
+    def from_png(path: str | None, request: gr.Request) -> list[Any]:
+        return [*with_notes(handlers.png_settings(path, request)), None]
 
     for g in generators:
         g.png.upload(from_png, inputs=[g.png], outputs=[*outputs, *statuses, g.png], api_name=f"png_settings_{g.kind}")

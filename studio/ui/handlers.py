@@ -31,6 +31,7 @@ from studio.workers.protocol import MemoryUse
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 48
+UPSCALE = "upscale"  # the generator an artwork's "Upscale" button opens
 USER_ERRORS = (ValueError, JobError, UnknownModel, UnknownPipeline, ArtworkNotFound, PresetSaveError,
                StyleSaveError)
 
@@ -251,6 +252,18 @@ class Handlers:
             return recipe_settings(self.services, recipe, user_of(request))
         except ValueError as e:
             raise gr.Error(str(e)) from None
+
+    def to_upscale(self, image_id: str, request: gr.Request | None) -> TabSettings:
+        """The Upscale tab with an artwork as its picture (stored as the user's input, as an upload would be)."""
+        if not self.services.catalog.has_pipeline(UPSCALE):
+            raise gr.Error("the upscale generator is not installed here")
+        artwork = self.artwork(image_id, request)
+        try:
+            ref = self.services.inputs.put(artwork.path, field="image", owner=user_of(request))
+        except ValueError as e:  # e.g. the user's input quota is full
+            raise gr.Error(str(e)) from None
+        return TabSettings(UPSCALE, gr.skip(), gr.skip(), {"image": ref, "source_artwork": artwork.id},
+                           [f"Artwork {artwork.id} is ready to upscale: choose the upscaler and the size."])
 
     def png_settings(self, path: str | None, request: gr.Request | None = None) -> TabSettings:
         """The settings of a dropped PNG (see reuse.png_settings)."""

@@ -118,7 +118,8 @@ def library_rows(catalog: Catalog) -> list[Row]:
     files = catalog.files()
     by_path = {f.path: f for f in files}
     order = {kind: i for i, kind in enumerate(catalog.kinds)}
-    models = sorted(catalog.models(), key=lambda m: order.get(m.kind, len(order)))
+    shown = [m for m in catalog.models() if m.origin != "builtin"]  # the resamplers are code, not models
+    models = sorted(shown, key=lambda m: order.get(m.kind, len(order)))
     listed = {m.path for m in models if m.path is not None}
     rows = [_model_row(m, by_path.get(m.path) if m.path else None, catalog.has_pipeline(m.kind), pending,
                        catalog.pipeline(m.kind).model_kind if catalog.has_pipeline(m.kind) else None)

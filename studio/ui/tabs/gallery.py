@@ -13,6 +13,7 @@ from studio.ui.handlers import Handlers
 class GalleryTab:
     selected: gr.Textbox
     reuse: gr.Button
+    upscale: gr.Button
     refresh: gr.Button
     grid: gr.Gallery
     ids: gr.State
@@ -48,7 +49,9 @@ def build_gallery_tab(handlers: Handlers) -> GalleryTab:
                     download_gif = gr.DownloadButton("Download GIF", visible=False)
                     download_mp4 = gr.DownloadButton("Download MP4", visible=False)
                     delete = gr.Button("Delete", variant="stop")
-                reuse = gr.Button("Reuse settings", variant="primary")
+                with gr.Row():
+                    reuse = gr.Button("Reuse settings", variant="primary")
+                    upscale = gr.Button("Upscale", visible=catalog.has_pipeline("upscale"))
                 notice = gr.Markdown()
         ids = gr.State([])
 
@@ -69,4 +72,4 @@ def build_gallery_tab(handlers: Handlers) -> GalleryTab:
     favourite.click(handlers.toggle_favourite, inputs=[selected], outputs=[favourite], api_name="toggle_favourite")
     delete.click(handlers.delete, inputs=[selected], outputs=[notice], api_name="delete_artwork").then(
         **listing, api_name="gallery_after_delete")
-    return GalleryTab(selected, reuse, refresh, grid, ids, page_label, filters)
+    return GalleryTab(selected, reuse, upscale, refresh, grid, ids, page_label, filters)

@@ -116,7 +116,7 @@ def build_generator_tab(kind: str, handlers: Handlers) -> GeneratorTab:
                     tab.user_lists.append((tab.styles, style_choices))
                 if kinds.LORA in catalog.pipeline(kind).prompt_networks and has_prompt:
                     build_lora_picker(kind, prompts["prompt"], handlers)
-                with gr.Row():
+                with gr.Row(visible=catalog.pipeline(kind).seeded):
                     tab.seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", scale=3)
                     dice = gr.Button("Random", scale=1, min_width=60)
                     last = gr.Button("♻ Last", scale=1, min_width=60)
