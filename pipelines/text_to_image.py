@@ -35,15 +35,19 @@ from pipelines.base import (
 from pipelines.diffusion_utils import make_scheduler, model_family, pick_dtype
 from pipelines.drawn_prompts import run_each_drawn
 from pipelines.embeddings import EmbeddingSlots
+from pipelines.hires_fix import run_hires
 from pipelines.imaging import input_image
+from pipelines.inpaint_area import blurred, outpaint_canvas, prefilled
 from pipelines.loras import LoraSlots
 from pipelines.model_sources import diffusers_models, load_diffusers_pipeline
 from pipelines.models import Library, ModelEntry, kinds
 from pipelines.prompts.encoding import clip_conditioning, plain_text
 from pipelines.prompts.sdxl import sdxl_conditioning
+from pipelines.refiner import Refiners, run_refined
 from pipelines.step_callback import StepCallback
 from pipelines.text_to_image_params import MIN_SIDE, Sampler, TextToImageParams
 from pipelines.tiling import seamless
+from pipelines.upscale import UpscalerCache
 from pipelines.variation import variation_noise
 
 if TYPE_CHECKING:
@@ -69,6 +73,8 @@ class TextToImagePipeline(Pipeline):
         self._lock = threading.Lock()  # one job at a time per loaded model: schedulers hold per-run state
         self.loras = LoraSlots(pipe)
         self.embeddings = EmbeddingSlots(pipe)
+        self.upscalers = UpscalerCache(device)  # hires fix's upscaler networks
+        self.refiners = Refiners(device, pipe.unet.dtype)  # the SDXL refiner a job names, kept for the next
 
     model_kind = kinds.CHECKPOINT
     prompt_networks = (kinds.LORA, kinds.EMBEDDING)
@@ -101,7 +107,7 @@ class TextToImagePipeline(Pipeline):
     def tensors(self) -> Iterator[torch.Tensor]:
         import torch
 
-        for m in self.pipe.components.values():
+        for m in [*self.pipe.components.values(), *self.upscalers.modules(), *self.refiners.modules()]:
             if isinstance(m, torch.nn.Module):
                 yield from m.parameters()
                 yield from m.buffers()
@@ -112,11 +118,17 @@ class TextToImagePipeline(Pipeline):
         """One job; `files` are the paths of the LoRAs its prompt's tags name (the studio resolves them)."""
         files = files or {}
 
+        stop = should_stop or (lambda: False)
+
         def run_one(p: TextToImageParams, s: int, step: OnStep | None) -> ImageResult:
             with self.loras.applied(p.networks(), files):
                 self.embeddings.ensure({key.partition(":")[2]: path for key, path in files.items()
                                         if key.startswith(f"{kinds.EMBEDDING}:")})
-                return self._run(p, s, step, should_stop or (lambda: False), inputs or {})
+                if p.enable_hr:
+                    return run_hires(self._run, self.pipe, self.upscalers, p, s, step, stop, inputs or {}, files)
+                if p.refiner_checkpoint:
+                    return run_refined(self._run, self.refiners, self.family, p, s, step, stop, inputs or {}, files)
+                return self._run(p, s, step, stop, inputs or {})
 
         with self._lock, self._tiled(params):
             return run_each_drawn(params, seed, files, on_step, run_one) if params.dynamic else run_one(
@@ -126,15 +138,19 @@ class TextToImagePipeline(Pipeline):
         return seamless(self.pipe.unet, self.pipe.vae) if params.tiling else nullcontext()
 
     def _run(self, params: TextToImageParams, seed: int, on_step: OnStep | None, should_stop: ShouldStop,
-             inputs: ImageInputs) -> ImageResult:
+             inputs: ImageInputs, output_type: str = "pil", extra: Mapping[str, Any] | None = None) -> ImageResult:
+        """One pass of the job's pictures; with `output_type` "latent", its images are the undecoded latents
+        (1, C, h, w) each, for hires fix's second pass or the refiner; `extra` goes to the diffusers call (the
+        refiner's `denoising_end`)."""
         import torch
 
         # 1. the sub-pipeline for the mode, sharing the loaded components, with the chosen sampler
         pipe = self._pipeline_for(params.mode)
         pipe.scheduler = make_scheduler(params.sampler, self._default_scheduler)
         warnings: list[str] = []
-        kwargs = {**self._mode_kwargs(params, inputs), **self._prompt_kwargs(params, warnings)}
+        kwargs = {**self._mode_kwargs(params, inputs, seed), **self._prompt_kwargs(params, warnings)}
         conditioning = kwargs.pop("conditioning", None)
+        original = kwargs.pop("original", None)  # inpainting: the picture laid back over what the mask leaves
         images: list[Image.Image] = []
         seeds: list[int] = []
         stopped = False
@@ -151,7 +167,8 @@ class TextToImagePipeline(Pipeline):
             output = pipe(
                 num_inference_steps=params.num_steps, guidance_scale=params.cfg_scale,
                 num_images_per_prompt=params.batch_size, generator=generators, callback_on_step_end=callback,
-                callback_on_step_end_tensor_inputs=callback.tensor_inputs, **kwargs,
+                callback_on_step_end_tensor_inputs=callback.tensor_inputs, output_type=output_type, **kwargs,
+                **(extra or {}),
             )
             # 4. a stopped run still decodes what it had: keep it only when the user asked for it
             if callback.not_finite:
@@ -160,11 +177,18 @@ class TextToImagePipeline(Pipeline):
                 stopped = True
                 if not params.keep_partial:
                     raise Interrupted(f"stopped at step {callback.last_step} of {params.num_steps}")
-            images += [_overlay(img, kwargs) for img in output.images] if params.mode == "inpaint" else output.images
+            if output_type == "latent":
+                images += list(output.images.split(1))
+            elif params.mode == "inpaint":
+                images += [_overlay(img, original, kwargs["mask_image"]) for img in output.images]
+            else:
+                images += output.images
             seeds += batch_seeds
             if stopped:
                 break
         info = self._info(params, kwargs, warnings)
+        if images and isinstance(images[0], Image.Image):  # only-masked inpainting keeps the whole picture's size
+            info["size"] = "x".join(map(str, images[0].size))
         if stopped:
             info["partial"] = True
         return ImageResult(images=images, seeds=seeds, info=info)
@@ -184,9 +208,12 @@ class TextToImagePipeline(Pipeline):
                                           resized if params.seed_resize_from_w else None, dtype) for s in seeds])
 
     def _info(self, params: TextToImageParams, kwargs: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+        if "width" in kwargs:
+            size = (kwargs["width"], kwargs["height"])
+        else:  # img2img: the picture as resized for the job (latents come at the params' size)
+            size = kwargs["image"].size if isinstance(kwargs["image"], Image.Image) else (params.width, params.height)
         info: dict[str, Any] = {"mode": params.mode, "model_hash": self.model_hash, "family": self.family,
-                                "size": f"{kwargs['width']}x{kwargs['height']}" if "width" in kwargs
-                                else "x".join(map(str, kwargs["image"].size))}
+                                "size": f"{size[0]}x{size[1]}"}
         if warnings:
             info["warnings"] = warnings
         return info
@@ -242,22 +269,36 @@ class TextToImagePipeline(Pipeline):
         """The side the model was trained at: the UNet's latent size times the VAE's downsampling."""
         return int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
 
-    def _mode_kwargs(self, params: TextToImageParams, inputs: ImageInputs) -> dict[str, Any]:
+    def _mode_kwargs(self, params: TextToImageParams, inputs: ImageInputs, seed: int = 0) -> dict[str, Any]:
         if params.mode == "txt2img":
             return {"width": params.width or self.native_size(), "height": params.height or self.native_size()}
-        image = input_image(inputs, params.init_image, "init_image").convert("RGB")
-        # size 0 for img2img and inpaint: the picture's own shape, at about the model's native area
+        image = input_image(inputs, params.init_image, "init_image")
+        if not isinstance(image, Image.Image):  # hires fix's enlarged latents, already at the second pass's size
+            return {"image": image, "strength": params.strength}
+        image = image.convert("RGB")
+        mask = None
+        if params.mask:
+            mask = input_image(inputs, params.mask, "mask")
+            mask = (mask.getchannel("A") if "A" in mask.getbands() else mask.convert("L")).resize(image.size)
+        if params.outpainting:
+            image, mask = outpaint_canvas(image, mask, params.outpaints, params.outpaint_fill, seed)
+        # size 0: an outpainted canvas as it is (in multiples of 8); img2img and inpaint the picture's own shape at
+        # about the model's native area
         width, height = params.width, params.height
         if not (width and height):
-            width, height = native_shape(image.size, self.native_size())
+            width, height = _eights(image.size) if params.outpainting else native_shape(image.size, self.native_size())
         size = (width, height)
-        if image.size != size:
+        only_masked = params.mode == "inpaint" and params.inpaint_full_res
+        if image.size != size and not only_masked:  # only masked: diffusers crops and resizes the masked area
             image = image.resize(size, Image.Resampling.LANCZOS)  # as A1111's "just resize"
+            mask = mask.resize(size) if mask is not None else None
         kwargs: dict[str, Any] = {"image": image, "strength": params.strength}
-        if params.mode == "inpaint":
-            mask = input_image(inputs, params.mask, "mask")
-            mask = (mask.getchannel("A") if "A" in mask.getbands() else mask.convert("L")).resize(size)
-            kwargs.update(mask_image=mask, width=width, height=height)
+        if params.mode == "inpaint" and mask is not None:
+            soft = blurred(mask, params.mask_blur)
+            kwargs.update(image=prefilled(image, soft, params.inpainting_fill, seed), original=image, mask_image=soft,
+                          width=width, height=height)
+            if only_masked:
+                kwargs["padding_mask_crop"] = params.inpaint_full_res_padding
         return kwargs
 
     def _prompt_kwargs(self, params: TextToImageParams, warnings: list[str]) -> dict[str, Any]:
@@ -277,6 +318,11 @@ class TextToImagePipeline(Pipeline):
         if conditioning.changes:
             kwargs["conditioning"] = conditioning  # taken out before the call: the step callback's
         return kwargs
+
+
+def _eights(size: tuple[int, int]) -> tuple[int, int]:
+    """A size in the nearest multiples of 8 (the latent grid)."""
+    return max(MIN_SIDE, round(size[0] / 8) * 8), max(MIN_SIDE, round(size[1] / 8) * 8)
 
 
 def _steps_run(params: TextToImageParams) -> int:
@@ -330,8 +376,8 @@ def _token_count(tokenizer: Any, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0
 
 
-def _overlay(generated: Image.Image, kwargs: dict[str, Any]) -> Image.Image:
+def _overlay(generated: Image.Image, original: Image.Image, mask: Image.Image) -> Image.Image:
     """Outside the mask the original pixels come back exactly (as A1111 does): the VAE's round trip would
     otherwise soften parts of the picture the user did not ask to change."""
-    return Image.composite(generated, kwargs["image"], kwargs["mask_image"])
+    return Image.composite(generated, original, mask)
 

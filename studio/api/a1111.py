@@ -10,7 +10,6 @@ user in the data dir, as A1111 keeps its own in config.json.
 # caller dependency built inside `a1111_router`.
 
 import base64
-import binascii
 import io
 import json
 import re
@@ -26,6 +25,8 @@ from PIL import Image
 
 from pipelines.models import ModelEntry
 from studio import __version__
+from studio.api.a1111_extras import a1111_extras_router
+from studio.api.a1111_io import base64_bytes, decode_image_field, wait_for_job
 from studio.api.a1111_library import KIND, a1111_library_router, checkpoint_id, checkpoint_title
 from studio.api.a1111_models import (
     GenerationRequest,
@@ -43,7 +44,7 @@ from studio.api.a1111_models import (
 from studio.api.errors import http_errors
 from studio.gallery import Artwork, metadata
 from studio.gallery.files import write_bytes_atomic
-from studio.gallery.inputs import check_format, decode_image
+from studio.gallery.inputs import check_format
 from studio.jobs import Job, JobStatus
 from studio.services import Services
 
@@ -51,8 +52,9 @@ PREFIX = "/sdapi/v1"
 OPTIONS_FILE = "a1111_options.json"
 TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{6,64}\]$")  # "model.safetensors [6ce0161689]" → "model.safetensors"
 SCHEDULERS = {"automatic": "Automatic", "karras": "Karras"}
+MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")  # A1111's `inpainting_fill` 0 to 3
 UNSUPPORTED = {  # field → the value that means "not asked for"
-    "restore_faces": (None, False), "enable_hr": (False,), "script_name": (None, ""),
+    "restore_faces": (None, False), "script_name": (None, ""),
     "alwayson_scripts": ({},), "resize_mode": (0,),
 }
 
@@ -62,20 +64,27 @@ def a1111_router(services: Services, users: Callable[..., str]) -> APIRouter:
     User = Annotated[str, Depends(users)]  # noqa: N806 -- a type alias for the routes below
     options = OptionsStore(services.config.data_dir / OPTIONS_FILE)
     router.include_router(a1111_library_router(services, users, lambda user: _model_in_use(services, options, user)))
+    router.include_router(a1111_extras_router(services, users))
 
     @router.post("/txt2img", response_model=GenerationResponse, summary="Text to image (waits for the result)")
     def txt2img(request: Annotated[Txt2ImgRequest, Body()], user: User) -> GenerationResponse:
-        return _generate(services, options, user, request, {})
+        refiner = {"refiner_checkpoint": checkpoint_id(services, TITLE_HASH.sub("", request.refiner_checkpoint)),
+                   "refiner_switch_at": request.refiner_switch_at} if request.refiner_checkpoint else {}
+        return _generate(services, options, user, request, {**_hires(services, request), **refiner})
 
     @router.post("/img2img", response_model=GenerationResponse, summary="Image to image or inpainting (waits)")
     def img2img(request: Annotated[Img2ImgRequest, Body()], user: User) -> GenerationResponse:
         with http_errors():
-            extra = {"init_image": services.inputs.put(_decode_image(request.init_images[0], "init_images"),
+            extra = {"init_image": services.inputs.put(decode_image_field(request.init_images[0], "init_images"),
                                                           owner=user),
                      "strength": request.denoising_strength}
             if request.mask:
-                mask = _binary_mask(_decode_image(request.mask, "mask"), invert=bool(request.inpainting_mask_invert))
+                mask = _binary_mask(decode_image_field(request.mask, "mask"),
+                                    invert=bool(request.inpainting_mask_invert))
                 extra["mask"] = services.inputs.put(mask, field="mask", owner=user)
+            if request.mask or request.outpaint_left or request.outpaint_right or request.outpaint_up or \
+                    request.outpaint_down:
+                extra.update(_inpaint_fields(request))
         return _generate(services, options, user, request, extra)
 
     @router.get("/samplers", response_model=list[SamplerItem], summary="Sampler names")
@@ -174,7 +183,8 @@ def _generate(services: Services, options: OptionsStore, user: str, request: Gen
     _refuse_unsupported(request)
     model = _model_for(services, options, user, request.override_settings)
     params = {"prompt": request.prompt, "negative_prompt": request.negative_prompt,
-              "sampler": _sampler(services, request), "num_steps": request.steps, "cfg_scale": request.cfg_scale,
+              "sampler": _sampler(services, request.sampler_name or request.sampler_index, request.scheduler),
+              "num_steps": request.steps, "cfg_scale": request.cfg_scale,
               "width": request.width or 0, "height": request.height or 0, "batch_size": request.batch_size,
               "batch_count": request.n_iter, "tiling": bool(request.tiling), "subseed": request.subseed,
               "subseed_strength": request.subseed_strength,
@@ -185,7 +195,7 @@ def _generate(services: Services, options: OptionsStore, user: str, request: Gen
               **extra}
     with http_errors():
         job = services.generation.submit(KIND, model, params, request.seed, owner=user, styles=request.styles)
-    job = _wait(services, job)
+    job = wait_for_job(services, job)
     if job.status is JobStatus.FAILED:
         raise HTTPException(500, f"the job failed: {job.error}")
     artworks = [services.gallery.get(i) for i in job.image_ids]
@@ -197,11 +207,25 @@ def _generate(services: Services, options: OptionsStore, user: str, request: Gen
     return GenerationResponse(images=images, parameters=request.model_dump(), info=json.dumps(info))
 
 
-def _wait(services: Services, job: Job) -> Job:
-    """Block until the job ends (this runs in FastAPI's thread pool, as A1111's own routes do)."""
-    for _ in services.generation.follow(job.id):  # it ends with the job
-        pass
-    return services.queue.get(job.id)
+def _inpaint_fields(request: Img2ImgRequest) -> dict[str, Any]:
+    """The inpainting and outpainting fields as the text-to-image params name them."""
+    return {"mask_blur": request.mask_blur, "inpainting_fill": MASKED_CONTENT[request.inpainting_fill],
+            "inpaint_full_res": request.inpaint_full_res and bool(request.mask),
+            "inpaint_full_res_padding": request.inpaint_full_res_padding, "outpaint_left": request.outpaint_left,
+            "outpaint_right": request.outpaint_right, "outpaint_up": request.outpaint_up,
+            "outpaint_down": request.outpaint_down, "outpaint_fill": request.outpaint_fill}
+
+
+def _hires(services: Services, request: Txt2ImgRequest) -> dict[str, Any]:
+    """Hires fix's fields as the text-to-image params name them (only when it is asked for)."""
+    if not request.enable_hr:
+        return {}
+    sampler = _sampler(services, request.hr_sampler_name, request.hr_scheduler) if request.hr_sampler_name else ""
+    return {"enable_hr": True, "hr_scale": request.hr_scale, "hr_resize_x": request.hr_resize_x,
+            "hr_resize_y": request.hr_resize_y, "hr_upscaler": request.hr_upscaler or "Latent",
+            "hr_second_pass_steps": request.hr_second_pass_steps, "hr_sampler": sampler,
+            "hr_prompt": request.hr_prompt, "hr_negative_prompt": request.hr_negative_prompt,
+            "strength": request.denoising_strength}
 
 
 def _refuse_unsupported(request: GenerationRequest) -> None:
@@ -216,13 +240,12 @@ def _sampler_names(services: Services) -> list[str]:
     return list(spec["choices"])
 
 
-def _sampler(services: Services, request: GenerationRequest) -> str:
+def _sampler(services: Services, name: str, schedule: str | None) -> str:
     """A1111 ≥ 1.9 sends the schedule apart ("DPM++ 2M" + "Karras"); earlier ones in the name."""
-    name = request.sampler_name or request.sampler_index
     known = _sampler_names(services)
-    scheduler = (request.scheduler or "automatic").lower()
+    scheduler = (schedule or "automatic").lower()
     if scheduler not in SCHEDULERS:
-        raise HTTPException(422, f"unknown `scheduler` {request.scheduler!r}; known: {', '.join(SCHEDULERS)}")
+        raise HTTPException(422, f"unknown `scheduler` {schedule!r}; known: {', '.join(SCHEDULERS)}")
     if scheduler == "karras" and not name.endswith(" Karras"):
         name += " Karras"
     if name not in known:
@@ -257,24 +280,10 @@ def _model_in_use(services: Services, options: OptionsStore, user: str) -> Model
         return None
 
 
-def _decode_image(text: str, field: str) -> Image.Image:
-    return decode_image(_base64(text, field), field)
-
-
-def _base64(text: str, field: str) -> bytes:
-    """A base64 file as A1111 accepts it: plain, or a data: URL."""
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"`{field}` is not base64") from None
-
-
 def _png_text(text: str) -> dict[str, str]:
     """The text chunks of a base64 PNG, for png-info; none for a JPEG or a WebP (which carry no Atelier text).
     No pixel is decoded: a huge or truncated picture costs no more than its text."""
-    data = _base64(text, "image")
+    data = base64_bytes(text, "image")
     if not data.startswith(metadata.PNG_SIGNATURE):
         check_format(io.BytesIO(data), "image")
         return {}
@@ -313,7 +322,7 @@ def _info(request: GenerationRequest, job: Job, artworks: list[Artwork]) -> dict
         "sd_model_hash": first.recipe.model_hash if first else None, "sd_vae_name": None, "sd_vae_hash": None,
         "seed_resize_from_w": params.get("seed_resize_from_w") or -1,
         "seed_resize_from_h": params.get("seed_resize_from_h") or -1,
-        "denoising_strength": params["strength"] if params.get("init_image") else None,
+        "denoising_strength": params["strength"] if params.get("init_image") or params.get("enable_hr") else None,
         "extra_generation_params": {}, "index_of_first_image": 0,
         "infotexts": [metadata.format_parameters(a.recipe) for a in artworks], "styles": list(job.spec.styles),
         "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(job.created_at)),

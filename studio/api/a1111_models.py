@@ -46,7 +46,6 @@ class GenerationRequest(A1111Model):
     height: int | None = Field(None, ge=0, le=2048)
     restore_faces: bool | None = Field(None, description="not supported: must be false or missing")
     tiling: bool | None = Field(None, description="seamless tiling: the picture wraps around at its edges")
-    enable_hr: bool = Field(False, description="hires fix: not supported, must be false")
     override_settings: dict[str, Any] = Field(default_factory=dict,
                                               description="`sd_model_checkpoint` picks the model for this request")
     override_settings_restore_afterwards: bool = True
@@ -58,7 +57,21 @@ class GenerationRequest(A1111Model):
 
 
 class Txt2ImgRequest(GenerationRequest):
-    pass
+    enable_hr: bool = Field(False, description="hires fix: a second pass at a larger size")
+    hr_scale: float = Field(2.0, description="hires fix's factor, 1 to 4")
+    hr_resize_x: int = Field(0, ge=0, description="0: by `hr_scale`")
+    hr_resize_y: int = Field(0, ge=0)
+    hr_upscaler: str | None = Field(None, max_length=500, description="a Latent mode (GET /sdapi/v1/latent-upscale-"
+                                    "modes) or an upscaler (GET /sdapi/v1/upscalers); missing: Latent")
+    hr_second_pass_steps: int = Field(0, ge=0, description="0: as many as the first pass")
+    hr_sampler_name: str | None = Field(None, max_length=100, description="missing: the first pass's")
+    hr_scheduler: str | None = Field(None, max_length=100)
+    hr_prompt: str = Field("", max_length=MAX_TEXT, description="empty: the prompt")
+    hr_negative_prompt: str = Field("", max_length=MAX_TEXT)
+    denoising_strength: float = Field(0.7, ge=0, le=1, description="hires fix's second pass: how far to go")
+    refiner_checkpoint: str | None = Field(None, max_length=500, description="SDXL: a checkpoint that finishes the "
+                                           "picture (a title or name from GET /sdapi/v1/sd-models)")
+    refiner_switch_at: float = Field(0.8, ge=0.01, le=0.99, description="the share of the steps before the switch")
 
 
 class Img2ImgRequest(GenerationRequest):
@@ -68,6 +81,17 @@ class Img2ImgRequest(GenerationRequest):
     denoising_strength: float = Field(0.75, ge=0, le=1)
     resize_mode: int = Field(0, description="0 (resize) only")
     inpainting_mask_invert: int = Field(0, ge=0, le=1, description="1: repaint the black part of the mask instead")
+    mask_blur: int = Field(4, ge=0, le=64, description="px of soft edge around the repainted area")
+    inpainting_fill: int = Field(0, ge=0, le=3, description="masked content: 0 fill, 1 original, 2 latent noise, "
+                                 "3 latent nothing")
+    inpaint_full_res: bool = Field(True, description="inpaint area: true only the masked area (and the padding) at "
+                                   "the job's size, pasted back; false the whole picture")
+    inpaint_full_res_padding: int = Field(0, ge=0, le=256, description="px around the masked area")
+    outpaint_left: int = Field(0, ge=0, description="Atelier's outpainting: px to add on the left (multiple of 8)")
+    outpaint_right: int = Field(0, ge=0)
+    outpaint_up: int = Field(0, ge=0)
+    outpaint_down: int = Field(0, ge=0)
+    outpaint_fill: str = Field("edge", max_length=20, description="the new area's start: edge, blur or noise")
     include_init_images: bool = False
 
 

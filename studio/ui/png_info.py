@@ -27,7 +27,9 @@ _NUMBERS = {A1111_LABELS[name]: (name, kind) for name, kind in (("num_steps", in
 # (the LoRAs and embeddings are in the prompt)
 _HANDLED = {"prompt", "negative_prompt", "Seed", "Size", A1111_LABELS["sampler"], "Schedule type", "Model",
             "Model hash", "Version", "VAE hash", "Pipeline", "Tiling", "Variation seed", "Variation seed strength",
-            "Seed resize from", "Lora hashes", "TI hashes", "Styles array",
+            "Seed resize from", "Lora hashes", "TI hashes", "Styles array", "Denoising strength", "Hires upscale",
+            "Hires resize", "Hires steps", "Hires upscaler", "Hires sampler", "Hires prompt", "Hires negative prompt",
+            "Refiner", "Refiner switch at",
             "Template", "Negative Template", *_NUMBERS}  # the prompts as drawn from the templates are the prompts
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$")
 _MAX_NAMED = 6  # unused A1111 settings named in the note; more are counted
@@ -115,6 +117,10 @@ def a1111_settings(fields: dict[str, Any], params: type[BaseParams], models: lis
             values["seed_resize_from_w"], values["seed_resize_from_h"] = int(resize[1]), int(resize[2])
         else:
             notes.append(f"Seed resize from {fields['Seed resize from']!r} is not W x H; kept yours.")
+    values.update(_hires(fields, notes))
+    if "Refiner" in fields:  # A1111 writes "name [hash]"
+        values["refiner_checkpoint"] = re.sub(r"\s*\[[0-9a-fA-F]{6,64}\]$", "", str(fields["Refiner"]))
+        values["refiner_switch_at"] = _number(fields.get("Refiner switch at", "0.8"), float)
     checked = _checked(values, params, notes)
     seed = _number(fields.get("Seed"), int)
     if "Seed" in fields and not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
@@ -128,6 +134,31 @@ def a1111_settings(fields: dict[str, Any], params: type[BaseParams], models: lis
         more = f" and {len(unused) - _MAX_NAMED} more" if len(unused) > _MAX_NAMED else ""
         notes.append(f"Not used here: {', '.join(unused[:_MAX_NAMED])}{more}.")
     return A1111Settings(checked, seed if isinstance(seed, int) else None, model, notes, _styles(fields, notes))
+
+
+def _hires(fields: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Hires fix's fields, as TextToImageParams writes them (A1111's labels); `Denoising strength` is hires fix's in
+    a txt2img PNG and img2img's otherwise: the same param."""
+    values: dict[str, Any] = {}
+    if "Denoising strength" in fields:
+        values["strength"] = _number(fields["Denoising strength"], float)
+    if not {"Hires upscale", "Hires resize", "Hires upscaler"} & set(fields):
+        return values
+    values["enable_hr"] = True
+    if "Hires resize" in fields:
+        resize = _SIZE.match(str(fields["Hires resize"]))
+        if resize:
+            values["hr_resize_x"], values["hr_resize_y"] = int(resize[1]), int(resize[2])
+        else:
+            notes.append(f"Hires resize {fields['Hires resize']!r} is not W x H; kept yours.")
+    for label, name, kind in (("Hires upscale", "hr_scale", float), ("Hires steps", "hr_second_pass_steps", int)):
+        if label in fields:
+            values[name] = _number(fields[label], kind)
+    for label, name in (("Hires upscaler", "hr_upscaler"), ("Hires sampler", "hr_sampler"),
+                        ("Hires prompt", "hr_prompt"), ("Hires negative prompt", "hr_negative_prompt")):
+        if label in fields:
+            values[name] = str(fields[label])
+    return values
 
 
 def _styles(fields: dict[str, Any], notes: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageFilter, PngImagePlugin
 
 from studio.services import Services
 from tests.conftest import make_config, wait_for
@@ -141,9 +141,18 @@ def test_img2img_inpaints_only_inside_the_mask(a1111) -> None:
     assert result.status_code == 200, result.text
     out = np.asarray(decode(result.json()["images"][0]).convert("RGB"), dtype=np.int16)
     src = np.asarray(source, dtype=np.int16)
-    outside = np.asarray(mask) == 0
+    outside = np.asarray(mask.filter(ImageFilter.GaussianBlur(4))) == 0  # A1111's default mask blur, 4 px
     assert np.array_equal(out[outside], src[outside]) and np.abs(out[~outside] - src[~outside]).mean() > 1
-    assert json.loads(result.json()["info"])["denoising_strength"] == 0.9
+    info = json.loads(result.json()["info"])
+    assert info["denoising_strength"] == 0.9
+    assert "Mask blur: 4" in info["infotexts"][0] and "Inpaint area: Only masked" in info["infotexts"][0]
+
+    grown = httpx.post(f"{url}{SD}/img2img", json={"init_images": [b64_png(source)], "prompt": "a tabby", "steps": 3,
+                                                   "denoising_strength": 0.9, "outpaint_right": 32, "mask_blur": 0},
+                       timeout=120)
+    assert grown.status_code == 200, grown.text
+    wide = np.asarray(decode(grown.json()["images"][0]).convert("RGB"), dtype=np.int16)
+    assert wide.shape == (64, 96, 3) and np.array_equal(wide[:, :64], src)
 
     plain = httpx.post(f"{url}{SD}/img2img", json={"init_images": [b64_png(source)], "steps": 3, "width": 64,
                                                    "height": 64, "denoising_strength": 0.5}, timeout=120)
@@ -189,7 +198,7 @@ def test_what_atelier_cannot_do_is_refused_by_name(a1111) -> None:
     _, url = a1111
     base = {"prompt": "x", "steps": 1, "width": 64, "height": 64}
     cases = [
-        ({"enable_hr": True}, "enable_hr"),
+        ({"enable_hr": True, "hr_upscaler": "4x-nothing", "hr_second_pass_steps": 2}, "unknown Upscaler '4x-nothing'"),
         ({"restore_faces": True}, "restore_faces"),
         ({"styles": ["cinematic"]}, "unknown style 'cinematic'"),
         ({"sampler_name": "PLMS"}, "unknown sampler 'PLMS'"),
@@ -217,3 +226,45 @@ def test_what_atelier_cannot_do_is_refused_by_name(a1111) -> None:
     unavailable = httpx.post(f"{url}{SD}/txt2img", json=offline, timeout=60)  # the tests run offline
     assert unavailable.status_code == 409 and "not downloaded and Atelier is offline" in unavailable.text
     assert httpx.post(f"{url}{SD}/options", json={"sd_model_checkpoint": "nope"}).status_code == 404
+
+
+def test_hires_fix_makes_the_larger_picture_and_writes_a1111s_fields(a1111) -> None:
+    _, url = a1111
+    payload = {"prompt": "a harbour", "seed": 4, "steps": 4, "width": 64, "height": 64, "enable_hr": True,
+               "hr_scale": 2, "hr_upscaler": "Latent", "denoising_strength": 0.5, "hr_second_pass_steps": 2}
+    done = httpx.post(f"{url}{SD}/txt2img", json=payload, timeout=120)
+    assert done.status_code == 200, done.text
+    assert decode(done.json()["images"][0]).size == (128, 128)
+    info = json.loads(done.json()["info"])
+    assert info["denoising_strength"] == 0.5
+    text = info["infotexts"][0]
+    assert "Size: 64x64" in text and "Hires upscale: 2.0" in text and "Hires upscaler: Latent" in text
+    assert "Hires steps: 2" in text and "Denoising strength: 0.5" in text
+    fields = httpx.post(f"{url}{SD}/png-info", json={"image": done.json()["images"][0]}, timeout=30).json()
+    assert fields["parameters"]["Hires upscaler"] == "Latent"
+    modes = [m["name"] for m in httpx.get(f"{url}{SD}/latent-upscale-modes", timeout=30).json()]
+    assert modes[0] == "Latent" and "Latent (nearest-exact)" in modes
+    zero = httpx.post(f"{url}{SD}/txt2img", json={**payload, "denoising_strength": 0.1}, timeout=30)
+    assert zero.status_code == 422 and "at least one step" in zero.text
+
+
+def test_extras_upscale_a_picture_with_a_real_upscaler(a1111) -> None:
+    services, url = a1111
+    names = [u["name"] for u in httpx.get(f"{url}{SD}/upscalers", timeout=30).json()]
+    assert names[0] == "None" and {"Lanczos", "Nearest", "R-ESRGAN 4x+", "R-ESRGAN AnimeVideo 2x"} <= set(names)
+    source = photo("chelsea").convert("RGB").resize((48, 32))
+    payload = {"image": b64_png(source), "upscaling_resize": 2, "upscaler_1": "R-ESRGAN AnimeVideo 2x"}
+    done = httpx.post(f"{url}{SD}/extra-single-image", json=payload, timeout=120)
+    assert done.status_code == 200, done.text
+    result = decode(done.json()["image"])
+    assert result.size == (96, 64) and "Postprocess upscale by: 2.0" in done.json()["html_info"]
+    assert services.gallery.page(limit=1)[0].recipe.pipeline == "upscale"
+    batch = {**payload, "upscaler_1": "Lanczos", "imageList": [{"data": b64_png(source), "name": "a.png"}] * 2}
+    del batch["image"]
+    done = httpx.post(f"{url}{SD}/extra-batch-images", json=batch, timeout=120).json()
+    assert [decode(i).size for i in done["images"]] == [(96, 64)] * 2
+    for change, words in (({"upscaler_1": "R-ESRGAN 5x"}, "unknown model 'R-ESRGAN 5x'"),
+                          ({"upscaling_resize": 17}, "at most 16"), ({"upscaling_resize": 0}, "at least 1"),
+                          ({"gfpgan_visibility": 1}, "face restoration"), ({"upscaler_1": "None"}, "choose")):
+        refused = httpx.post(f"{url}{SD}/extra-single-image", json={**payload, **change}, timeout=30)
+        assert refused.status_code in (404, 422) and words in refused.text, refused.text

@@ -185,12 +185,12 @@ def test_an_a1111_png_fills_the_text_to_image_tab(served, tmp_path: Path) -> Non
     tabs = tabs_filled(services, client, outputs[:-1])
     t2i = tabs["text_to_image"]
     status = t2i.pop("status")
-    assert status.startswith("Settings loaded from an AUTOMATIC1111 PNG.")
-    assert "Not used here: Denoising strength, Hires upscale." in status
+    assert status == "Settings loaded from an AUTOMATIC1111 PNG."  # every field is used
     assert t2i.pop("init_image") is None  # a txt2img PNG: no picture to start from
     assert t2i == {"model": "atelier-emoji-diffusion", "seed": 1234567, "prompt": "a castle on a hill, golden hour",
                    "negative_prompt": "blurry, lowres", "num_steps": 28, "sampler": "DPM++ 2M Karras",
-                   "cfg_scale": 6.5, "width": 512, "height": 768, "clip_skip": 1,
+                   "cfg_scale": 6.5, "width": 512, "height": 768, "clip_skip": 1, "strength": 0.4,
+                   "enable_hr": True, "hr_scale": 2.0,
                    "styles": []}  # made without styles: the tab's chosen styles are cleared, not added to it
     assert tabs["pattern"] == {}
 
