@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.base import ImageInputs, ImageResult, Interrupted, OnStep, PipelineError, ShouldStop
@@ -38,10 +39,14 @@ class Refiners:
         if self._loaded is None or self._loaded[0] != path:
             from diffusers import AutoPipelineForImage2Image
 
+            from pipelines.diffusion_utils import model_family
             from pipelines.model_sources import load_diffusers_pipeline
 
             self._loaded = None  # the old refiner goes before the new one loads
             pipe, _ = load_diffusers_pipeline(path, torch_dtype=self.dtype)
+            if model_family(pipe) != "sdxl":
+                raise PipelineError(f"the refiner {Path(path).name} is not an SDXL model; it cannot take over SDXL "
+                                    "latents")
             refiner = AutoPipelineForImage2Image.from_pipe(pipe).to(self.device)
             refiner.set_progress_bar_config(disable=True)
             self._loaded = (path, refiner)

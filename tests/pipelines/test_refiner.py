@@ -58,6 +58,16 @@ def test_refiner_settings_that_cannot_work_are_refused(tmp_path: Path) -> None:
             TextToImageParams.from_dict({**BASE, "refiner_checkpoint": "other", **change})
     assert TextToImageParams.from_dict({**BASE, "refiner_checkpoint": "xl-refiner"}).model_files() == [
         ("checkpoint", "xl-refiner")]
-    sd = TextToImagePipeline.load(str(save_tiny_sd(tmp_path / "tiny-sd")), device="cpu")
+    sd_folder = save_tiny_sd(tmp_path / "tiny-sd")
+    sd = TextToImagePipeline.load(str(sd_folder), device="cpu")
     with pytest.raises(PipelineError, match="not SDXL"):
         sd(TextToImageParams.from_dict({**BASE, "refiner_checkpoint": "x"}), seed=1, files={"checkpoint:x": "y"})
+
+
+def test_a_refiner_that_is_not_sdxl_fails_its_job_by_name(models, tmp_path: Path) -> None:
+    pipe, files = models
+    sd_folder = save_tiny_sd(tmp_path / "tiny-sd")
+    with pytest.raises(PipelineError, match="the refiner tiny-sd is not an SDXL model"):
+        pipe(TextToImageParams.from_dict({**BASE, "refiner_checkpoint": "sd"}), seed=1,
+             files={**files, "checkpoint:sd": str(sd_folder)})
+    assert picture(pipe, files, refiner_checkpoint="same").shape == (64, 64, 3)  # the next job runs
