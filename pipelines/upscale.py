@@ -239,8 +239,10 @@ class UpscalePipeline(Pipeline):
         size = params.target_size(source.width, source.height)
         crop = params.mode == "scale_to" and params.upscaling_crop
         drawn = _cover(source.size, size) if crop else size
-        second = self.others.get(params.upscaler_2, files or {}) if params.upscaler_2 != NONE else None
-        runs = [(self.net, self.name)] + ([(second, params.upscaler_2)] if params.upscaler_2 != NONE else [])
+        blended = params.upscaler_2 != NONE and params.extras_upscaler_2_visibility > 0  # else A1111 skips it too
+        runs = [(self.net, self.name)]
+        if blended:
+            runs.append((self.others.get(params.upscaler_2, files or {}), params.upscaler_2))
 
         def progress(run: int) -> Callable[[int, int], None]:
             def tile(done: int, total: int) -> None:
@@ -253,7 +255,7 @@ class UpscalePipeline(Pipeline):
                 for i, (net, name) in enumerate(runs)]
         # 2. the second blended over the first, as A1111's visibility slider does
         image = made[0]
-        if len(made) > 1 and params.extras_upscaler_2_visibility > 0:
+        if blended:
             image = Image.blend(made[0].convert("RGB"), made[1].convert("RGB"), params.extras_upscaler_2_visibility)
         # 3. crop to the asked size when the picture was drawn to cover it
         if crop:
