@@ -25,8 +25,8 @@ from PIL import Image, ImageDraw, ImageFont
 from benchmarks.common import RESULTS, Row, matmul_peak
 from pipelines.diffusion_utils import cpu_has_fast_bf16
 
-SECTIONS = ["text_to_image", "prompt_power", "service", "style_transfer", "gan", "gallery", "model_library",
-            "launch", "memory", "ray_backend"]
+SECTIONS = ["text_to_image", "prompt_power", "hires_fix", "service", "style_transfer", "upscale", "gan", "gallery",
+            "model_library", "launch", "memory", "ray_backend"]
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- benchmark table: written by `python -m benchmarks --full` -->", "<!-- end of benchmark table -->"
 
