@@ -113,10 +113,11 @@ def weighted(hidden: torch.Tensor, chunks: Sequence[Chunk]) -> torch.Tensor:
     multipliers = [[1.0, *c.weights, 1.0] + [1.0] * (MAX_TOKENS - len(c.ids)) for c in chunks]
     if all(w == 1.0 for row in multipliers for w in row):
         return hidden
-    scale = torch.tensor(multipliers, device=hidden.device, dtype=hidden.dtype)[..., None]
-    before = hidden.mean(dim=(1, 2), keepdim=True)
-    hidden = hidden * scale
-    return hidden * (before / hidden.mean(dim=(1, 2), keepdim=True))
+    # in float32 whatever the model runs in: a chunk's mean is near 0, and bf16's rounding would move it
+    scale = torch.tensor(multipliers, device=hidden.device, dtype=torch.float32)[..., None]
+    before = hidden.float().mean(dim=(1, 2), keepdim=True)
+    scaled = hidden.float() * scale
+    return (scaled * (before / scaled.mean(dim=(1, 2), keepdim=True))).to(hidden.dtype)
 
 
 def end_to_end(hidden: torch.Tensor) -> torch.Tensor:
