@@ -44,6 +44,7 @@ from pipelines.models import Library, ModelEntry, kinds
 from pipelines.prompts.encoding import clip_conditioning, plain_text
 from pipelines.prompts.sdxl import sdxl_conditioning
 from pipelines.refiner import Refiners, run_refined
+from pipelines.sd_upscale import run_sd_upscale
 from pipelines.step_callback import StepCallback
 from pipelines.text_to_image_params import MIN_SIDE, Sampler, TextToImageParams
 from pipelines.tiling import seamless
@@ -128,6 +129,9 @@ class TextToImagePipeline(Pipeline):
                     return run_hires(self._run, self.pipe, self.upscalers, p, s, step, stop, inputs or {}, files)
                 if p.refiner_checkpoint:
                     return run_refined(self._run, self.refiners, self.family, p, s, step, stop, inputs or {}, files)
+                if p.sd_upscale:
+                    tile = (p.width or self.native_size(), p.height or self.native_size())
+                    return run_sd_upscale(self._run, self.upscalers, p, tile, s, step, stop, inputs or {}, files)
                 return self._run(p, s, step, stop, inputs or {})
 
         with self._lock, self._tiled(params):

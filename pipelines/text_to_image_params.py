@@ -33,6 +33,7 @@ LATENT_UPSCALERS = {"Latent": ("bilinear", False), "Latent (antialiased)": ("bil
                     "Latent (nearest)": ("nearest", False), "Latent (nearest-exact)": ("nearest-exact", False)}
 MAX_OUTPAINT = 1024  # px added on one side of the canvas
 OUTPAINT = ("outpaint_left", "outpaint_right", "outpaint_up", "outpaint_down")
+MAX_SD_UPSCALE_SIDE = 8192  # SD upscale's result, per side: its tiles keep the memory of one pass
 MAX_HR_SIDE = 4096  # hires fix's result, per side: ×2 of the largest first pass
 HIRES = ("enable_hr", "hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_second_pass_steps", "hr_sampler",
          "hr_prompt", "hr_negative_prompt")
@@ -71,6 +72,13 @@ class TextToImageParams(BaseParams):
     outpaint_down: int = param(0, label="Outpaint down, px", minimum=0, maximum=MAX_OUTPAINT, step=8)
     outpaint_fill: Fill = param("edge", label="Outpaint fill",
                                 help="the new area's start: the edge stretched, the edge blurred, or noise")
+    sd_upscale: bool = param(False, label="SD upscale",
+                             help="img2img: enlarge the picture, then repaint it in overlapping tiles of the width "
+                                  "and height (A1111's SD upscale script)")
+    sd_upscale_scale: float = param(2.0, label="SD upscale by", minimum=1.0, maximum=4.0, step=0.05)
+    sd_upscale_upscaler: str = param("Lanczos", label="SD upscale upscaler",
+                                     help="Lanczos, Nearest, None, or an upscaler model's name")
+    sd_upscale_overlap: int = param(64, label="SD upscale tile overlap, px", minimum=0, maximum=256, step=8)
     keep_partial: bool = param(False, label="Keep a partial image when stopped")
     subseed: int = param(-1, label="Variation seed", minimum=-1, maximum=2**32 - 1, step=1, random=True,
                          help="a second seed whose noise is mixed in (-1: a random one), as A1111's")
@@ -135,6 +143,7 @@ class TextToImageParams(BaseParams):
                 raise ValueError(f"`{name}` must be a multiple of 8, got {getattr(self, name)}")
         if self.outpainting and not self.init_image:
             raise ValueError("outpainting needs an `init_image` to grow")
+        self._check_sd_upscale()
         if self.mask and not self.init_image:
             raise ValueError("`mask` needs an `init_image` to paint on")
         if self.init_image and int(self.strength * self.num_steps) < 1:
@@ -174,6 +183,24 @@ class TextToImageParams(BaseParams):
             if max(width, height) > MAX_HR_SIDE:
                 raise ValueError(f"hires fix would make {width}x{height} pictures; at most {MAX_HR_SIDE} px a side")
 
+    def _check_sd_upscale(self) -> None:
+        if len(self.sd_upscale_upscaler) > 500:
+            raise ValueError("`sd_upscale_upscaler` is far too long")
+        if not self.sd_upscale:
+            return
+        if self.mode != "img2img":
+            raise ValueError("`sd_upscale` repaints an `init_image` (img2img), without a mask or outpainting")
+        if self.batch_size * self.batch_count > 1:
+            raise ValueError("`sd_upscale` makes one picture: set `batch_size` and `batch_count` to 1")
+        tile = min(self.width, self.height) if self.width and self.height else 2 * MIN_SIDE
+        if self.sd_upscale_overlap >= tile:
+            raise ValueError(f"`sd_upscale_overlap` ({self.sd_upscale_overlap} px) must be smaller than a tile "
+                             f"({tile} px, the width and height)")
+
+    def sd_upscale_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size SD upscale makes of an init image of width × height."""
+        return max(1, round(width * self.sd_upscale_scale)), max(1, round(height * self.sd_upscale_scale))
+
     @property
     def hr_steps(self) -> int:
         """The second pass's steps, as the schedule counts them (img2img runs `strength` of them)."""
@@ -205,6 +232,12 @@ class TextToImageParams(BaseParams):
         return width + left + right, height + up + down
 
     def workload_for(self, sizes: Mapping[str, tuple[int, int]]) -> Workload:
+        if self.sd_upscale and self.init_image in sizes:
+            width, height = self.sd_upscale_size(*sizes[self.init_image])
+            if max(width, height) > MAX_SD_UPSCALE_SIDE:
+                raise ValueError(f"SD upscale would make a {width}x{height} picture; at most {MAX_SD_UPSCALE_SIDE} "
+                                 "px a side")
+            return Workload(1, width * height)
         if not (self.outpainting and self.init_image in sizes) or (self.width and self.height):
             return self.workload()
         width, height = self.canvas_size(*sizes[self.init_image])
@@ -249,6 +282,8 @@ class TextToImageParams(BaseParams):
             files.append((kinds.UPSCALER, self.hr_upscaler))
         if self.refiner_checkpoint:
             files.append((kinds.CHECKPOINT, self.refiner_checkpoint))
+        if self.sd_upscale and not is_builtin_upscaler(self.sd_upscale_upscaler):
+            files.append((kinds.UPSCALER, self.sd_upscale_upscaler))
         return files
 
     @property
@@ -290,6 +325,9 @@ class TextToImageParams(BaseParams):
             fields.update(self._hires_fields())
         if self.refiner_checkpoint:
             fields.update({"Refiner": self.refiner_checkpoint, "Refiner switch at": self.refiner_switch_at})
+        if self.sd_upscale:
+            fields.update({"SD upscale overlap": self.sd_upscale_overlap,
+                           "SD upscale upscaler": self.sd_upscale_upscaler, "SD upscale by": self.sd_upscale_scale})
         return fields
 
     def _inpaint_fields(self) -> dict[str, Any]:

@@ -85,6 +85,10 @@ def a1111_router(services: Services, users: Callable[..., str]) -> APIRouter:
             if request.mask or request.outpaint_left or request.outpaint_right or request.outpaint_up or \
                     request.outpaint_down:
                 extra.update(_inpaint_fields(request))
+            if request.sd_upscale:
+                extra.update(sd_upscale=True, sd_upscale_scale=request.sd_upscale_scale,
+                             sd_upscale_upscaler=request.sd_upscale_upscaler,
+                             sd_upscale_overlap=request.sd_upscale_overlap)
         return _generate(services, options, user, request, extra)
 
     @router.get("/samplers", response_model=list[SamplerItem], summary="Sampler names")

@@ -92,6 +92,11 @@ class Img2ImgRequest(GenerationRequest):
     outpaint_up: int = Field(0, ge=0)
     outpaint_down: int = Field(0, ge=0)
     outpaint_fill: str = Field("edge", max_length=20, description="the new area's start: edge, blur or noise")
+    sd_upscale: bool = Field(False, description="Atelier's SD upscale (A1111's script): enlarge, then repaint in "
+                             "tiles of the width and height")
+    sd_upscale_scale: float = Field(2.0, description="1 to 4")
+    sd_upscale_upscaler: str = Field("Lanczos", max_length=500, description="see GET /sdapi/v1/upscalers")
+    sd_upscale_overlap: int = Field(64, ge=0, description="px the tiles share")
     include_init_images: bool = False
 
 

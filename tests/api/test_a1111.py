@@ -154,6 +154,13 @@ def test_img2img_inpaints_only_inside_the_mask(a1111) -> None:
     wide = np.asarray(decode(grown.json()["images"][0]).convert("RGB"), dtype=np.int16)
     assert wide.shape == (64, 96, 3) and np.array_equal(wide[:, :64], src)
 
+    tiled = httpx.post(f"{url}{SD}/img2img", json={"init_images": [b64_png(source)], "prompt": "a tabby", "steps": 3,
+                                                   "denoising_strength": 0.5, "width": 64, "height": 64,
+                                                   "sd_upscale": True, "sd_upscale_overlap": 16}, timeout=120)
+    assert tiled.status_code == 200, tiled.text
+    assert decode(tiled.json()["images"][0]).size == (128, 128)
+    assert "SD upscale overlap: 16" in json.loads(tiled.json()["info"])["infotexts"][0]
+
     plain = httpx.post(f"{url}{SD}/img2img", json={"init_images": [b64_png(source)], "steps": 3, "width": 64,
                                                    "height": 64, "denoising_strength": 0.5}, timeout=120)
     assert plain.status_code == 200 and len(plain.json()["images"]) == 1
