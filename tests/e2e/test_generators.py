@@ -138,3 +138,18 @@ def test_a_lora_an_embedding_a_style_and_a_wildcard_make_a_picture_that_reuse_re
     expect(studio.field("Prompt")).to_have_value(drawn.removesuffix(", dark, moody lighting"))
     expect(studio.panel.get_by_label("Styles", exact=True).first).to_be_visible()
     expect(studio.panel.locator(".token").filter(has_text="moody")).to_be_visible()  # the style chosen again
+
+
+def test_hires_fix_makes_the_larger_picture_and_writes_a1111s_fields(studio_page: StudioPage, served) -> None:
+    services = served[0]
+    studio_page.tab("text_to_image")
+    studio_page.fill("Prompt", "a yellow star")
+    studio_page.fill("Steps", 4)
+    studio_page.panel.get_by_label("Hires fix", exact=True).check()
+    studio_page.fill("Hires steps", 4)
+    studio_page.generate()
+    assert "saved to the gallery" in studio_page.wait_done()
+    newest = services.gallery.page(limit=1)[0]
+    assert newest.recipe.params["enable_hr"] and (newest.width, newest.height) == (128, 128)  # ×2 of 64²
+    text = metadata.format_parameters(newest.recipe)
+    assert "Hires upscale: 2.0" in text and "Hires upscaler: Latent" in text and "Hires steps: 4" in text
