@@ -283,8 +283,9 @@ class TextToImagePipeline(Pipeline):
         mask = None
         if params.mask:
             mask = input_image(inputs, params.mask, "mask")
-            mask = (mask.getchannel("A") if "A" in mask.getbands() else mask.convert("L")).resize(image.size)
+            mask = mask.getchannel("A") if "A" in mask.getbands() else mask.convert("L")
         if params.outpainting:
+            mask = mask.resize(image.size) if mask is not None and mask.size != image.size else mask
             image, mask = outpaint_canvas(image, mask, params.outpaints, params.outpaint_fill, seed)
         # size 0: an outpainted canvas as it is (in multiples of 8); img2img and inpaint the picture's own shape at
         # about the model's native area
@@ -295,7 +296,8 @@ class TextToImagePipeline(Pipeline):
         only_masked = params.mode == "inpaint" and params.inpaint_full_res
         if image.size != size and not only_masked:  # only masked: diffusers crops and resizes the masked area
             image = image.resize(size, Image.Resampling.LANCZOS)  # as A1111's "just resize"
-            mask = mask.resize(size) if mask is not None else None
+        if mask is not None and mask.size != image.size:
+            mask = mask.resize(image.size)  # once, from the mask's own size
         kwargs: dict[str, Any] = {"image": image, "strength": params.strength}
         if params.mode == "inpaint" and mask is not None:
             soft = blurred(mask, params.mask_blur)

@@ -28,7 +28,8 @@ PROMPT = "a red apple on a table"
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[TextToImagePipeline, dict[str, str]]:
     root = tmp_path_factory.mktemp("models")
-    pipe = TextToImagePipeline.load(str(save_tiny_sdxl(root / "tiny-sdxl")), device="cpu")
+    # float32 on every CPU: these tests compare embeddings arithmetically, which bf16 rounding would blur
+    pipe = TextToImagePipeline.load(str(save_tiny_sdxl(root / "tiny-sdxl")), device="cpu", dtype="fp32")
     files = {"lora:ink": str(save_tiny_sdxl_lora(root / "ink.safetensors", pipe.pipe, seed=1))}
     widths = (pipe.pipe.text_encoder.config.hidden_size, pipe.pipe.text_encoder_2.config.hidden_size)
     for name, vectors in (("shinyfur", 1), ("triplestar", 3)):

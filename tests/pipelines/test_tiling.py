@@ -15,7 +15,9 @@ BASE = {"prompt": "a tiled floor", "width": 64, "height": 64, "num_steps": 3}
 
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory: pytest.TempPathFactory) -> TextToImagePipeline:
-    return TextToImagePipeline.load(str(save_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")), device="cpu")
+    # float32 on every CPU: the tests feed float32 noise to the diffusers pipeline itself
+    return TextToImagePipeline.load(str(save_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")), device="cpu",
+                                    dtype="fp32")
 
 
 def picture(pipe: TextToImagePipeline, seed: int = 1, **params: object) -> np.ndarray:

@@ -86,7 +86,8 @@ def test_img2img_and_inpaint_from_the_image_editor(served, tmp_path: Path) -> No
     stroke.paste((255, 255, 255, 255), (20, 10, 44, 38))
     stroke.save(tmp_path / "stroke.png")
     editor["layers"] = [handle_file(str(tmp_path / "stroke.png"))]
-    job_id = generate(client, "tiny-sd", 5, **{**PARAMS, "init_image": editor, "strength": 0.9})
+    job_id = generate(client, "tiny-sd", 5, **{**PARAMS, "init_image": editor, "strength": 0.9,
+                                               "mask_blur": 0})  # a hard edge: the photo exactly up to the stroke
     artwork = services.gallery.get(f"{job_id}-0")
     assert artwork.recipe.info["mode"] == "inpaint" and artwork.recipe.params["mask"].startswith("in-")
     pixels = image_of(services, artwork.id)
