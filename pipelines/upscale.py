@@ -174,8 +174,9 @@ def enlarge(image: Image.Image, size: tuple[int, int], net: Upscaler | None, res
     to the exact size with Lanczos; without a net, resampled with `resampler`."""
     if net is None:
         return image if image.size == size else image.resize(size, RESAMPLERS.get(resampler, Image.LANCZOS))
-    passes = max(1, min(MAX_PASSES, math.ceil(math.log(max(size[0] / image.width, size[1] / image.height, 1.0))
-                                                / math.log(net.scale) - 1e-9)))
+    ratio = max(size[0] / image.width, size[1] / image.height, 1.0)
+    # a ×1 network (a restoration model) runs once
+    passes = 1 if net.scale <= 1 else max(1, min(MAX_PASSES, math.ceil(math.log(ratio) / math.log(net.scale) - 1e-9)))
     for index in range(passes):
         def tile(done: int, total: int, index: int = index) -> None:
             if on_tile is not None:
