@@ -254,7 +254,7 @@ def _placed(net: nn.Module, name: str, scale: int, device: str, dtype: str | Non
 
     from pipelines.diffusion_utils import pick_dtype
 
-    # Measured on this project's 2-core AVX512-BF16 CPU (realesrgan-x4plus, 64² input, medians of 3): bf16
+    # Measured on a 2-core AVX512-BF16 CPU (realesrgan-x4plus, 64² input, medians of 3): bf16
     # channels-last 0.70 s, bf16 NCHW 0.91 s, fp32 channels-last 1.37 s, fp32 NCHW 1.72 s, the ncnn runner 1.33 s;
     # so pick_dtype's bf16 on such CPUs (mean difference to fp32 0.41/255) and channels-last everywhere.
     chosen = pick_dtype(device, dtype)
